@@ -1,0 +1,77 @@
+# kumo build. `make` builds everything, `make run` boots the default guest, `make test` runs the
+# whole suite, `make bench` compares kumo with QEMU. Sources are discovered: a new .c file under
+# src/ joins libkumo, a new tests/unit/test_*.c becomes a cmocka test binary, and a directory may
+# add rules in a *.mk fragment (tests/*/*.mk, bench/*.mk, guest/*.mk).
+
+CC ?= gcc
+BUILD ?= build
+OPT ?= -O2
+SAN ?=
+CFLAGS ?=
+override CFLAGS += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
+	-fno-strict-aliasing -D_GNU_SOURCE -Iinclude -Isrc -MMD -MP $(SAN)
+LDFLAGS += $(SAN)
+LDLIBS += -lfdt -lpthread -lm
+
+LIB_SRCS := $(shell find src -name '*.c' -not -path 'src/cmd/*' | sort)
+CMD_SRCS := $(shell find src/cmd -name '*.c' | sort)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CMD_OBJS := $(CMD_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+UNIT_HELPER_OBJS := $(UNIT_HELPERS:%.c=$(BUILD)/%.o)
+
+KUMO := $(BUILD)/kumo
+LIBKUMO := $(BUILD)/libkumo.a
+
+.PHONY: all deps run test unit bench image clean asan format
+all: $(KUMO) $(UNIT_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBKUMO): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(KUMO): $(CMD_OBJS) $(LIBKUMO)
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJS) $(LIBKUMO) $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HELPER_OBJS) $(LIBKUMO)
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_HELPER_OBJS) $(LIBKUMO) $(LDLIBS) -lcmocka
+
+# Installs the Debian packages the build and the tests need (apt-get; explains itself when not root).
+deps:
+	@bash scripts/install-deps.sh
+
+# Fetches (once, cached under ~/.cache/kumo) the default Debian guest: kernel + initramfs.
+image: deps
+	@bash guest/debian-image.sh
+
+run: deps all image
+	@$(KUMO) run --default-guest
+
+test: deps
+	@bash scripts/test.sh
+
+bench: deps
+	@bash bench/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
+
+format:
+	clang-format -i $$(find src include tests -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan build-*
+
+-include $(wildcard tests/*/*.mk bench/*.mk guest/*.mk)
+-include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d) $(UNIT_BINS:=.d)
+
+# Guest-side test programs (bare-metal guests, differential-test binaries); fragments add to it.
+.PHONY: test-programs
+test-programs:

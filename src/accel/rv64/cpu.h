@@ -1,0 +1,160 @@
+/*
+ * cpu.h - the software RV64GC CPU's internal state, shared by its files (internal to
+ * src/accel/rv64; the rest of kumo sees only include/kumo/accel.h).
+ *
+ * Files and owners of each concern:
+ *   rv64.c   accel_ops glue, run loop, interrupts, WFI, kicks   cpu.c/exec  decode + execute
+ *   csr.c    CSR file, privilege checks, traps and xRET          mmu.c       Sv39/48/57, TLB, PMP,
+ *   fpu.c    F and D arithmetic (OP-FP, FMADD family)                        loads/stores/fetch
+ *
+ * A function here runs on the vCPU's own thread unless it says otherwise.
+ */
+#ifndef KUMO_RV64_CPU_H
+#define KUMO_RV64_CPU_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kumo/accel.h"
+
+enum rv64_priv { RV64_PRIV_U = 0, RV64_PRIV_S = 1, RV64_PRIV_M = 3 };
+
+/* Exception causes, priv 1.12 §3.1.15 table 3.6. */
+enum rv64_exc {
+	RV64_EXC_INSN_MISALIGNED = 0,
+	RV64_EXC_INSN_ACCESS = 1,
+	RV64_EXC_ILLEGAL_INSN = 2,
+	RV64_EXC_BREAKPOINT = 3,
+	RV64_EXC_LOAD_MISALIGNED = 4,
+	RV64_EXC_LOAD_ACCESS = 5,
+	RV64_EXC_STORE_MISALIGNED = 6, /* also AMO */
+	RV64_EXC_STORE_ACCESS = 7,
+	RV64_EXC_ECALL_U = 8,
+	RV64_EXC_ECALL_S = 9,
+	RV64_EXC_ECALL_M = 11,
+	RV64_EXC_INSN_PAGE_FAULT = 12,
+	RV64_EXC_LOAD_PAGE_FAULT = 13,
+	RV64_EXC_STORE_PAGE_FAULT = 15,
+};
+
+enum rv64_access { RV64_ACC_READ = 0, RV64_ACC_WRITE = 1, RV64_ACC_EXEC = 2 };
+
+/*
+ * One software-TLB entry (DESIGN.md §4): a hit is one compare of the page tag and one add of
+ * host_addend. The low bits of `tag` carry flags that force the slow path (MMIO, dirty logging,
+ * ...); a tag of all ones is invalid. Owned by mmu.c.
+ */
+struct rv64_tlb_entry {
+	uint64_t tag;         /* guest-virtual page number << 12 | flag bits; ~0: invalid */
+	uintptr_t host_addend; /* host address = guest virtual + host_addend */
+	uint64_t paddr;       /* guest-physical page address (for MMIO and decode caches) */
+};
+
+#define RV64_TLB_BITS 8
+#define RV64_TLB_SIZE (1u << RV64_TLB_BITS)
+
+struct rv64_vm;
+
+struct rv64_cpu {
+	/* Hot: touched by every instruction. */
+	uint64_t x[32]; /* x[0] reads 0: the executor never writes it */
+	uint64_t pc;
+	uint64_t f[32]; /* raw bits; singles are NaN-boxed (upper 32 bits all ones) */
+	uint32_t priv;  /* enum rv64_priv */
+	uint32_t fflags; /* fcsr accrued exceptions, bits NV DZ OF UF NX (4..0) */
+	uint32_t frm;    /* fcsr rounding mode, 0..4 valid */
+
+	/* Software TLB per access type, indexed by (vaddr >> 12) & (RV64_TLB_SIZE - 1). */
+	struct rv64_tlb_entry tlb[3][RV64_TLB_SIZE];
+
+	/* Pending exception set by a failing helper (mem, fpu, csr) for the executor to raise. */
+	uint64_t exc_cause;
+	uint64_t exc_tval;
+
+	/* LR/SC reservation (unprivileged 20191213 §8.2). */
+	uint64_t resv_addr; /* guest-physical address; ~0 when no reservation */
+	uint64_t resv_val;  /* value loaded by LR, compared by SC */
+
+	/* Machine- and supervisor-level CSRs (priv 1.12 chapters 3 and 4). */
+	uint64_t mstatus; /* sstatus is a view of it */
+	uint64_t misa;
+	uint64_t medeleg, mideleg;
+	uint64_t mie;
+	uint64_t mip;  /* bits written by software (SSIP, STIP without Sstc, SEIP) */
+	uint64_t mtvec, mscratch, mepc, mcause, mtval;
+	uint64_t mcounteren, mcountinhibit, menvcfg, mseccfg;
+	uint64_t stvec, sscratch, sepc, scause, stval, scounteren, senvcfg;
+	uint64_t satp;
+	uint64_t stimecmp; /* Sstc */
+	uint64_t mhartid;
+	uint64_t cycle_base; /* mcycle/minstret derive from instret plus this offset */
+	uint64_t instret;
+	uint8_t pmpcfg[64];
+	uint64_t pmpaddr[64];
+
+	/* Written by other threads. */
+	_Atomic uint64_t mip_ext;      /* interrupt lines driven from outside (set_interrupt) */
+	_Atomic uint64_t mtimecmp;     /* ACLINT timer compare (set_timer) */
+	_Atomic uint32_t exit_request; /* kick: return ACCEL_EXIT_INTR at the next block boundary */
+	_Atomic uint32_t flush_request; /* flush_tlb from another hart */
+	pthread_mutex_t wait_lock;     /* with wait_cond: vcpu_wait() sleeps here */
+	pthread_cond_t wait_cond;
+
+	struct rv64_vm *vm;
+	struct accel_run run;
+	struct accel_stats stats;
+	bool sbi_pending; /* an ACCEL_EXIT_SBI awaits its return values */
+};
+
+struct rv64_vm {
+	uint8_t *ram;       /* host address of guest RAM */
+	uint64_t ram_base;  /* guest-physical */
+	uint64_t ram_size;
+	struct memmap *memmap;
+	unsigned ncpus;
+	uint32_t ecall_exit_mask;
+	struct rv64_cpu **cpus; /* [ncpus], NULL until vcpu_new */
+};
+
+/* --- mmu.c: translation and memory access. Each returns 0, or -1 with exc_cause/exc_tval set. */
+
+/* Loads `size` (1, 2, 4, 8) bytes at virtual `va`, zero-extended. Misaligned accesses work. */
+int rv64_mem_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val);
+int rv64_mem_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val);
+/* Fetches the instruction at va: 16 bits if compressed, else 32 (may cross a page). */
+int rv64_mem_fetch(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn);
+/*
+ * Host pointer for an aligned atomic access (AMO, LR, SC) of `size` bytes at va, checked for
+ * read+write permission (LR: read only). RAM only: MMIO or misalignment gives the architectural
+ * exception. *pa receives the guest-physical address.
+ */
+int rv64_mem_atomic_ptr(struct rv64_cpu *cpu, uint64_t va, unsigned size, bool lr, void **host,
+			uint64_t *pa);
+/* Translates va for `acc` at the effective privilege (MPRV honoured for loads/stores). */
+int rv64_mmu_translate(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, uint64_t *pa);
+void rv64_tlb_flush(struct rv64_cpu *cpu);
+void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va);
+/* Called when satp, mstatus (MPRV/MPP/SUM/MXR) or priv change, as mmu.c needs. */
+void rv64_mmu_state_changed(struct rv64_cpu *cpu);
+
+/* --- fpu.c */
+
+/*
+ * Executes an OP-FP (0x53) or FMADD/FMSUB/FNMSUB/FNMADD (0x43/0x47/0x4b/0x4f) instruction of F
+ * or D. Applies the rounding mode (instruction rm, or frm when rm = DYN) and accrues fflags.
+ * Returns 0, or -1 with exc_cause = illegal instruction (bad rm/frm, unknown encoding). The
+ * caller checked mstatus.FS != Off and marks FS dirty on success.
+ */
+int rv64_fpu_exec(struct rv64_cpu *cpu, uint32_t insn);
+
+/* --- csr.c */
+
+/* CSR read/write with privilege and existence checks: 0, or -1 with illegal instruction set. */
+int rv64_csr_read(struct rv64_cpu *cpu, unsigned csr, uint64_t *val);
+int rv64_csr_write(struct rv64_cpu *cpu, unsigned csr, uint64_t val);
+/* Takes a trap (exception cause, or interrupt with bit 63 set) at the current pc. */
+void rv64_trap(struct rv64_cpu *cpu, uint64_t cause, uint64_t tval);
+
+#endif
