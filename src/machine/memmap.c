@@ -1,0 +1,159 @@
+/*
+ * memmap.c - guest-physical address space: one RAM region and a sorted table of MMIO ranges.
+ * Lookups binary-search the table; it is only modified before vCPUs start.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kumo/base.h"
+#include "kumo/memmap.h"
+
+struct mmio_region {
+	uint64_t base, size;
+	const struct mmio_ops *ops;
+	void *opaque;
+	char name[32];
+};
+
+struct memmap {
+	uint8_t *ram;
+	uint64_t ram_base, ram_size;
+	struct mmio_region *regions; /* sorted by base, non-overlapping */
+	unsigned nregions, cap;
+};
+
+struct memmap *memmap_new(void)
+{
+	return calloc(1, sizeof(struct memmap));
+}
+
+void memmap_free(struct memmap *mm)
+{
+	if (!mm)
+		return;
+	free(mm->regions);
+	free(mm);
+}
+
+static bool overlaps(uint64_t a, uint64_t asz, uint64_t b, uint64_t bsz)
+{
+	return a < b + bsz && b < a + asz;
+}
+
+int memmap_add_ram(struct memmap *mm, uint64_t base, uint64_t size, void *host)
+{
+	if (!size || base + size < base || !host)
+		return -EINVAL;
+	if (mm->ram)
+		return -EEXIST;
+	for (unsigned i = 0; i < mm->nregions; i++)
+		if (overlaps(base, size, mm->regions[i].base, mm->regions[i].size))
+			return -EEXIST;
+	mm->ram = host;
+	mm->ram_base = base;
+	mm->ram_size = size;
+	return 0;
+}
+
+int memmap_add_mmio(struct memmap *mm, const char *name, uint64_t base, uint64_t size,
+		    const struct mmio_ops *ops, void *opaque)
+{
+	unsigned pos;
+
+	if (!size || base + size < base || !ops)
+		return -EINVAL;
+	if (mm->ram && overlaps(base, size, mm->ram_base, mm->ram_size))
+		return -EEXIST;
+	for (pos = 0; pos < mm->nregions; pos++) {
+		if (overlaps(base, size, mm->regions[pos].base, mm->regions[pos].size))
+			return -EEXIST;
+		if (mm->regions[pos].base > base)
+			break;
+	}
+	if (mm->nregions == mm->cap) {
+		unsigned cap = mm->cap ? mm->cap * 2 : 16;
+		struct mmio_region *r = realloc(mm->regions, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		mm->regions = r;
+		mm->cap = cap;
+	}
+	memmove(&mm->regions[pos + 1], &mm->regions[pos],
+		(mm->nregions - pos) * sizeof(mm->regions[0]));
+	mm->regions[pos] = (struct mmio_region){.base = base, .size = size, .ops = ops,
+						.opaque = opaque};
+	snprintf(mm->regions[pos].name, sizeof(mm->regions[pos].name), "%s", name ? name : "?");
+	mm->nregions++;
+	return 0;
+}
+
+static const struct mmio_region *find(const struct memmap *mm, uint64_t gpa, unsigned size)
+{
+	unsigned lo = 0, hi = mm->nregions;
+
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		const struct mmio_region *r = &mm->regions[mid];
+
+		if (gpa < r->base)
+			hi = mid;
+		else if (gpa - r->base >= r->size)
+			lo = mid + 1;
+		else
+			return gpa - r->base + size <= r->size ? r : NULL;
+	}
+	return NULL;
+}
+
+int memmap_mmio_read(const struct memmap *mm, uint64_t gpa, unsigned size, uint64_t *val)
+{
+	const struct mmio_region *r = find(mm, gpa, size);
+
+	if (!r)
+		return -ENOENT;
+	*val = r->ops->read ? r->ops->read(r->opaque, gpa - r->base, size) : 0;
+	if (size < 8)
+		*val &= (1ULL << (size * 8)) - 1;
+	return 0;
+}
+
+int memmap_mmio_write(const struct memmap *mm, uint64_t gpa, unsigned size, uint64_t val)
+{
+	const struct mmio_region *r = find(mm, gpa, size);
+
+	if (!r)
+		return -ENOENT;
+	if (size < 8)
+		val &= (1ULL << (size * 8)) - 1;
+	if (r->ops->write)
+		r->ops->write(r->opaque, gpa - r->base, val, size);
+	return 0;
+}
+
+void *memmap_ram_ptr(const struct memmap *mm, uint64_t gpa, uint64_t len)
+{
+	if (!mm->ram || gpa < mm->ram_base)
+		return NULL;
+	uint64_t off = gpa - mm->ram_base;
+	if (off > mm->ram_size || len > mm->ram_size - off)
+		return NULL;
+	return mm->ram + off;
+}
+
+uint64_t memmap_ram_base(const struct memmap *mm)
+{
+	return mm->ram_base;
+}
+
+uint64_t memmap_ram_size(const struct memmap *mm)
+{
+	return mm->ram_size;
+}
+
+void *memmap_ram_host(const struct memmap *mm)
+{
+	return mm->ram;
+}
