@@ -157,4 +157,36 @@ int rv64_csr_write(struct rv64_cpu *cpu, unsigned csr, uint64_t val);
 /* Takes a trap (exception cause, or interrupt with bit 63 set) at the current pc. */
 void rv64_trap(struct rv64_cpu *cpu, uint64_t cause, uint64_t tval);
 
+/* --- CPU core internals shared by exec.c, csr.c and rv64.c */
+
+/* Why rv64_exec() returned. */
+enum rv64_stop {
+	RV64_STOP_BUDGET = 0, /* ran `budget` instructions */
+	RV64_STOP_EVENT,      /* state that gates interrupts may have changed (CSR write, xRET, fence) */
+	RV64_STOP_WFI,        /* WFI with no locally enabled interrupt pending */
+	RV64_STOP_SBI,        /* ECALL to exit: run->sbi filled, sbi_pending set, pc at the ECALL */
+};
+
+/* Executes up to `budget` instructions from cpu->pc; traps are taken inline. enum rv64_stop. */
+int rv64_exec(struct rv64_cpu *cpu, uint64_t budget);
+/* Adds n retired instructions to instret/cycle (honouring mcountinhibit) and the stats. */
+void rv64_retire(struct rv64_cpu *cpu, uint64_t n);
+/* Effective mip: software bits | external lines | MTIP/STIP from the timers at now_ticks. */
+uint64_t rv64_irq_pending(struct rv64_cpu *cpu, uint64_t now_ticks);
+/* Takes the highest-priority pending and enabled interrupt (priv 1.12 §3.1.9); true if one. */
+bool rv64_irq_take(struct rv64_cpu *cpu, uint64_t pending);
+/* Earliest guest time a timer (mtimecmp, stimecmp when STCE) fires; UINT64_MAX when none. */
+uint64_t rv64_timer_deadline(struct rv64_cpu *cpu);
+/* CSR instruction: op 1 RW, 2 RS, 3 RC; reads only if `rd_used`, writes only if `wr`. */
+int rv64_csr_insn(struct rv64_cpu *cpu, unsigned csr, unsigned op, uint64_t src, bool rd_used,
+		  bool wr, uint64_t *old);
+/* Debugger/snapshot access: no privilege checks, WARL masks kept. -ENOENT if no such CSR. */
+int rv64_csr_get(struct rv64_cpu *cpu, unsigned csr, uint64_t *val);
+int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val);
+/* MRET / SRET with their privilege and TSR checks: 0, or -1 with illegal instruction set. */
+int rv64_mret(struct rv64_cpu *cpu);
+int rv64_sret(struct rv64_cpu *cpu);
+/* Resets the architectural state of a hart (M-mode, pc 0, mhartid kept). */
+void rv64_cpu_reset(struct rv64_cpu *cpu);
+
 #endif
