@@ -43,13 +43,16 @@ enum rv64_access { RV64_ACC_READ = 0, RV64_ACC_WRITE = 1, RV64_ACC_EXEC = 2 };
 
 /*
  * One software-TLB entry (DESIGN.md §4): a hit is one compare of the page tag and one add of
- * host_addend. The low bits of `tag` carry flags that force the slow path (MMIO, dirty logging,
- * ...); a tag of all ones is invalid. Owned by mmu.c.
+ * host_addend. Bits 3..11 of `tag` are requirement flags (RV64_TLB_REQ_* in mmu.h): a flag is
+ * CLEAR when the entry needs that condition (privilege class, SUM, MXR) and the per-access-type
+ * cpu->tlb_allow mask supplies the conditions that hold now; MMIO pages keep a flag nothing
+ * allows, so they always take the slow path. A tag of 0 is invalid (so is a calloc'd TLB).
+ * Owned by mmu.c; use the helpers in mmu.h.
  */
 struct rv64_tlb_entry {
-	uint64_t tag;         /* guest-virtual page number << 12 | flag bits; ~0: invalid */
-	uintptr_t host_addend; /* host address = guest virtual + host_addend */
-	uint64_t paddr;       /* guest-physical page address (for MMIO and decode caches) */
+	uint64_t tag;          /* guest-virtual page address | (RV64_TLB_FLAGS & ~required); 0: invalid */
+	uintptr_t host_addend; /* host address = guest virtual + host_addend (RAM pages only) */
+	uint64_t paddr;        /* guest-physical page address (for MMIO and decode caches) */
 };
 
 #define RV64_TLB_BITS 8
@@ -68,6 +71,10 @@ struct rv64_cpu {
 
 	/* Software TLB per access type, indexed by (vaddr >> 12) & (RV64_TLB_SIZE - 1). */
 	struct rv64_tlb_entry tlb[3][RV64_TLB_SIZE];
+	uint64_t tlb_allow[3];   /* per access type: RV64_TLB_REQ_* conditions true now (mmu.c) */
+	uint64_t tlb_satp;       /* satp the TLB contents were filled under (mmu.c) */
+	uint64_t tlb_lp_addr[2]; /* superpage fills, per VA half (bit 63): region address... */
+	uint64_t tlb_lp_mask[2]; /* ...and mask (0: none); flush_page inside it flushes all */
 
 	/* Pending exception set by a failing helper (mem, fpu, csr) for the executor to raise. */
 	uint64_t exc_cause;
@@ -136,8 +143,14 @@ int rv64_mem_atomic_ptr(struct rv64_cpu *cpu, uint64_t va, unsigned size, bool l
 int rv64_mmu_translate(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, uint64_t *pa);
 void rv64_tlb_flush(struct rv64_cpu *cpu);
 void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va);
-/* Called when satp, mstatus (MPRV/MPP/SUM/MXR) or priv change, as mmu.c needs. */
+/*
+ * Must be called after every change of satp, mstatus (MPRV/MPP/SUM/MXR), or priv (traps, xRET,
+ * set_reg), and once after the cpu is created: it recomputes what TLB entries may be used and
+ * flushes the TLB when satp changed. Cheap (no flush) for SUM/MXR/MPRV/priv changes.
+ */
 void rv64_mmu_state_changed(struct rv64_cpu *cpu);
+/* Must be called after any pmpcfg/pmpaddr write (priv 1.12 §3.7.2): flushes the TLB. */
+void rv64_pmp_changed(struct rv64_cpu *cpu);
 
 /* --- fpu.c */
 
