@@ -58,7 +58,8 @@ BOX = 0xffffffff00000000
 
 
 class Gen:
-    def __init__(self, seed, kind, count, length):
+    def __init__(self, seed, kind, count, length, zb=True):
+        self.zb_ok = zb
         self.r = random.Random(seed)
         self.seed = seed
         self.kind = kind
@@ -460,8 +461,9 @@ class Gen:
             return [(self.zb, 60), (self.alu, 20), (self.li, 10), (self.rvc, 10)]
         if k == "fp":
             return [(self.fp, 80), (self.loadstore, 8), (self.li, 4), (self.fcsr, 8)]
-        return [(self.alu, 20), (self.li, 3), (self.muldiv, 8), (self.loadstore, 12),
-                (self.amo, 8), (self.zb, 10), (self.rvc, 12), (self.fp, 25), (self.fcsr, 2)]
+        mix = [(self.alu, 20), (self.li, 3), (self.muldiv, 8), (self.loadstore, 12),
+               (self.amo, 8), (self.zb, 10), (self.rvc, 12), (self.fp, 25), (self.fcsr, 2)]
+        return [c for c in mix if self.zb_ok or c[0] != self.zb]
 
     def sequence(self):
         cls = self.classes()
@@ -548,9 +550,10 @@ def main():
     ap.add_argument("--kind", choices=["int", "mem", "zb", "fp", "mix"], default="mix")
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--length", type=int, default=48)
+    ap.add_argument("--no-zb", action="store_true", help="leave Zba/Zbb/Zbs out of mix")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
-    text = Gen(a.seed, a.kind, a.count, a.length).program()
+    text = Gen(a.seed, a.kind, a.count, a.length, not a.no_zb).program()
     with open(a.output, "w") as fh:
         fh.write(text)
 
