@@ -1,0 +1,144 @@
+/*
+ * mmu.h - inline fast paths of the software CPU's memory access (the slow paths are in mmu.c).
+ *
+ * Usage from the executor (exec.c and friends), on the vCPU thread:
+ *
+ *	uint64_t v;
+ *	if (rv64_mmu_load(cpu, va, 4, &v))      // 0, or -1 with cpu->exc_cause/exc_tval set
+ *		goto raise;                      //   -> rv64_trap(cpu, cpu->exc_cause, cpu->exc_tval)
+ *	if (rv64_mmu_store(cpu, va, 8, v)) ...
+ *	if (rv64_mmu_fetch(cpu, pc, &insn)) ... // 16-bit insns come back zero-extended
+ *
+ * Sizes are 1, 2, 4 or 8 (pass constants so the switch folds away). Loads zero-extend; sign
+ * extension is the caller's job. Misaligned and page-crossing accesses work (slow path).
+ * rv64_mem_load/store/fetch in cpu.h are the same operations out of line.
+ *
+ * The contract that keeps the fast path correct: call rv64_mmu_state_changed(cpu) after every
+ * change of priv, satp, or mstatus MPRV/MPP/SUM/MXR (that is cheap: it recomputes
+ * cpu->tlb_allow and flushes only when satp changed), rv64_pmp_changed(cpu) after a pmpcfg or
+ * pmpaddr write, rv64_tlb_flush(cpu) for SFENCE.VMA with rs1 = x0 and for remote flush
+ * requests, and rv64_tlb_flush_page(cpu, va) for SFENCE.VMA with rs1 = va.
+ *
+ * How a hit works (DESIGN.md §4): cpu->tlb[acc][vpn & 255] holds the page's tag; bits 3..11 of
+ * the tag are the RV64_TLB_REQ_* flags, cleared for each condition the entry needs (the page's
+ * privilege class, SUM for U pages touched from S, MXR for execute-only pages read). The access
+ * hits when (tag | cpu->tlb_allow[acc]) equals the page address with all flag bits set and the
+ * low address bits (va & (size - 1)) zero: one OR, one compare, and misaligned accesses miss.
+ */
+#ifndef KUMO_RV64_MMU_H
+#define KUMO_RV64_MMU_H
+
+#include <stdint.h>
+
+#include "accel/rv64/cpu.h"
+#include "kumo/base.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the rv64 software CPU accesses guest RAM in host byte order: little-endian hosts only"
+#endif
+
+#define RV64_PAGE_SHIFT 12
+#define RV64_PAGE_SIZE (1ull << RV64_PAGE_SHIFT)
+#define RV64_PAGE_MASK (~(RV64_PAGE_SIZE - 1))
+
+/* Conditions an entry may require; cleared in the tag when required. */
+#define RV64_TLB_REQ_M (1ull << 3)    /* untranslated, effective privilege M (PMP as M) */
+#define RV64_TLB_REQ_PHYS (1ull << 4) /* untranslated, S/U with satp Bare (PMP as S/U) */
+#define RV64_TLB_REQ_S (1ull << 5)    /* translated S page (PTE.U = 0), effective privilege S */
+#define RV64_TLB_REQ_U (1ull << 6)    /* translated U page: privilege U, or S loads/stores with SUM */
+#define RV64_TLB_REQ_MXR (1ull << 7)  /* load from an execute-only page: needs mstatus.MXR */
+#define RV64_TLB_REQ_SLOW (1ull << 8) /* never allowed: MMIO, or PMP not uniform over the page */
+#define RV64_TLB_FLAGS 0xff8ull       /* every flag bit (bits 3..11) */
+
+int rv64_mmu_load_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val);
+int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val);
+int rv64_mmu_fetch_slow(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn);
+
+static inline struct rv64_tlb_entry *rv64_tlb_slot(struct rv64_cpu *cpu, enum rv64_access acc,
+						   uint64_t va)
+{
+	return &cpu->tlb[acc][(va >> RV64_PAGE_SHIFT) & (RV64_TLB_SIZE - 1)];
+}
+
+/* True when entry e serves an access of `size` bytes at va now (aligned, same page, allowed). */
+static inline bool rv64_tlb_match(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *e,
+				  enum rv64_access acc, uint64_t va, unsigned size)
+{
+	return (e->tag | cpu->tlb_allow[acc]) ==
+	       ((va & (RV64_PAGE_MASK | (size - 1))) | RV64_TLB_FLAGS);
+}
+
+static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val)
+{
+	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_READ, va);
+
+	if (likely(rv64_tlb_match(cpu, e, RV64_ACC_READ, va, size))) {
+		uintptr_t h = (uintptr_t)va + e->host_addend;
+
+		/* Aligned: single-copy atomic as RVWMO requires (unpriv 20191213 §14.1). */
+		switch (size) {
+		case 1:
+			*val = __atomic_load_n((const uint8_t *)h, __ATOMIC_RELAXED);
+			break;
+		case 2:
+			*val = __atomic_load_n((const uint16_t *)h, __ATOMIC_RELAXED);
+			break;
+		case 4:
+			*val = __atomic_load_n((const uint32_t *)h, __ATOMIC_RELAXED);
+			break;
+		default:
+			*val = __atomic_load_n((const uint64_t *)h, __ATOMIC_RELAXED);
+			break;
+		}
+		cpu->stats.tlb_hits++;
+		return 0;
+	}
+	return rv64_mmu_load_slow(cpu, va, size, val);
+}
+
+static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
+{
+	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_WRITE, va);
+
+	if (likely(rv64_tlb_match(cpu, e, RV64_ACC_WRITE, va, size))) {
+		uintptr_t h = (uintptr_t)va + e->host_addend;
+
+		switch (size) {
+		case 1:
+			__atomic_store_n((uint8_t *)h, (uint8_t)val, __ATOMIC_RELAXED);
+			break;
+		case 2:
+			__atomic_store_n((uint16_t *)h, (uint16_t)val, __ATOMIC_RELAXED);
+			break;
+		case 4:
+			__atomic_store_n((uint32_t *)h, (uint32_t)val, __ATOMIC_RELAXED);
+			break;
+		default:
+			__atomic_store_n((uint64_t *)h, val, __ATOMIC_RELAXED);
+			break;
+		}
+		cpu->stats.tlb_hits++;
+		return 0;
+	}
+	return rv64_mmu_store_slow(cpu, va, size, val);
+}
+
+/* Fetches at va (even): a 32-bit instruction, or a 16-bit one zero-extended (low bits != 11). */
+static inline int rv64_mmu_fetch(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn)
+{
+	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_EXEC, va);
+
+	/* Parcels are 2-byte aligned; all 4 bytes must lie in the page to read them at once. */
+	if (likely(rv64_tlb_match(cpu, e, RV64_ACC_EXEC, va, 2) &&
+		   (va & (RV64_PAGE_SIZE - 1)) <= RV64_PAGE_SIZE - 4)) {
+		const uint16_t *h = (const uint16_t *)((uintptr_t)va + e->host_addend);
+		uint32_t lo = h[0];
+
+		*insn = (lo & 3) == 3 ? lo | (uint32_t)h[1] << 16 : lo;
+		cpu->stats.tlb_hits++;
+		return 0;
+	}
+	return rv64_mmu_fetch_slow(cpu, va, insn);
+}
+
+#endif
