@@ -350,7 +350,7 @@ static void write_pmpcfg(struct rv64_cpu *cpu, unsigned idx, uint64_t val)
 			v &= ~PMP_W;
 		cpu->pmpcfg[i] = v;
 	}
-	rv64_tlb_flush(cpu);
+	rv64_pmp_changed(cpu);
 }
 
 static uint64_t read_pmpcfg(const struct rv64_cpu *cpu, unsigned idx)
@@ -589,7 +589,6 @@ int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val)
 		if (mode == 0)
 			val = 0;
 		cpu->satp = val & ((0xfULL << SATP_MODE_SHIFT) | SATP_ASID_MASK | SATP_PPN_MASK);
-		rv64_tlb_flush(cpu);
 		rv64_mmu_state_changed(cpu);
 		break;
 	}
@@ -658,7 +657,7 @@ int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val)
 
 			if (!pmpaddr_locked(cpu, i)) {
 				cpu->pmpaddr[i] = val & PMPADDR_MASK;
-				rv64_tlb_flush(cpu);
+				rv64_pmp_changed(cpu);
 			}
 		} else {
 			return -ENOENT;
