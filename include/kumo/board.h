@@ -42,6 +42,8 @@
 #define VIRT_PLIC_NDEV 95 /* sources 1..95 */
 
 #define BOARD_MAX_CPUS 64
+#define BOARD_MIN_RAM (16ULL << 20)
+#define BOARD_MAX_RAM (1ULL << 40) /* 1 TiB: RAM ends below 0x100_8000_0000 */
 
 enum board_event {
 	BOARD_EVENT_POWEROFF = 1,
@@ -59,6 +61,11 @@ struct board_hooks {
 	void (*system_event)(void *opaque, enum board_event ev, uint64_t data);
 	/* Bytes the guest wrote to the console UART. Called on a vCPU thread; must not block long. */
 	void (*console_write)(void *opaque, const uint8_t *buf, size_t len);
+	/*
+	 * Optional: the UART's receive FIFO has emptied after board_console_input() refused
+	 * bytes; input can be offered again. Called on a vCPU thread with no board lock held.
+	 */
+	void (*console_rx_ready)(void *opaque);
 };
 
 struct board_config {
@@ -74,7 +81,13 @@ struct board_config {
 
 struct board;
 
-/* Creates the memory map and every device. On failure returns -errno with err_set(). */
+/*
+ * Creates the memory map and every device. On failure returns -errno with err_set(). Guest
+ * RAM is not added: the VMM adds cfg->ram_size bytes at VIRT_DRAM_BASE with memmap_add_ram()
+ * on board_memmap(). No hook is called before board_reset(), so the VMM may create its vCPUs
+ * after board_new(); call board_reset() once they exist to drive every line to its reset level
+ * (interrupts low, mtimecmp UINT64_MAX).
+ */
 int board_new(const struct board_config *cfg, struct board **out);
 void board_free(struct board *b);
 struct memmap *board_memmap(struct board *b);
@@ -88,8 +101,12 @@ void board_set_initrd(struct board *b, uint64_t start, uint64_t end);
  */
 int board_dt_build(struct board *b, void *buf, size_t size);
 
-/* Console input from the host (I/O thread): queued into the UART's receive FIFO. */
-void board_console_input(struct board *b, const uint8_t *buf, size_t len);
+/*
+ * Console input from the host (any thread): queued into the UART's receive FIFO (16 bytes).
+ * Returns how many bytes were accepted; the rest were refused (keep them and offer them again
+ * when hooks.console_rx_ready fires, or later). Never blocks.
+ */
+size_t board_console_input(struct board *b, const uint8_t *buf, size_t len);
 
 /* Resets every device to its power-on state (reboot). */
 void board_reset(struct board *b);
