@@ -434,6 +434,8 @@ static int dt_cpu(struct board *b, void *fdt, int cpus, unsigned h, const struct
 	if (intc < 0)
 		return intc;
 	err = fdt_setprop_u32(fdt, intc, "#interrupt-cells", 1);
+	if (!err) /* dtc's interrupt_provider check wants it; nothing is addressed through it */
+		err = fdt_setprop_u32(fdt, intc, "#address-cells", 0);
 	if (!err)
 		err = fdt_setprop_empty(fdt, intc, "interrupt-controller");
 	if (!err)
