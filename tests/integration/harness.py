@@ -217,7 +217,8 @@ class Console:
             return self._text
 
     def tail(self, lines=30):
-        return [line for line in self.text().rstrip("\n").split("\n")[-lines:]]
+        text = self.text().rstrip("\n")
+        return text.split("\n")[-lines:] if text else []
 
     def stderr_text(self):
         try:
