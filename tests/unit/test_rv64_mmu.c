@@ -736,6 +736,39 @@ static void test_tlb_satp_change(void **state)
 	assert_int_equal(load(f, va, 8), 11);
 }
 
+static void test_tlb_victim(void **state)
+{
+	struct fx *f = *state;
+	uint64_t va1 = 0xa00000ull, va2 = va1 + RV64_TLB_SIZE * 4096ull, pte1, misses;
+
+	/* Two pages that share a direct-mapped slot: both stay cached, via the victim TLB. */
+	paging(f, SV39);
+	pte1 = map(f, va1, RAM_BASE + 0x140000, 0, V | R | W | A | D);
+	map(f, va2, RAM_BASE + 0x141000, 0, V | R | W | A | D);
+	wr64(f, RAM_BASE + 0x140000, 1);
+	wr64(f, RAM_BASE + 0x141000, 2);
+	wr64(f, RAM_BASE + 0x142000, 3);
+	assert_int_equal(load(f, va1, 8), 1);
+	assert_int_equal(load(f, va2, 8), 2);
+	misses = f->cpu->stats.tlb_misses;
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(load(f, va1, 8), 1);
+		assert_int_equal(load(f, va2, 8), 2);
+	}
+	assert_int_equal(f->cpu->stats.tlb_misses, misses);
+	/* SFENCE.VMA of the page now in the victim TLB drops it there too. */
+	wr64(f, pte1, ((RAM_BASE + 0x142000) >> 12) << 10 | V | R | W | A | D);
+	rv64_tlb_flush_page(f->cpu, va1);
+	assert_int_equal(load(f, va2, 8), 2);
+	assert_int_equal(load(f, va1, 8), 3);
+	/* A full flush empties it. */
+	wr64(f, pte1, 0);
+	assert_int_equal(load(f, va2, 8), 2);
+	rv64_tlb_flush(f->cpu);
+	assert_fault(f, rv64_mem_load(f->cpu, va1, 8, &(uint64_t){0}), RV64_EXC_LOAD_PAGE_FAULT,
+		     va1);
+}
+
 static void test_atomic_ptr(void **state)
 {
 	struct fx *f = *state;
@@ -906,6 +939,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tlb_reuse_and_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tlb_superpage_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tlb_satp_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tlb_victim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_ptr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pmp_napot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pmp_tor_priority, setup, teardown),

@@ -57,6 +57,7 @@ struct rv64_tlb_entry {
 
 #define RV64_TLB_BITS 8
 #define RV64_TLB_SIZE (1u << RV64_TLB_BITS)
+#define RV64_TLB_VICTIM 8 /* fully associative victim entries per access type */
 
 struct rv64_vm;
 
@@ -75,6 +76,8 @@ struct rv64_cpu {
 	uint64_t tlb_satp;       /* satp the TLB contents were filled under (mmu.c) */
 	uint64_t tlb_lp_addr[2]; /* superpage fills, per VA half (bit 63): region address... */
 	uint64_t tlb_lp_mask[2]; /* ...and mask (0: none); flush_page inside it flushes all */
+	struct rv64_tlb_entry tlb_victim[3][RV64_TLB_VICTIM]; /* evicted entries (mmu.c) */
+	uint32_t tlb_victim_next[3];                          /* round-robin replacement */
 
 	/* Pending exception set by a failing helper (mem, fpu, csr) for the executor to raise. */
 	uint64_t exc_cause;

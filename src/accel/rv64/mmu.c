@@ -137,6 +137,7 @@ static uint64_t tlb_allow_for(const struct rv64_cpu *cpu, enum rv64_access acc)
 void rv64_tlb_flush(struct rv64_cpu *cpu)
 {
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
+	memset(cpu->tlb_victim, 0, sizeof(cpu->tlb_victim));
 	cpu->tlb_lp_mask[0] = cpu->tlb_lp_mask[1] = 0;
 	cpu->tlb_lp_addr[0] = cpu->tlb_lp_addr[1] = 0;
 }
@@ -159,6 +160,11 @@ void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 
 		if ((e->tag & RV64_PAGE_MASK) == (va & RV64_PAGE_MASK))
 			e->tag = 0;
+		for (unsigned i = 0; i < RV64_TLB_VICTIM; i++) {
+			e = &cpu->tlb_victim[acc][i];
+			if ((e->tag & RV64_PAGE_MASK) == (va & RV64_PAGE_MASK))
+				e->tag = 0;
+		}
 	}
 }
 
@@ -389,6 +395,11 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 	uint8_t *host = ram_host(cpu->vm, page, RV64_PAGE_SIZE);
 	int perm = pmp_perm(cpu, page, page + RV64_PAGE_SIZE - 1, priv);
 
+	if (e->tag) {
+		unsigned v = cpu->tlb_victim_next[acc]++ % RV64_TLB_VICTIM;
+
+		cpu->tlb_victim[acc][v] = *e;
+	}
 	if (!host || perm < 0 || ((unsigned)perm & pmp_need[acc]) != pmp_need[acc])
 		req |= RV64_TLB_REQ_SLOW;
 	e->tag = (va & RV64_PAGE_MASK) | (RV64_TLB_FLAGS & ~req);
@@ -396,6 +407,30 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 	e->paddr = page;
 	if (w->page_size > RV64_PAGE_SIZE)
 		tlb_note_superpage(cpu, va, w->page_size);
+}
+
+/* True when e translates va's page now, as a fast or a slow-path entry. */
+static bool tlb_usable(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *e,
+		       enum rv64_access acc, uint64_t va)
+{
+	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW) ==
+	       ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS);
+}
+
+/* Looks for va's page among the victims; a hit trades places with the direct-mapped entry e. */
+static void tlb_victim_swap(struct rv64_cpu *cpu, enum rv64_access acc, uint64_t va,
+			    struct rv64_tlb_entry *e)
+{
+	for (unsigned i = 0; i < RV64_TLB_VICTIM; i++) {
+		struct rv64_tlb_entry *v = &cpu->tlb_victim[acc][i], tmp;
+
+		if (tlb_usable(cpu, v, acc, va)) {
+			tmp = *v;
+			*v = *e;
+			*e = tmp;
+			return;
+		}
+	}
 }
 
 /*
@@ -409,6 +444,8 @@ static int mmu_lookup(struct rv64_cpu *cpu, uint64_t va, unsigned len, enum rv64
 	unsigned priv = effective_priv(cpu, acc);
 	struct mmu_walk w;
 
+	if (!tlb_usable(cpu, e, acc, va))
+		tlb_victim_swap(cpu, acc, va, e);
 	if (rv64_tlb_match(cpu, e, acc, va & RV64_PAGE_MASK, 1)) {
 		/* A fast entry, here because va is misaligned or crosses into the next page. */
 		cpu->stats.tlb_hits++;
@@ -418,8 +455,7 @@ static int mmu_lookup(struct rv64_cpu *cpu, uint64_t va, unsigned len, enum rv64
 			return fault(cpu, access_fault_cause[acc], va);
 		return 0;
 	}
-	if ((e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW) ==
-	    ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS)) {
+	if (tlb_usable(cpu, e, acc, va)) {
 		/* A slow-path entry: the translation is known, the access still gets checked. */
 		cpu->stats.tlb_hits++;
 		w.pa = e->paddr | (va & ~RV64_PAGE_MASK);
