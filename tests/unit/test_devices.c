@@ -34,6 +34,8 @@ struct fake {
 	char out[256];
 	size_t out_len;
 	unsigned rx_ready_calls;
+	const uint8_t *refeed; /* rx_ready offers these bytes again, from inside the hook */
+	size_t refeed_len;
 };
 
 static struct fake fk = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -77,9 +79,20 @@ static void f_console(void *o, const uint8_t *buf, size_t len)
 	f->out_len += len;
 }
 
+static struct board *board;
+static struct memmap *mm;
+
 static void f_rx_ready(void *o)
 {
-	((struct fake *)o)->rx_ready_calls++;
+	struct fake *f = o;
+	size_t n;
+
+	f->rx_ready_calls++;
+	if (f->refeed_len) {
+		n = board_console_input(board, f->refeed, f->refeed_len);
+		f->refeed += n;
+		f->refeed_len -= n;
+	}
 }
 
 static bool irq_level(unsigned hart, unsigned irq)
@@ -91,9 +104,6 @@ static bool irq_level(unsigned hart, unsigned irq)
 	pthread_mutex_unlock(&fk.lock);
 	return v;
 }
-
-static struct board *board;
-static struct memmap *mm;
 
 static int setup(void **state)
 {
@@ -114,6 +124,7 @@ static int setup(void **state)
 	memset(fk.timer, 0, sizeof(fk.timer));
 	fk.irq_calls = fk.timer_calls = fk.ev_calls = fk.rx_ready_calls = 0;
 	fk.out_len = 0;
+	fk.refeed_len = 0;
 	pthread_mutex_unlock(&fk.lock);
 	if (board_new(&cfg, &board))
 		return -1;
@@ -208,6 +219,48 @@ static void test_uart_rx_fifo(void **state)
 	assert_int_equal(board_console_input(board, in, 4), 4);
 	wr(UART(2), 1, 0x03);
 	assert_int_equal(rd(UART(5), 1) & 1, 0);
+}
+
+/* The host re-offers refused input from inside console_rx_ready: no board lock is held. */
+static void test_uart_rx_refeed(void **state)
+{
+	static const uint8_t msg[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	char got[sizeof(msg)] = {0};
+	size_t n, i = 0;
+
+	wr(UART(2), 1, 0x01);
+	n = board_console_input(board, msg, sizeof(msg) - 1);
+	assert_int_equal(n, 16);
+	fk.refeed = msg + n;
+	fk.refeed_len = sizeof(msg) - 1 - n;
+	while (rd(UART(5), 1) & 1) {
+		assert_true(i < sizeof(msg) - 1);
+		got[i++] = (char)rd(UART(0), 1);
+	}
+	assert_int_equal(i, sizeof(msg) - 1);
+	assert_string_equal(got, (const char *)msg);
+	assert_int_equal(fk.rx_ready_calls, 2);
+}
+
+/* Context 2h is hart h's M-mode external interrupt, 2h+1 its S-mode one. */
+static void test_plic_board_contexts(void **state)
+{
+	wr(PLIC_PRIO(VIRT_UART0_IRQ), 4, 1);
+	wr(PLIC_EN(6, 0), 4, 1u << VIRT_UART0_IRQ);
+	wr(UART(1), 1, 0x01);
+	assert_int_equal(board_console_input(board, (const uint8_t *)"k", 1), 1);
+	for (unsigned h = 0; h < 4; h++) {
+		assert_int_equal(irq_level(h, ACCEL_IRQ_MEI), h == 3);
+		assert_false(irq_level(h, ACCEL_IRQ_SEI));
+	}
+	wr(PLIC_EN(7, 0), 4, 1u << VIRT_UART0_IRQ);
+	assert_true(irq_level(3, ACCEL_IRQ_SEI));
+	assert_int_equal(rd(PLIC_CLAIM(7), 4), VIRT_UART0_IRQ);
+	assert_false(irq_level(3, ACCEL_IRQ_SEI));
+	assert_false(irq_level(3, ACCEL_IRQ_MEI)); /* claimed: gone for every context */
+	rd(UART(0), 1);
+	wr(PLIC_CLAIM(7), 4, VIRT_UART0_IRQ);
+	assert_false(irq_level(3, ACCEL_IRQ_MEI) || irq_level(3, ACCEL_IRQ_SEI));
 }
 
 static void test_uart_rx_interrupt(void **state)
@@ -664,7 +717,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_uart_tx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uart_rx_fifo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uart_rx_refeed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uart_rx_interrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plic_board_contexts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uart_thre_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uart_dlab_and_regs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clint_msip, setup, teardown),
