@@ -6,6 +6,9 @@ a static riscv64 ELF, runs it under qemu-riscv64 and under build/tests/diff/kumo
 compares the per-sequence register/memory dumps. A mismatch prints the sequence number, its
 disassembly and the registers that differ.
 
+Debugging: test_diff.py --trace KIND SEED SEQ replays sequence SEQ of that program with a
+dump before every instruction group and prints the first group after which the two disagree.
+
 Environment:
   KUMO_DIFF_SEED=N     first seed (default 1); each program uses its own seed from there
   KUMO_DIFF_RANDOM=1   pick the first seed at random (printed, so a failure can be replayed)
@@ -128,6 +131,52 @@ def compare(name, elf, qout, kout, krc, kerr, count):
     return False
 
 
+def trace(kind, seed, seq, count, length, kumo_user):
+    """Replays one sequence with a dump before every item and names the first item after
+    which qemu-riscv64 and kumo disagree."""
+    src = os.path.join(BUILD, "trace-%s-%d-%d.S" % (kind, seed, seq))
+    elf = src[:-2] + ".elf"
+    rc, _, err = run([sys.executable, GEN, "--seed", str(seed), "--kind", kind, "--count",
+                      str(count), "--length", str(length), "--trace", str(seq), "-o", src])
+    if rc == 0:
+        rc, _, err = run([CROSS + "gcc", "-static", "-nostdlib", "-march=rv64gc_zba_zbb_zbs",
+                          "-mabi=lp64d", "-o", elf, src])
+    if rc != 0:
+        print(err.decode())
+        return 1
+    _, qout, _ = run(["qemu-riscv64", "-cpu", QEMU_CPU, elf])
+    _, kout, kerr = run([kumo_user, elf])
+    q, k = records(qout), records(kout)
+    lines = open(src).read().split("\n")
+    items = {}
+    cur = None
+    for line in lines:
+        t = line.strip()
+        if t.startswith("DUMP ") and int(t[5:]) >= 1000000:
+            cur = int(t[5:]) - 1000000
+            items[cur] = []
+        elif t.startswith("DUMP ") or t.startswith(".globl seq_%d_end" % seq):
+            cur = None
+        elif cur is not None:
+            items[cur].append(t)
+    for i in range(min(len(q), len(k))):
+        if q[i] == k[i]:
+            continue
+        qn, kn = q[i][SCRATCH // 8], k[i][SCRATCH // 8]
+        print("record %d: qemu dump %d, kumo dump %d" % (i, qn, kn))
+        if qn == kn and qn >= 1000000:
+            prev = qn - 1000000 - 1
+            print("state differs before item %d; item %d was:" % (prev + 1, prev))
+            for t in items.get(prev, ["(none: the difference is in the initial state)"]):
+                print("    " + t)
+        for (fname, qv), (_, kv) in zip(fields(q[i]), fields(k[i])):
+            if qv != kv:
+                print("  %-12s qemu=0x%016x kumo=0x%016x" % (fname, qv, kv))
+        return 1
+    print("no difference in %d records (kumo: %d)%s" % (len(q), len(k), kerr.decode()))
+    return 0
+
+
 def main():
     kinds = os.environ.get("KUMO_DIFF_KINDS", "int,mem,zb,fp,mix,mix").split(",")
     count = int(os.environ.get("KUMO_DIFF_COUNT", "64"))
@@ -137,6 +186,8 @@ def main():
     else:
         seed0 = int(os.environ.get("KUMO_DIFF_SEED", "1"))
     kumo_user = os.environ.get("KUMO_USER", os.path.join(BUILD, "kumo-user"))
+    if len(sys.argv) == 5 and sys.argv[1] == "--trace":
+        return trace(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), count, length, kumo_user)
     print("# first seed %d (replay with KUMO_DIFF_SEED=%d)" % (seed0, seed0))
 
     missing = [t for t in (CROSS + "gcc", CROSS + "objdump", "qemu-riscv64")
