@@ -87,6 +87,19 @@ if [ "$refresh" -eq 0 ] && is_complete "$target"; then
 	exit 0
 fi
 
+# One builder at a time per cache (apt's lists and the .deb cache are shared); a run that waited
+# may find the work done.
+mkdir -p "$cache" || die "cannot create $cache"
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"$cache/.lock"
+	flock 9 || die "cannot lock $cache/.lock"
+	if [ "$refresh" -eq 0 ] && is_complete "$target"; then
+		print_result
+		exit 0
+	fi
+fi
+trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+
 for tool in apt-get apt-cache dpkg-deb depmod modprobe python3 sha256sum; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing (run 'make deps')"
 done
@@ -122,18 +135,22 @@ apt_opts=(
 pinned=$debdir/packages
 resolve() {
 	say "updating the package lists of Debian $suite (riscv64)"
-	apt-get "${apt_opts[@]}" -q update >"$aptdir/update.log" 2>&1 || {
-		tail -n 5 "$aptdir/update.log" >&2
-		die "apt-get update failed (log: $aptdir/update.log)"
-	}
+	local rc=0 problem
+	apt-get "${apt_opts[@]}" -q update >"$aptdir/update.log" 2>&1 || rc=$?
+	# apt-get update exits 0 when a fetch or a signature check fails ("W: Failed to fetch",
+	# "W: GPG error"), keeping old lists: treat those as errors too.
+	problem=$(grep -m1 -E '^E: |^W: (Failed to fetch|GPG error|.*not signed|.*signature)' "$aptdir/update.log" || true)
+	if [ "$rc" -ne 0 ] || [ -n "$problem" ]; then
+		die "apt-get update failed: ${problem:-exit status $rc} (log: $aptdir/update.log)"
+	fi
 	local kpkg kver bver
 	kpkg=$(apt-cache "${apt_opts[@]}" depends linux-image-riscv64:riscv64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9][^ :]*\).*/\1/p' | head -n1)
+		sed -n 's/^ *Depends: \(linux-image-[0-9][^ :]*\).*/\1/p' | head -n1 || true)
 	[ -n "$kpkg" ] || die "cannot resolve linux-image-riscv64 to a versioned kernel package"
 	kver=$(apt-cache "${apt_opts[@]}" show --no-all-versions "$kpkg:riscv64" 2>/dev/null |
-		sed -n 's/^Version: //p' | head -n1)
+		sed -n 's/^Version: //p' | head -n1 || true)
 	bver=$(apt-cache "${apt_opts[@]}" show --no-all-versions busybox-static:riscv64 2>/dev/null |
-		sed -n 's/^Version: //p' | head -n1)
+		sed -n 's/^Version: //p' | head -n1 || true)
 	[ -n "$kver" ] && [ -n "$bver" ] || die "cannot find the versions of $kpkg and busybox-static"
 	printf '%s %s\n%s %s\n' "$kpkg" "$kver" busybox-static "$bver" >"$pinned.new"
 	mv "$pinned.new" "$pinned"
@@ -187,7 +204,7 @@ say "unpacking $kpkg $kver"
 dpkg-deb -x "$(deb_path "$kpkg" "$kver")" "$work/kernel" || die "cannot unpack $kpkg"
 dpkg-deb -x "$(deb_path "$bpkg" "$bver")" "$work/busybox" || die "cannot unpack $bpkg"
 
-vmlinux=$(ls "$work"/kernel/boot/vmlinux-* 2>/dev/null | head -n1)
+vmlinux=$(ls "$work"/kernel/boot/vmlinux-* 2>/dev/null | head -n1 || true)
 [ -n "$vmlinux" ] || die "$kpkg has no /boot/vmlinux-*"
 kabi=${vmlinux##*/vmlinux-}
 # trixie ships modules under /usr/lib/modules; depmod and modprobe look under DIR/lib/modules.
