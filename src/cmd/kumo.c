@@ -1,0 +1,236 @@
+/*
+ * kumo.c - the `kumo` command: `kumo run` boots one VM in this process; `kumo image pull`
+ * fetches the default Debian guest. The only place in kumo that calls exit().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kumo/base.h"
+#include "kumo/vm.h"
+
+#define KUMO_VERSION "0.1.0"
+#define DEFAULT_APPEND "console=ttyS0"
+
+static struct vm *running_vm;
+
+static void usage(FILE *f)
+{
+	fputs("usage: kumo run [options]          boot a virtual machine\n"
+	      "       kumo image pull              fetch the default Debian riscv64 guest\n"
+	      "       kumo version\n"
+	      "\n"
+	      "kumo run options:\n"
+	      "  --kernel FILE      Linux Image or ELF (with --bios: any next-stage binary)\n"
+	      "  --initrd FILE      initial ramdisk\n"
+	      "  --append STR       kernel command line (default \"" DEFAULT_APPEND "\")\n"
+	      "  --mem SIZE         guest RAM, e.g. 512M, 2G; a plain number is MiB (default 512M)\n"
+	      "  --cpus N           number of vCPUs, 1.." "64" " (default 1)\n"
+	      "  --bios FILE|none   M-mode firmware such as OpenSBI; none (default): kumo\n"
+	      "                     serves SBI v2.0 itself and enters the kernel in S-mode\n"
+	      "  --default-guest    boot the cached default Debian guest (see kumo image pull)\n"
+	      "  --stats            print instructions, MIPS, exits and TLB hit rates at exit\n"
+	      "  -v, --verbose      more log output (repeat for debug)\n"
+	      "\n"
+	      "Console: the guest's serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A h helps.\n"
+	      "Exit status: 0 guest powered off, 1 error, 2 guest rebooted, 3 guest failure,\n"
+	      "4 stopped from the host (Ctrl-A x, SIGINT, SIGTERM).\n",
+	      f);
+}
+
+static void on_signal(int sig)
+{
+	if (running_vm)
+		vm_request_stop(running_vm, VM_EXIT_USER);
+}
+
+static int die(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "kumo: ");
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	return VM_EXIT_ERROR;
+}
+
+/* Directory where the default guest is cached (guest/debian-image.sh writes it). */
+static int default_guest_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (xdg && *xdg)
+		n = snprintf(buf, len, "%s/kumo/guest/debian-trixie", xdg);
+	else if (home && *home)
+		n = snprintf(buf, len, "%s/.cache/kumo/guest/debian-trixie", home);
+	else
+		return -ENOENT;
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+/* Finds files shipped beside the binary (build/kumo -> ../guest/debian-image.sh). */
+static int find_script(const char *argv0, const char *rel, char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	const char *roots[] = {"/..", "/../share/kumo", ""};
+
+	(void)argv0;
+	if (n <= 0)
+		return -ENOENT;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	for (unsigned i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		int w = snprintf(out, len, "%s%s/%s", self, roots[i], rel);
+
+		if (w > 0 && (size_t)w < len && !access(out, R_OK))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+static int cmd_image(int argc, char **argv)
+{
+	char script[PATH_MAX];
+
+	if (argc < 2 || strcmp(argv[1], "pull") != 0) {
+		fprintf(stderr, "usage: kumo image pull\n");
+		return VM_EXIT_ERROR;
+	}
+	if (find_script(argv[0], "guest/debian-image.sh", script, sizeof(script)))
+		return die("%s", "cannot find guest/debian-image.sh next to the kumo binary");
+	execlp("bash", "bash", script, (char *)NULL);
+	return die("cannot run bash: %s", strerror(errno));
+}
+
+static bool is_file(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISREG(st.st_mode);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
+		{"append", required_argument, NULL, 'a'}, {"mem", required_argument, NULL, 'm'},
+		{"cpus", required_argument, NULL, 'c'},   {"bios", required_argument, NULL, 'b'},
+		{"default-guest", no_argument, NULL, 'D'}, {"stats", no_argument, NULL, 's'},
+		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct vm_config cfg = {.mem = 512ULL << 20, .ncpus = 1, .console_in = STDIN_FILENO,
+				.console_out = STDOUT_FILENO};
+	static char kernel[PATH_MAX], initrd[PATH_MAX];
+	bool default_guest = false;
+	struct vm *vm = NULL;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': cfg.kernel = optarg; break;
+		case 'i': cfg.initrd = optarg; break;
+		case 'a': cfg.append = optarg; break;
+		case 'b': cfg.bios = strcmp(optarg, "none") ? optarg : NULL; break;
+		case 'D': default_guest = true; break;
+		case 's': cfg.stats = true; break;
+		case 'v': log_level++; break;
+		case 'm':
+			if (parse_size(optarg, &cfg.mem)) {
+				return die("--mem '%s' is not a size (try 512M or 2G)", optarg);
+			}
+			/* A plain number means MiB, as QEMU's -m does. */
+			if (strspn(optarg, "0123456789") == strlen(optarg)) {
+				if (cfg.mem > (UINT64_MAX >> 20))
+					return die("--mem '%s' is not a size (try 512M or 2G)", optarg);
+				cfg.mem <<= 20;
+			}
+			break;
+		case 'c': {
+			char *end;
+			long n;
+
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 || n > VM_MAX_CPUS) {
+				fprintf(stderr, "kumo: --cpus '%s' is out of range: kumo runs 1 to %d vCPUs\n",
+					optarg, VM_MAX_CPUS);
+				return VM_EXIT_ERROR;
+			}
+			cfg.ncpus = (unsigned)n;
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return VM_EXIT_ERROR;
+		}
+	}
+	if (optind < argc)
+		return die("unexpected argument '%s' (see kumo run --help)", argv[optind]);
+	if (default_guest) {
+		char dir[PATH_MAX - 32];
+
+		if (default_guest_dir(dir, sizeof(dir)))
+			return die("%s", "cannot locate the cache directory: set HOME or XDG_CACHE_HOME");
+		snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
+		snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", dir);
+		if (!is_file(kernel) || !is_file(initrd))
+			return die("the default guest is not in %s: run `make image` or `kumo image pull`",
+				   dir);
+		if (!cfg.kernel)
+			cfg.kernel = kernel;
+		if (!cfg.initrd)
+			cfg.initrd = initrd;
+	}
+
+	ret = vm_new(&cfg, &vm);
+	if (ret) {
+		fprintf(stderr, "kumo: %s\n", *err_get() ? err_get() : strerror(-ret));
+		vm_free(vm);
+		return VM_EXIT_ERROR;
+	}
+	running_vm = vm;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	ret = vm_run(vm);
+	running_vm = NULL;
+	vm_free(vm);
+	if (ret == VM_EXIT_ERROR && *err_get())
+		fprintf(stderr, "kumo: %s\n", err_get());
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return VM_EXIT_ERROR;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "image"))
+		return cmd_image(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("kumo %s\n", KUMO_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "kumo: unknown command '%s' (try kumo help)\n", argv[1]);
+	return VM_EXIT_ERROR;
+}

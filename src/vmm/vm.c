@@ -1,0 +1,798 @@
+/*
+ * vm.c - VM set-up, the vCPU threads and their exit loop, SBI hooks, and the console loop.
+ *
+ * Threads: vm_run()'s caller becomes the I/O thread (console input, stop requests); each vCPU
+ * has its own thread running vcpu_loop(). Cross-thread state is the atomic stop reason, the
+ * per-vCPU HSM state under vcpu->lock, and the console input queue under vm->in_lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "kumo/accel.h"
+#include "kumo/base.h"
+#include "kumo/board.h"
+#include "kumo/loader.h"
+#include "kumo/memmap.h"
+#include "kumo/sbi.h"
+#include "kumo/vm.h"
+#include "vmm/console.h"
+
+/* CSR numbers used to prepare harts (priv 1.12 tables 2.2-2.5). */
+#define CSR_SSTATUS 0x100
+#define CSR_SIE 0x104
+#define CSR_STIMECMP 0x14d
+#define CSR_SATP 0x180
+#define CSR_MSTATUS 0x300
+#define CSR_MEDELEG 0x302
+#define CSR_MIDELEG 0x303
+#define CSR_MCOUNTEREN 0x306
+#define CSR_MENVCFG 0x30a
+#define CSR_PMPCFG0 0x3a0
+#define CSR_PMPADDR0 0x3b0
+#define CSR_MVENDORID 0xf11
+#define CSR_MARCHID 0xf12
+#define CSR_MIMPID 0xf13
+
+#define SSTATUS_SIE (1ULL << 1)
+#define MENVCFG_STCE (1ULL << 63)
+
+#define KERNEL_OFFSET 0x200000ULL /* where firmware expects the next stage (fw_jump default) */
+#define DTB_REGION (2ULL << 20)   /* the device tree lives in the top 2 MiB of RAM */
+#define DTB_MAX (1ULL << 20)
+
+/* OpenSBI's fw_dynamic hand-over structure (fw_dynamic.h: magic "OSBI", version 2). */
+struct fw_dynamic_info {
+	uint64_t magic, version, next_addr, next_mode, options, boot_hart;
+};
+#define FW_DYNAMIC_MAGIC 0x4942534fULL
+#define FW_DYNAMIC_NEXT_MODE_S 1
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	struct accel_vcpu *av;
+	struct accel_run *run;
+	pthread_t thread;
+	bool thread_started;
+
+	pthread_mutex_t lock; /* protects the HSM fields below */
+	pthread_cond_t cond;
+	int hsm_state;        /* enum sbi_hart_state */
+	uint64_t start_addr, start_arg;
+	bool resume_pending;  /* START_PENDING/RESUME_PENDING: set registers before running */
+
+	struct sbi_stats sbi_stats; /* touched only by this vCPU's thread */
+	uint64_t cpu_ns;            /* host CPU time of the thread when it stopped */
+};
+
+struct vm {
+	struct vm_config cfg;
+	const struct accel_ops *ops;
+	struct accel_vm *avm;
+	struct board *board;
+	struct memmap *mm;
+	void *ram;
+	struct sbi_host sbi;
+	bool sbi_in_vmm;
+
+	_Atomic int stop_reason; /* -1 while running, else enum vm_exit */
+	int wake_fd;             /* eventfd: wakes the I/O thread */
+
+	struct console con;
+	pthread_mutex_t out_lock;
+
+	uint64_t start_ns, stop_ns;
+	unsigned ncpus;
+	struct vcpu vcpus[];
+};
+
+/* ---- board hooks ---- */
+
+static void hook_cpu_irq(void *opaque, unsigned hart, unsigned irq, bool level)
+{
+	struct vm *vm = opaque;
+
+	if (hart < vm->ncpus)
+		vm->ops->set_interrupt(vm->vcpus[hart].av, irq, level);
+}
+
+static void hook_cpu_timer(void *opaque, unsigned hart, uint64_t mtimecmp)
+{
+	struct vm *vm = opaque;
+
+	if (hart < vm->ncpus)
+		vm->ops->set_timer(vm->vcpus[hart].av, mtimecmp);
+}
+
+static void hook_system_event(void *opaque, enum board_event ev, uint64_t data)
+{
+	struct vm *vm = opaque;
+
+	switch (ev) {
+	case BOARD_EVENT_POWEROFF:
+		vm_request_stop(vm, VM_EXIT_POWEROFF);
+		break;
+	case BOARD_EVENT_REBOOT:
+		vm_request_stop(vm, VM_EXIT_REBOOT);
+		break;
+	default:
+		log_warn("guest reported failure (code %" PRIu64 ")", data);
+		vm_request_stop(vm, VM_EXIT_FAIL);
+	}
+}
+
+static long console_out(struct vm *vm, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	pthread_mutex_lock(&vm->out_lock);
+	while (done < len) {
+		ssize_t n = write(vm->cfg.console_out, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* the host side went away: drop output, keep the guest running */
+		done += n;
+	}
+	pthread_mutex_unlock(&vm->out_lock);
+	return (long)len;
+}
+
+static void hook_console_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	console_out(opaque, buf, len);
+}
+
+static void hook_console_rx_ready(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+
+	/* Wake the I/O thread to offer the queued input again. */
+	if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
+		/* a full eventfd counter already means "wake up" */
+	}
+}
+
+/* ---- SBI host callbacks (VMM firmware mode) ---- */
+
+static void *sbi_ram_ptr(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct vm *vm = opaque;
+
+	return memmap_ram_ptr(vm->mm, gpa, len);
+}
+
+static void sbi_set_timer(void *opaque, unsigned hart, uint64_t when)
+{
+	struct vm *vm = opaque;
+
+	/* With menvcfg.STCE set, STIP follows time >= stimecmp (Sstc), which also clears it. */
+	vm->ops->set_reg(vm->vcpus[hart].av, ACCEL_REG_CSR(CSR_STIMECMP), when);
+}
+
+static void sbi_send_ipi(void *opaque, unsigned hart)
+{
+	struct vm *vm = opaque;
+
+	vm->ops->set_interrupt(vm->vcpus[hart].av, ACCEL_IRQ_SSI, true);
+}
+
+static void sbi_remote_fence(void *opaque, unsigned hart, enum sbi_fence kind, uint64_t start,
+			     uint64_t size, uint64_t asid)
+{
+	struct vm *vm = opaque;
+
+	/* A full flush of translations and decoded code covers every fence kind. */
+	vm->ops->flush_tlb(vm->vcpus[hart].av);
+}
+
+static int sbi_hart_start(void *opaque, unsigned hart, uint64_t addr, uint64_t arg)
+{
+	struct vm *vm = opaque;
+	struct vcpu *v = &vm->vcpus[hart];
+	int ret = SBI_SUCCESS;
+
+	if (!memmap_ram_ptr(vm->mm, addr, 4))
+		return SBI_ERR_INVALID_ADDRESS;
+	pthread_mutex_lock(&v->lock);
+	if (v->hsm_state != SBI_HSM_STOPPED) {
+		ret = SBI_ERR_ALREADY_AVAILABLE;
+	} else {
+		v->start_addr = addr;
+		v->start_arg = arg;
+		v->hsm_state = SBI_HSM_START_PENDING;
+		v->resume_pending = true;
+		pthread_cond_signal(&v->cond);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+static int sbi_hart_stop(void *opaque, unsigned hart)
+{
+	struct vm *vm = opaque;
+	struct vcpu *v = &vm->vcpus[hart];
+
+	pthread_mutex_lock(&v->lock);
+	v->hsm_state = SBI_HSM_STOPPED; /* vcpu_loop parks the thread before running again */
+	pthread_mutex_unlock(&v->lock);
+	return SBI_SUCCESS;
+}
+
+static int sbi_hart_status(void *opaque, unsigned hart)
+{
+	struct vm *vm = opaque;
+	struct vcpu *v = &vm->vcpus[hart];
+	int st;
+
+	pthread_mutex_lock(&v->lock);
+	st = v->hsm_state;
+	pthread_mutex_unlock(&v->lock);
+	return st;
+}
+
+static int sbi_hart_suspend(void *opaque, unsigned hart, uint32_t type, uint64_t resume_addr,
+			    uint64_t arg)
+{
+	struct vm *vm = opaque;
+	struct vcpu *v = &vm->vcpus[hart];
+
+	/* §9.4: 0 retentive, 0x80000000 non-retentive default suspend; others unsupported. */
+	if (type != 0 && type != 0x80000000u)
+		return (type < 0x10000000u || (type >= 0x80000001u && type < 0x90000000u))
+			       ? SBI_ERR_INVALID_PARAM
+			       : SBI_ERR_NOT_SUPPORTED;
+	if (type && !memmap_ram_ptr(vm->mm, resume_addr, 4))
+		return SBI_ERR_INVALID_ADDRESS;
+	pthread_mutex_lock(&v->lock);
+	v->hsm_state = SBI_HSM_SUSPENDED;
+	pthread_mutex_unlock(&v->lock);
+	/* Sleep like WFI until an enabled interrupt is pending (or the VM stops). */
+	vm->ops->vcpu_wait(v->av, UINT64_MAX);
+	pthread_mutex_lock(&v->lock);
+	v->hsm_state = SBI_HSM_STARTED;
+	if (type) {
+		v->start_addr = resume_addr;
+		v->start_arg = arg;
+		v->resume_pending = true;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return SBI_SUCCESS;
+}
+
+static void sbi_system_reset(void *opaque, uint32_t type, uint32_t reason)
+{
+	struct vm *vm = opaque;
+
+	if (reason == 1)
+		vm_request_stop(vm, VM_EXIT_FAIL);
+	else
+		vm_request_stop(vm, type == 0 ? VM_EXIT_POWEROFF : VM_EXIT_REBOOT);
+}
+
+static long sbi_console_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	return console_out(opaque, buf, len);
+}
+
+static long sbi_console_read(void *opaque, uint8_t *buf, size_t len)
+{
+	struct vm *vm = opaque;
+
+	return (long)console_take_input(&vm->con, buf, len);
+}
+
+/* ---- vCPU threads ---- */
+
+static bool stopping(struct vm *vm)
+{
+	return atomic_load(&vm->stop_reason) >= 0;
+}
+
+/* Puts a hart into S-mode at `addr` with a0 = hartid, a1 = arg (SBI §9.1 start state). */
+static void enter_supervisor(struct vcpu *v, uint64_t addr, uint64_t arg)
+{
+	const struct accel_ops *ops = v->vm->ops;
+	uint64_t sstatus = 0;
+
+	ops->set_reg(v->av, ACCEL_REG_PRIV, 1);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_SATP), 0);
+	ops->get_reg(v->av, ACCEL_REG_CSR(CSR_SSTATUS), &sstatus);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_SSTATUS), sstatus & ~SSTATUS_SIE);
+	ops->set_reg(v->av, ACCEL_REG_X(10), v->id);
+	ops->set_reg(v->av, ACCEL_REG_X(11), arg);
+	ops->set_reg(v->av, ACCEL_REG_PC, addr); /* also discards a pending SBI completion */
+}
+
+/* Parks a stopped hart until HSM starts it or the VM stops. Returns false when stopping. */
+static bool wait_until_started(struct vcpu *v)
+{
+	bool run;
+
+	pthread_mutex_lock(&v->lock);
+	while (v->hsm_state == SBI_HSM_STOPPED && !stopping(v->vm))
+		pthread_cond_wait(&v->cond, &v->lock);
+	run = !stopping(v->vm);
+	if (run && v->hsm_state == SBI_HSM_START_PENDING)
+		v->hsm_state = SBI_HSM_STARTED;
+	pthread_mutex_unlock(&v->lock);
+	return run;
+}
+
+static void *vcpu_loop(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	const struct accel_ops *ops = vm->ops;
+	struct timespec ts;
+
+	while (!stopping(vm)) {
+		if (vm->sbi_in_vmm) {
+			if (!wait_until_started(v))
+				break;
+			pthread_mutex_lock(&v->lock);
+			if (v->resume_pending) {
+				v->resume_pending = false;
+				enter_supervisor(v, v->start_addr, v->start_arg);
+			}
+			pthread_mutex_unlock(&v->lock);
+		}
+		if (ops->vcpu_run(v->av) < 0) {
+			log_err("vcpu %u: run failed", v->id);
+			vm_request_stop(vm, VM_EXIT_ERROR);
+			break;
+		}
+		switch (v->run->exit_reason) {
+		case ACCEL_EXIT_SBI:
+			if (v->run->sbi.priv == 1 && vm->sbi_in_vmm) {
+				sbi_call(&vm->sbi, v->id, v->run->sbi.ext, v->run->sbi.fid,
+					 v->run->sbi.args, v->run->sbi.ret, &v->sbi_stats);
+			} else {
+				v->run->sbi.ret[0] = SBI_ERR_NOT_SUPPORTED;
+				v->run->sbi.ret[1] = 0;
+			}
+			break;
+		case ACCEL_EXIT_HALT:
+			ops->vcpu_wait(v->av, v->run->halt.deadline_ticks);
+			break;
+		case ACCEL_EXIT_INTR:
+			break;
+		case ACCEL_EXIT_INTERNAL_ERROR:
+			log_err("vcpu %u: %s", v->id, v->run->internal.msg);
+			vm_request_stop(vm, VM_EXIT_FAIL);
+			break;
+		default:
+			log_err("vcpu %u: unexpected exit %s", v->id,
+				accel_exit_name(v->run->exit_reason));
+			vm_request_stop(vm, VM_EXIT_FAIL);
+		}
+	}
+	if (!clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		v->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	return NULL;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_exit why)
+{
+	int none = -1;
+	uint64_t one = 1;
+
+	if (!atomic_compare_exchange_strong(&vm->stop_reason, &none, (int)why))
+		return;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (!v->av)
+			continue;
+		vm->ops->vcpu_kick(v->av);
+		pthread_mutex_lock(&v->lock);
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+	}
+	if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
+		/* the eventfd counter cannot overflow here; nothing to do */
+	}
+}
+
+/* ---- set-up ---- */
+
+static int validate(const struct vm_config *cfg)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	uint64_t host = pages > 0 && psz > 0 ? (uint64_t)pages * psz : 0;
+
+	if (cfg->ncpus < 1 || cfg->ncpus > VM_MAX_CPUS) {
+		err_set("--cpus %u is out of range: kumo runs 1 to %d vCPUs", cfg->ncpus,
+			VM_MAX_CPUS);
+		return -EINVAL;
+	}
+	if (cfg->mem < VM_MIN_MEM || cfg->mem > VM_MAX_MEM || cfg->mem % 4096) {
+		err_set("--mem %" PRIu64 " bytes is impossible: use a multiple of 4 KiB between 16 MiB "
+			"and 1 TiB",
+			cfg->mem);
+		return -EINVAL;
+	}
+	if (host && cfg->mem > host) {
+		err_set("--mem %" PRIu64 " MiB is more than this host's %" PRIu64 " MiB of memory",
+			cfg->mem >> 20, host >> 20);
+		return -EINVAL;
+	}
+	if (!cfg->kernel && !cfg->bios) {
+		err_set("nothing to boot: give --kernel FILE (or --bios FILE)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void setup_sbi_host(struct vm *vm)
+{
+	vm->sbi = (struct sbi_host){
+		.opaque = vm,
+		.nharts = vm->ncpus,
+		.ram_ptr = sbi_ram_ptr,
+		.set_timer = sbi_set_timer,
+		.send_ipi = sbi_send_ipi,
+		.remote_fence = sbi_remote_fence,
+		.hart_start = sbi_hart_start,
+		.hart_stop = sbi_hart_stop,
+		.hart_status = sbi_hart_status,
+		.hart_suspend = sbi_hart_suspend,
+		.system_reset = sbi_system_reset,
+		.console_write = sbi_console_write,
+		.console_read = sbi_console_read,
+	};
+	vm->ops->get_reg(vm->vcpus[0].av, ACCEL_REG_CSR(CSR_MVENDORID), &vm->sbi.mvendorid);
+	vm->ops->get_reg(vm->vcpus[0].av, ACCEL_REG_CSR(CSR_MARCHID), &vm->sbi.marchid);
+	vm->ops->get_reg(vm->vcpus[0].av, ACCEL_REG_CSR(CSR_MIMPID), &vm->sbi.mimpid);
+}
+
+/*
+ * VMM firmware mode: what OpenSBI would leave behind before entering the kernel. Exceptions the
+ * supervisor can handle and all S-level interrupts are delegated (priv 1.12 §3.1.8), counters
+ * are readable from S/U, Sstc is enabled, and PMP entry 0 opens all memory to S/U.
+ */
+static void prepare_sbi_hart(struct vm *vm, struct vcpu *v)
+{
+	const struct accel_ops *ops = vm->ops;
+	uint64_t medeleg = 0xb1ffULL; /* causes 0-8, 12, 13, 15: all but ECALL from S/M */
+
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MEDELEG), medeleg);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MIDELEG), (1 << 1) | (1 << 5) | (1 << 9));
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MCOUNTEREN), 7);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MENVCFG), MENVCFG_STCE);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_PMPADDR0), ~0ULL >> 10);
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_PMPCFG0), 0x1f); /* NAPOT, R W X */
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_STIMECMP), UINT64_MAX);
+	v->hsm_state = v->id == 0 ? SBI_HSM_STARTED : SBI_HSM_STOPPED;
+}
+
+static int load_guest(struct vm *vm, const struct vm_config *cfg)
+{
+	uint64_t base = VIRT_DRAM_BASE, end = base + cfg->mem;
+	uint64_t dtb_addr = ALIGN_DOWN(end - DTB_REGION, DTB_REGION) < base
+				    ? base
+				    : ALIGN_DOWN(end - DTB_REGION, DTB_REGION);
+	uint64_t info_addr = dtb_addr + DTB_MAX; /* fw_dynamic info after the DTB's room */
+	struct loaded_image kernel = {0}, fw = {0};
+	uint64_t kernel_entry = base + KERNEL_OFFSET;
+	void *dtb;
+	int ret, size;
+
+	if (cfg->bios) {
+		ret = loader_load_firmware(vm->mm, cfg->bios, base, &fw);
+		if (ret)
+			return ret;
+		if (fw.end > base + KERNEL_OFFSET && cfg->kernel) {
+			err_set("%s: firmware is too large (%" PRIu64 " bytes): it overlaps the kernel at 0x%llx",
+				cfg->bios, fw.end - fw.start, (unsigned long long)(base + KERNEL_OFFSET));
+			return -EINVAL;
+		}
+	}
+	if (cfg->kernel) {
+		ret = loader_load_kernel(vm->mm, cfg->kernel, cfg->bios != NULL,
+					 base + KERNEL_OFFSET, &kernel);
+		if (ret)
+			return ret;
+		kernel_entry = kernel.entry;
+		if (kernel.end > dtb_addr) {
+			err_set("%s: kernel (%" PRIu64 " MiB with bss) does not fit in %" PRIu64
+				" MiB of RAM: raise --mem",
+				cfg->kernel, (kernel.end - kernel.start) >> 20, cfg->mem >> 20);
+			return -ENOSPC;
+		}
+	}
+	if (cfg->initrd) {
+		/* As QEMU does: far enough above the kernel that it is not clobbered early. */
+		uint64_t half = cfg->mem / 2 < (128ULL << 20) ? cfg->mem / 2 : 128ULL << 20;
+		uint64_t start = ALIGN_UP(kernel_entry + half, 4096), size64 = 0;
+
+		if (kernel.end && start < ALIGN_UP(kernel.end, 4096))
+			start = ALIGN_UP(kernel.end, 4096);
+		ret = loader_load_blob(vm->mm, cfg->initrd, start, dtb_addr, &size64);
+		if (ret)
+			return ret;
+		board_set_initrd(vm->board, start, start + size64);
+	}
+	dtb = memmap_ram_ptr(vm->mm, dtb_addr, DTB_MAX);
+	size = dtb ? board_dt_build(vm->board, dtb, DTB_MAX) : -ENOSPC;
+	if (size < 0) {
+		if (!*err_get())
+			err_set("cannot build the device tree (%s)", strerror(-size));
+		return size;
+	}
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (cfg->bios) {
+			/* Every hart enters the firmware in M-mode (OpenSBI picks a boot hart). */
+			struct fw_dynamic_info *info = memmap_ram_ptr(vm->mm, info_addr, sizeof(*info));
+
+			if (info && i == 0)
+				*info = (struct fw_dynamic_info){
+					.magic = FW_DYNAMIC_MAGIC, .version = 2,
+					.next_addr = kernel_entry, .next_mode = FW_DYNAMIC_NEXT_MODE_S,
+					.options = 0, .boot_hart = 0};
+			vm->ops->set_reg(v->av, ACCEL_REG_X(10), i);
+			vm->ops->set_reg(v->av, ACCEL_REG_X(11), dtb_addr);
+			vm->ops->set_reg(v->av, ACCEL_REG_X(12), info_addr);
+			vm->ops->set_reg(v->av, ACCEL_REG_PC, fw.entry);
+			v->hsm_state = SBI_HSM_STARTED;
+		} else {
+			prepare_sbi_hart(vm, v);
+			if (i == 0) {
+				v->start_addr = kernel_entry;
+				v->start_arg = dtb_addr;
+				v->resume_pending = true;
+			}
+		}
+	}
+	log_info("RAM 0x%llx..0x%llx, kernel %s at 0x%llx, dtb at 0x%llx (%d bytes)",
+		 (unsigned long long)base, (unsigned long long)end, kernel.kind ? kernel.kind : "none",
+		 (unsigned long long)kernel_entry, (unsigned long long)dtb_addr, size);
+	return 0;
+}
+
+int vm_new(const struct vm_config *cfg, struct vm **out)
+{
+	struct board_config bc = {0};
+	struct accel_vm_config ac = {0};
+	struct vm *vm;
+	int ret;
+
+	ret = validate(cfg);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm) + cfg->ncpus * sizeof(struct vcpu));
+	if (!vm) {
+		err_set("out of memory");
+		return -ENOMEM;
+	}
+	vm->cfg = *cfg;
+	vm->ncpus = cfg->ncpus;
+	vm->sbi_in_vmm = !cfg->bios;
+	vm->wake_fd = -1;
+	atomic_init(&vm->stop_reason, -1);
+	pthread_mutex_init(&vm->out_lock, NULL);
+	console_init(&vm->con, cfg->console_in);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		vm->vcpus[i].vm = vm;
+		vm->vcpus[i].id = i;
+		pthread_mutex_init(&vm->vcpus[i].lock, NULL);
+		pthread_cond_init(&vm->vcpus[i].cond, NULL);
+	}
+	*out = vm;
+
+	vm->ops = accel_find(cfg->accel ? cfg->accel : "rv64");
+	if (!vm->ops) {
+		err_set("unknown accelerator '%s'", cfg->accel);
+		return -EINVAL;
+	}
+	vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->wake_fd < 0) {
+		err_set("eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	vm->ram = mmap(NULL, cfg->mem, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		err_set("cannot map %" PRIu64 " MiB of guest RAM: %s", cfg->mem >> 20,
+			strerror(errno));
+		return -ENOMEM;
+	}
+	madvise(vm->ram, cfg->mem, MADV_HUGEPAGE);
+
+	bc.ncpus = cfg->ncpus;
+	bc.ram_size = cfg->mem;
+	bc.isa = vm->ops->isa;
+	bc.mmu_type = "riscv,sv57";
+	bc.bootargs = cfg->append ? cfg->append : "console=ttyS0";
+	bc.hooks = (struct board_hooks){.opaque = vm,
+					.cpu_irq = hook_cpu_irq,
+					.cpu_timer = hook_cpu_timer,
+					.system_event = hook_system_event,
+					.console_write = hook_console_write,
+					.console_rx_ready = hook_console_rx_ready};
+	ret = board_new(&bc, &vm->board);
+	if (ret)
+		return ret;
+	vm->mm = board_memmap(vm->board);
+	ret = memmap_add_ram(vm->mm, VIRT_DRAM_BASE, cfg->mem, vm->ram);
+	if (ret) {
+		err_set("cannot add guest RAM to the memory map (%s)", strerror(-ret));
+		return ret;
+	}
+
+	ac = (struct accel_vm_config){.ram = vm->ram,
+				      .ram_base = VIRT_DRAM_BASE,
+				      .ram_size = cfg->mem,
+				      .memmap = vm->mm,
+				      .ncpus = cfg->ncpus,
+				      .ecall_exit_mask = vm->sbi_in_vmm ? 1u << 1 : 0};
+	ret = vm->ops->vm_new(&ac, &vm->avm);
+	if (ret) {
+		if (!*err_get())
+			err_set("accelerator %s: cannot create the VM (%s)", vm->ops->name,
+				strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		ret = vm->ops->vcpu_new(vm->avm, i, &v->av);
+		if (ret) {
+			err_set("accelerator %s: cannot create vCPU %u (%s)", vm->ops->name, i,
+				strerror(-ret));
+			return ret;
+		}
+		v->run = vm->ops->vcpu_run_state(v->av);
+	}
+	board_reset(vm->board); /* drives every interrupt line and timer to its reset level */
+	setup_sbi_host(vm);
+	return load_guest(vm, cfg);
+}
+
+static void print_stats(struct vm *vm)
+{
+	double secs = (vm->stop_ns - vm->start_ns) / 1e9;
+	uint64_t total = 0;
+
+	fprintf(stderr, "kumo: stats: %.3f s wall\n", secs);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		struct accel_stats st = {0};
+		uint64_t tlb = 0;
+
+		vm->ops->get_stats(v->av, &st);
+		total += st.instret;
+		tlb = st.tlb_hits + st.tlb_misses;
+		fprintf(stderr,
+			"kumo: stats: vcpu%u: %" PRIu64 " instructions, %.1f MIPS, cpu %.3f s, "
+			"%" PRIu64 " traps, %" PRIu64 " interrupts, tlb hit %.2f%%",
+			i, st.instret, secs > 0 ? st.instret / secs / 1e6 : 0.0, v->cpu_ns / 1e9,
+			st.traps, st.interrupts, tlb ? 100.0 * st.tlb_hits / tlb : 0.0);
+		if (st.dcache_hits + st.dcache_misses)
+			fprintf(stderr, ", decode cache hit %.2f%%",
+				100.0 * st.dcache_hits / (st.dcache_hits + st.dcache_misses));
+		fprintf(stderr, "\nkumo: stats: vcpu%u exits:", i);
+		for (unsigned r = 1; r < ACCEL_EXIT__COUNT; r++)
+			if (st.exits[r])
+				fprintf(stderr, " %s=%" PRIu64, accel_exit_name(r), st.exits[r]);
+		fprintf(stderr, "\nkumo: stats: vcpu%u sbi calls:", i);
+		for (unsigned e = 0; e < SBI_STAT_EXTS; e++)
+			if (v->sbi_stats.calls[e])
+				fprintf(stderr, " %s=%" PRIu64, sbi_ext_name(e), v->sbi_stats.calls[e]);
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "kumo: stats: total %" PRIu64 " instructions, %.1f MIPS, %" PRIu64
+			" guest errors\n",
+		total, secs > 0 ? total / secs / 1e6 : 0.0, guest_error_count());
+}
+
+/* Feeds queued console input to the UART; returns true while some is still waiting. */
+static bool pump_input(struct vm *vm)
+{
+	uint8_t buf[64];
+	size_t n = console_peek_input(&vm->con, buf, sizeof(buf));
+
+	if (!n)
+		return false;
+	size_t took = board_console_input(vm->board, buf, n);
+	console_consume_input(&vm->con, took);
+	return console_pending_input(&vm->con) > 0;
+}
+
+int vm_run(struct vm *vm)
+{
+	int ret;
+
+	vm->start_ns = clock_ns();
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		ret = pthread_create(&v->thread, NULL, vcpu_loop, v);
+		if (ret) {
+			err_set("cannot start vCPU thread %u: %s", i, strerror(ret));
+			vm_request_stop(vm, VM_EXIT_ERROR);
+			break;
+		}
+		v->thread_started = true;
+	}
+	console_start(&vm->con);
+	while (!stopping(vm)) {
+		bool more = pump_input(vm);
+		/* A full queue stops reading the host (poll ignores negative fds). */
+		bool room = console_pending_input(&vm->con) < CONSOLE_QUEUE;
+		struct pollfd pfd[2] = {{.fd = vm->wake_fd, .events = POLLIN},
+					{.fd = room ? console_fd(&vm->con) : -1, .events = POLLIN}};
+		int n = poll(pfd, 2, more ? 20 : -1);
+		uint64_t cnt;
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (pfd[0].revents & POLLIN) && read(vm->wake_fd, &cnt, sizeof(cnt)) < 0) {
+			/* EAGAIN: another reader drained it; nothing to do */
+		}
+		if (n > 0 && pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			int r = console_read_host(&vm->con, hook_console_write, vm);
+
+			if (r == CONSOLE_QUIT)
+				vm_request_stop(vm, VM_EXIT_USER);
+		}
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].thread_started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].thread_started = false;
+		}
+	vm->stop_ns = clock_ns();
+	console_stop(&vm->con);
+	if (vm->cfg.stats)
+		print_stats(vm);
+	return atomic_load(&vm->stop_reason);
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (atomic_load(&vm->stop_reason) < 0)
+		vm_request_stop(vm, VM_EXIT_USER);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->thread_started)
+			pthread_join(v->thread, NULL);
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].av)
+			vm->ops->vcpu_free(vm->vcpus[i].av);
+		pthread_mutex_destroy(&vm->vcpus[i].lock);
+		pthread_cond_destroy(&vm->vcpus[i].cond);
+	}
+	if (vm->avm)
+		vm->ops->vm_free(vm->avm);
+	if (vm->board)
+		board_free(vm->board);
+	if (vm->ram)
+		munmap(vm->ram, vm->cfg.mem);
+	if (vm->wake_fd >= 0)
+		close(vm->wake_fd);
+	console_fini(&vm->con);
+	pthread_mutex_destroy(&vm->out_lock);
+	free(vm);
+}
