@@ -3,6 +3,7 @@
  * permissions (SUM, MXR, MPRV), canonical checks, MMIO dispatch, misaligned and page-crossing
  * accesses, the software TLB and PMP. Page tables are built by hand in a RAM buffer.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -769,6 +770,53 @@ static void test_tlb_victim(void **state)
 		     va1);
 }
 
+/* The guest's own PTE updates (another hart) are never lost to the walker's A/D writes. */
+struct pte_racer {
+	uint64_t *pte;
+	_Atomic bool stop;
+	unsigned lost, rounds;
+};
+
+static void *pte_racer_run(void *arg)
+{
+	struct pte_racer *r = arg;
+	uint64_t expect = 0;
+
+	while (!r->stop) {
+		/* Toggle an RSW bit; the old value must show our previous toggle. */
+		uint64_t old = __atomic_fetch_xor(r->pte, 1ull << 8, __ATOMIC_SEQ_CST);
+
+		if ((old & (1ull << 8)) != expect)
+			r->lost++;
+		expect = (old & (1ull << 8)) ^ (1ull << 8);
+		__atomic_fetch_and(r->pte, ~(A | D), __ATOMIC_SEQ_CST);
+		r->rounds++;
+	}
+	return NULL;
+}
+
+static void test_ad_update_atomic(void **state)
+{
+	struct fx *f = *state;
+	uint64_t va = 0xb00000ull, pte_pa;
+	struct pte_racer r = {.lost = 0};
+	pthread_t t;
+
+	paging(f, SV39);
+	pte_pa = map(f, va, RAM_BASE + 0x150000, 0, V | R | W);
+	r.pte = (uint64_t *)(f->ram + (pte_pa - RAM_BASE));
+	assert_int_equal(pthread_create(&t, NULL, pte_racer_run, &r), 0);
+	for (unsigned i = 0; i < 200000; i++) {
+		rv64_tlb_flush_page(f->cpu, va);
+		store(f, va + 8 * (i & 7), 8, i);
+	}
+	r.stop = true;
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(r.lost, 0);
+	assert_true(r.rounds > 0);
+	assert_int_equal(rd64(f, pte_pa) >> 10, (RAM_BASE + 0x150000) >> 12);
+}
+
 static void test_atomic_ptr(void **state)
 {
 	struct fx *f = *state;
@@ -940,6 +988,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tlb_superpage_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tlb_satp_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tlb_victim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ad_update_atomic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_ptr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pmp_napot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pmp_tor_priority, setup, teardown),

@@ -541,10 +541,10 @@ static int mmio_load(struct rv64_cpu *cpu, uint64_t va, uint64_t pa, unsigned si
 
 	/* Device registers are accessed naturally aligned; anything else is an access fault. */
 	if ((pa & (size - 1)) || !mm || memmap_mmio_read(mm, pa, size, val)) {
-		guest_error("rv64: hart %llu: load of %u bytes from unassigned physical address "
-			    "0x%llx (va 0x%llx)",
+		guest_error("rv64: hart %llu: load of %u bytes from 0x%llx (va 0x%llx): %s",
 			    (unsigned long long)cpu->mhartid, size, (unsigned long long)pa,
-			    (unsigned long long)va);
+			    (unsigned long long)va,
+			    (pa & (size - 1)) ? "misaligned device access" : "nothing there");
 		return fault(cpu, RV64_EXC_LOAD_ACCESS, va);
 	}
 	return 0;
@@ -555,10 +555,10 @@ static int mmio_store(struct rv64_cpu *cpu, uint64_t va, uint64_t pa, unsigned s
 	const struct memmap *mm = cpu->vm->memmap;
 
 	if ((pa & (size - 1)) || !mm || memmap_mmio_write(mm, pa, size, val)) {
-		guest_error("rv64: hart %llu: store of %u bytes to unassigned physical address "
-			    "0x%llx (va 0x%llx)",
+		guest_error("rv64: hart %llu: store of %u bytes to 0x%llx (va 0x%llx): %s",
 			    (unsigned long long)cpu->mhartid, size, (unsigned long long)pa,
-			    (unsigned long long)va);
+			    (unsigned long long)va,
+			    (pa & (size - 1)) ? "misaligned device access" : "nothing there");
 		return fault(cpu, RV64_EXC_STORE_ACCESS, va);
 	}
 	return 0;
