@@ -324,7 +324,9 @@ static int rv64_set_reg(struct accel_vcpu *v, uint32_t id, uint64_t val)
 	struct rv64_cpu *cpu = to_cpu(v);
 
 	if (id == ACCEL_REG_PC) {
+		/* Redirecting the hart drops a pending SBI completion (it would step pc by 4). */
 		cpu->pc = val & ~1ULL;
+		cpu->sbi_pending = false;
 	} else if (id == ACCEL_REG_PRIV) {
 		if (val != RV64_PRIV_U && val != RV64_PRIV_S && val != RV64_PRIV_M)
 			return -EINVAL;
