@@ -10,7 +10,8 @@ instructions of the chosen kind, then writes one binary record to stdout (Linux 
     scratch[512] | seq number (8) | x1..x31 (31*8) | f0..f31 raw bits (32*8) | fcsr (8)
 
 sp is the only register with a fixed meaning: it points 256 bytes into the scratch buffer, so
-loads/stores/AMOs address the buffer as sp-256..sp+255 and the record area follows it.
+loads/stores/AMOs address the buffer as sp-256..sp+255 and the record area follows it. sp is
+page-aligned, so misaligned accesses just below it cross a page boundary.
 Nothing in a sequence traps: every generated instruction is legal for a user-mode hart that
 implements RV64GC + Zba/Zbb/Zbs, and atomic addresses are aligned.
 
@@ -216,6 +217,8 @@ class Gen:
             off = r.randrange(-HALF, HALF - size + 1)
             if aligned:
                 off -= (off + HALF) % size
+            elif size > 1 and r.random() < 0.3:  # straddle the page boundary at sp
+                off = -r.randrange(1, size)
             base, pre = "sp", []
         else:
             off = r.randrange(-64, 64)
@@ -567,7 +570,8 @@ class Gen:
             w(".globl seq_%d_end\nseq_%d_end:" % (n, n))
             w("\tDUMP %d" % n)
         w("\tli a0, 0\n\tli a7, 93\n\tecall")
-        w(".data\n.balign 64\nscratch:\t.space %d" % (RECORD + 64))
+        # sp (scratch + 256) sits on a page boundary: misaligned accesses around it cross pages
+        w(".data\n.balign 4096\n.space %d\nscratch:\t.space %d" % (4096 - HALF, RECORD + 64))
         w(".section .rodata\n.balign 8")
         for n in range(self.count):
             w("init_%d:" % n)
