@@ -968,6 +968,19 @@ static void test_interrupts(void **state)
 	assert_int_equal(reg(t, ACCEL_REG_PC), HANDLER_M + 4 * 1);
 	assert_int_equal(csr(t, C_MCAUSE), INTR | 1);
 	assert_int_equal(csr(t, C_MEPC), CODE + 4); /* taken right after the enabling write */
+
+	/* An SSIP raised from outside (an SBI IPI) is acknowledged by clearing sip.SSIP. */
+	setcsr(t, C_MIP, 0);
+	setcsr(t, C_MIDELEG, 1u << 1);
+	t->ops->set_interrupt(t->cpu, ACCEL_IRQ_SSI, true);
+	assert_true(csr(t, C_SIP) & 2);
+	put32(t, CODE, CSRR(7, 0, C_SIP, 2)); /* csrci sip, SSIP */
+	put32(t, CODE + 4, ECALL);
+	setcsr(t, C_MSTATUS, 0);
+	set(t, ACCEL_REG_PRIV, 1);
+	set(t, ACCEL_REG_PC, CODE);
+	run_to_ecall(t, CODE + 4);
+	assert_int_equal(csr(t, C_MIP) & 2, 0);
 	t_free(t);
 }
 

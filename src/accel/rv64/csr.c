@@ -328,6 +328,15 @@ static uint64_t mip_wmask(const struct rv64_cpu *cpu)
 	return stce(cpu) ? (IRQ_SSI | IRQ_SEI) : IRQ_S_MASK;
 }
 
+/*
+ * An SSIP raised from outside (an IPI the VMM's SBI delivers with set_interrupt) acts like the
+ * software-writable bit firmware would have set: the guest acknowledges it by clearing SSIP.
+ */
+static void clear_ext_ssip(struct rv64_cpu *cpu)
+{
+	atomic_fetch_and_explicit(&cpu->mip_ext, ~IRQ_SSI, memory_order_relaxed);
+}
+
 static bool pmpaddr_locked(const struct rv64_cpu *cpu, unsigned i)
 {
 	if (cpu->pmpcfg[i] & PMP_L)
@@ -576,6 +585,8 @@ int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val)
 	case CSR_SIP:
 		/* Only SSIP is writable through sip, and only when delegated (§4.1.3). */
 		cpu->mip = (cpu->mip & ~(cpu->mideleg & IRQ_SSI)) | (val & cpu->mideleg & IRQ_SSI);
+		if ((cpu->mideleg & IRQ_SSI) && !(val & IRQ_SSI))
+			clear_ext_ssip(cpu);
 		break;
 	case CSR_STIMECMP:
 		cpu->stimecmp = val;
@@ -633,6 +644,8 @@ int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val)
 		break;
 	case CSR_MIP:
 		cpu->mip = (cpu->mip & ~mip_wmask(cpu)) | (val & mip_wmask(cpu));
+		if (!(val & IRQ_SSI))
+			clear_ext_ssip(cpu);
 		break;
 	case CSR_MSECCFG:
 		break; /* no Smepmp: mseccfg reads zero */
