@@ -887,6 +887,55 @@ static void test_flags_accrue(void **state)
 	assert_int_equal(fl, 0);
 }
 
+/*
+ * The host path leaves host flags set between instructions; stale host flags must never reach
+ * a guest whose fflags lack them, whatever ran on the host in between.
+ */
+static void test_host_flag_isolation(void **state)
+{
+	volatile double x = 1.0, y = 3.0, big = 0x1p1000, tiny = 0x1p-1000, zero = 0.0;
+	volatile double sink;
+
+	cpu->f[1] = D(1.0);
+	cpu->f[2] = D(3.0);
+	cpu->fflags = NX;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_DIV, FMT_D, 2, 1, RNE, 4)), 0);
+	assert_int_equal(cpu->fflags, NX);
+	/* the guest clears fflags (csrw fflags): an exact operation must raise nothing */
+	cpu->fflags = 0;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_ADD, FMT_D, 2, 1, RNE, 4)), 0);
+	assert_int_equal(cpu->fflags, 0);
+	/* host code raising every flag between two guest instructions */
+	sink = x / y;
+	sink = big * big;
+	sink = tiny * tiny;
+	sink = x / zero;
+	sink = zero / zero;
+	(void)sink;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_MUL, FMT_D, 2, 1, RTZ, 4)), 0);
+	assert_int_equal(cpu->fflags, 0);
+	cpu->fflags = NX;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_MUL, FMT_S, 2, 1, RNE, 4)), 0);
+	assert_int_equal(cpu->fflags, NX); /* unboxed: the canonical NaN is quiet */
+	/* a guest with NX and the host with PE: a new flag is still seen */
+	cpu->f[1] = MAX_D;
+	cpu->f[2] = D(2.0);
+	cpu->fflags = NX;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_MUL, FMT_D, 2, 1, RNE, 4)), 0);
+	assert_int_equal(cpu->fflags, NX | OF);
+	cpu->f[1] = D(0x1p-1000);
+	cpu->f[2] = D(0x1p-1000);
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_MUL, FMT_D, 2, 1, RNE, 4)), 0);
+	assert_int_equal(cpu->fflags, NX | OF | UF);
+	/* and the host's own rounding mode is back to nearest after a directed guest mode */
+	sink = x / y;
+	assert_true(sink == 1.0 / 3.0);
+	cpu->fflags = 0;
+	assert_int_equal(rv64_fpu_exec(cpu, enc_fp(F_DIV, FMT_D, 2, 1, RUP, 4)), 0);
+	sink = x / y;
+	assert_true(D(sink) == 0x3fd5555555555555ull);
+}
+
 /* ---- the portable host path against the x86 one */
 
 #if defined(__x86_64__)
@@ -1038,6 +1087,7 @@ int main(void)
 		cmocka_unit_test(test_fma),
 		cmocka_unit_test(test_illegal),
 		cmocka_unit_test(test_flags_accrue),
+		cmocka_unit_test(test_host_flag_isolation),
 #if defined(__x86_64__)
 		cmocka_unit_test(test_generic_path_agrees),
 #endif

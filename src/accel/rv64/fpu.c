@@ -456,15 +456,37 @@ enum fpu_op { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_SQRT };
 
 #if FPU_HOST_X86
 /*
- * MXCSR: flags in bits 0..5 (IE DE ZE OE UE PE), all exceptions masked (0x1f80), rounding
- * control in bits 13..14, FTZ and DAZ off.
+ * MXCSR: flags in bits 0..5 (IE DE ZE OE UE PE), exception masks 7..12, rounding control
+ * 13..14, FTZ 15, DAZ 6. Guest arithmetic runs with everything masked and FTZ/DAZ off.
+ *
+ * Flags are never cleared after an operation: that takes an ldmxcsr, and reading MXCSR soon
+ * after an ldmxcsr stalled for ~100 ns on the Xeon we measured. Instead host_begin() clears the host's
+ * sticky flags only when one of them is not yet set in the guest's fflags. Host flags the
+ * guest already has cannot change the guest's accrued result, so after the operation the
+ * guest ORs in whatever MXCSR shows. In the steady state (the guest has NX, the host has PE)
+ * an RNE operation costs two MXCSR reads and no write.
  */
 #define MXCSR_GUEST 0x1f80u
 #define MXCSR_FLAGS 0x3fu
+#define MXCSR_CTRL (~MXCSR_FLAGS)
 
 static const uint8_t mxcsr_rc[5] = {
 	[RM_RNE] = 0, [RM_RTZ] = 3, [RM_RDN] = 1, [RM_RUP] = 2, [RM_RMM] = 0,
 };
+
+/* fflags -> the MXCSR flag bits they correspond to, and back (DE, bit 1, has no guest flag) */
+#define FF_TO_MX(f) \
+	(((f) >> 4 & 1) | ((f) >> 3 & 1) << 2 | ((f) >> 2 & 1) << 3 | ((f) >> 1 & 1) << 4 | \
+	 ((f)&1) << 5)
+#define MX_TO_FF(m) \
+	(((m)&1) << 4 | ((m) >> 2 & 1) << 3 | ((m) >> 3 & 1) << 2 | ((m) >> 4 & 1) << 1 | \
+	 ((m) >> 5 & 1))
+#define X4(F, b) F(b), F(b + 1), F(b + 2), F(b + 3)
+#define X16(F, b) X4(F, b), X4(F, b + 4), X4(F, b + 8), X4(F, b + 12)
+
+static const uint8_t ff_to_mx[32] = {X16(FF_TO_MX, 0), X16(FF_TO_MX, 16)};
+static const uint8_t mx_to_ff[64] = {X16(MX_TO_FF, 0), X16(MX_TO_FF, 16), X16(MX_TO_FF, 32),
+				     X16(MX_TO_FF, 48)};
 
 static inline uint32_t mxcsr_get(void)
 {
@@ -479,39 +501,28 @@ static inline void mxcsr_set(uint32_t m)
 	__asm__ volatile("ldmxcsr %0" : : "m"(m));
 }
 
-/* Loads the guest's mode, returns the host MXCSR to hand back to host_end(). */
-static inline uint32_t host_begin(unsigned rm)
+/*
+ * Loads the guest's rounding mode and makes sure every flag the guest lacks is clear on the
+ * host; `have` is the guest's fflags. Returns the host MXCSR for host_end().
+ */
+static inline uint32_t host_begin(unsigned rm, uint32_t have)
 {
 	uint32_t saved = mxcsr_get(), want = MXCSR_GUEST | (uint32_t)mxcsr_rc[rm] << 13;
 
-	if (saved != want)
-		mxcsr_set(want);
+	if (unlikely((saved & MXCSR_CTRL) != want ||
+		     (saved & MXCSR_FLAGS & ~ff_to_mx[have & 31] & ~0x02u)))
+		mxcsr_set(want | (saved & MXCSR_FLAGS & ff_to_mx[have & 31]));
 	return saved;
 }
 
-/*
- * Reads the flags the operation raised and restores the host's mode. The host's own sticky
- * flags are dropped (nothing in kumo reads them), which keeps the next host_begin() at one
- * MXCSR read in the common RNE case.
- */
+/* The guest flags to OR in after the operation; restores the host's control bits. */
 static inline uint32_t host_end(uint32_t saved)
 {
-	uint32_t m = mxcsr_get(), fl = 0;
+	uint32_t m = mxcsr_get();
 
-	saved &= ~MXCSR_FLAGS;
-	if (m != saved)
-		mxcsr_set(saved);
-	if (m & 0x01)
-		fl |= FF_NV;
-	if (m & 0x04)
-		fl |= FF_DZ;
-	if (m & 0x08)
-		fl |= FF_OF;
-	if (m & 0x10)
-		fl |= FF_UF;
-	if (m & 0x20)
-		fl |= FF_NX;
-	return fl;
+	if (unlikely((m ^ saved) & MXCSR_CTRL))
+		mxcsr_set((saved & MXCSR_CTRL) | (m & MXCSR_FLAGS));
+	return mx_to_ff[m & MXCSR_FLAGS];
 }
 
 #define HOST_OP2(insn, a, b) \
@@ -591,7 +602,7 @@ static const int fenv_rc[5] = {
 	[RM_RUP] = FE_UPWARD,    [RM_RMM] = FE_TONEAREST,
 };
 
-static inline int host_begin(unsigned rm)
+static inline int host_begin(unsigned rm, uint32_t have)
 {
 	int saved = fegetround();
 
@@ -725,13 +736,13 @@ static uint64_t fpu_arith(const struct fpu_fmt *f, unsigned op, uint64_t a, uint
 		rm = RM_RNE;
 	}
 	if (f == &fmt_d) {
-		__typeof__(host_begin(0)) saved = host_begin(rm);
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, *fl);
 		double x = host_op_d(op, d_of(a), d_of(b));
 
 		*fl |= host_end(saved);
 		r = d_bits(x);
 	} else {
-		__typeof__(host_begin(0)) saved = host_begin(rm);
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, *fl);
 		float x = host_op_s(op, s_of(a), s_of(b));
 
 		*fl |= host_end(saved);
@@ -758,13 +769,13 @@ static uint64_t fpu_fma(const struct fpu_fmt *f, uint64_t a, uint64_t b, uint64_
 	if (unlikely(rm == RM_RMM || !host_has_fma()))
 		return soft_fma_full(f, a, b, c, rm, fl);
 	if (f == &fmt_d) {
-		__typeof__(host_begin(0)) saved = host_begin(rm);
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, *fl);
 		double x = host_fma_d(d_of(a), d_of(b), d_of(c));
 
 		*fl |= host_end(saved);
 		a = d_bits(x);
 	} else {
-		__typeof__(host_begin(0)) saved = host_begin(rm);
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, *fl);
 		float x = host_fma_s(s_of(a), s_of(b), s_of(c));
 
 		*fl |= host_end(saved);
@@ -791,7 +802,7 @@ static uint64_t fpu_cvt_s_d(uint64_t a, unsigned rm, uint32_t *fl)
 		fpu_unpack(&fmt_d, a, &n);
 		return fpu_round_pack(&fmt_s, n.sign, n.exp, n.sig, rm, fl);
 	} else {
-		__typeof__(host_begin(0)) saved = host_begin(rm);
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, *fl);
 		float x = host_cvt_s_d(d_of(a));
 
 		*fl |= host_end(saved);
@@ -980,6 +991,47 @@ static uint64_t fpu_sgnj(const struct fpu_fmt *f, unsigned funct3, uint64_t a, u
 
 /* ---- decode */
 
+/*
+ * The bulk of FP-heavy code: FADD/FSUB/FMUL/FDIV.{S,D} in a mode the host has. Returns false
+ * (nothing done) for anything else, which the full decoder below handles.
+ */
+static inline bool fpu_exec_fast(struct rv64_cpu *cpu, uint32_t insn)
+{
+	unsigned rm = (insn >> 12) & 7, op = insn >> 27;
+	uint64_t a = cpu->f[(insn >> 15) & 31], b = cpu->f[(insn >> 20) & 31], r;
+	uint32_t fl = cpu->fflags;
+
+	if (rm == RM_DYN)
+		rm = cpu->frm;
+	if (unlikely(rm >= RM_RMM))
+		return false;
+	if (insn & (1u << 25)) {
+		__typeof__(host_begin(0, 0)) saved = host_begin(rm, fl);
+		double x = host_op_d(op, d_of(a), d_of(b));
+
+		fl |= host_end(saved);
+		r = d_bits(x);
+		if (unlikely(fpu_is_nan(&fmt_d, r)))
+			r = CANON_D;
+	} else {
+		__typeof__(host_begin(0, 0)) saved;
+		float x;
+
+		if (unlikely((a >> 32) != 0xffffffffu || (b >> 32) != 0xffffffffu))
+			return false;
+		saved = host_begin(rm, fl);
+		x = host_op_s(op, s_of(a), s_of(b));
+		fl |= host_end(saved);
+		r = s_bits(x);
+		if (unlikely(fpu_is_nan(&fmt_s, r)))
+			r = CANON_S;
+		r |= BOX_S;
+	}
+	cpu->f[(insn >> 7) & 31] = r;
+	cpu->fflags = fl;
+	return true;
+}
+
 int rv64_fpu_exec(struct rv64_cpu *cpu, uint32_t insn)
 {
 	unsigned opc = insn & 0x7f, rd = (insn >> 7) & 31, funct3 = (insn >> 12) & 7;
@@ -988,8 +1040,11 @@ int rv64_fpu_exec(struct rv64_cpu *cpu, uint32_t insn)
 	bool dbl = fmt == 1, rm_ok = rm <= RM_RMM;
 	const struct fpu_fmt *f = dbl ? &fmt_d : &fmt_s;
 	uint64_t a, b, r;
-	uint32_t fl = 0;
+	uint32_t fl = cpu->fflags; /* accrues; host_begin() needs to know what is already set */
 
+	/* OP-FP, fmt S or D, funct5 0..3 */
+	if (likely((insn & 0xe400007f) == 0x00000053) && fpu_exec_fast(cpu, insn))
+		return 0;
 	if (fmt > 1) /* H and Q are not implemented */
 		goto illegal;
 	a = dbl ? cpu->f[rs1] : fpu_unbox(cpu->f[rs1]);
@@ -1089,12 +1144,12 @@ int rv64_fpu_exec(struct rv64_cpu *cpu, uint32_t insn)
 
 write_f:
 	cpu->f[rd] = dbl ? r : (r | BOX_S);
-	cpu->fflags |= fl;
+	cpu->fflags = fl;
 	return 0;
 write_x:
 	if (rd != 0)
 		cpu->x[rd] = r;
-	cpu->fflags |= fl;
+	cpu->fflags = fl;
 	return 0;
 illegal:
 	cpu->exc_cause = RV64_EXC_ILLEGAL_INSN;
