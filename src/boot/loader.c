@@ -144,7 +144,7 @@ static int copy_in(struct memmap *mm, const char *path, uint64_t addr, const voi
 	uint8_t *dst = memmap_ram_ptr(mm, addr, memsz);
 
 	if (!dst) {
-		err_set("%s: does not fit in guest RAM at 0x%llx (needs %llu bytes; RAM is 0x%llx..0x%llx)",
+		err_set("%s: does not fit in guest RAM at 0x%llx (needs %llu bytes; RAM is 0x%llx..0x%llx): raise --mem",
 			path, (unsigned long long)addr, (unsigned long long)memsz,
 			(unsigned long long)memmap_ram_base(mm),
 			(unsigned long long)(memmap_ram_base(mm) + memmap_ram_size(mm)));

@@ -135,7 +135,8 @@ static int cmd_run(int argc, char **argv)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's message plus usage */
+	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': cfg.kernel = optarg; break;
 		case 'i': cfg.initrd = optarg; break;
@@ -170,7 +171,8 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return VM_EXIT_ERROR;
+		case ':': return die("option %s needs a value (see kumo run --help)", argv[optind - 1]);
+		default: return die("unknown option '%s' (see kumo run --help)", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)

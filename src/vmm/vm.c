@@ -420,9 +420,13 @@ static int validate(const struct vm_config *cfg)
 		return -EINVAL;
 	}
 	if (cfg->mem < VM_MIN_MEM || cfg->mem > VM_MAX_MEM || cfg->mem % 4096) {
-		err_set("--mem %" PRIu64 " bytes is impossible: use a multiple of 4 KiB between 16 MiB "
-			"and 1 TiB",
-			cfg->mem);
+		if (cfg->mem % (1 << 20) == 0)
+			err_set("--mem %" PRIu64 " MiB is impossible: use between 16 MiB and 1 TiB",
+				cfg->mem >> 20);
+		else
+			err_set("--mem %" PRIu64 " bytes is impossible: use a multiple of 4 KiB "
+				"between 16 MiB and 1 TiB",
+				cfg->mem);
 		return -EINVAL;
 	}
 	if (host && cfg->mem > host) {
