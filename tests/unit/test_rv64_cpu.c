@@ -1196,6 +1196,76 @@ static void test_fp_state(void **state)
 	t_free(t);
 }
 
+struct smp_arg {
+	const struct accel_ops *ops;
+	struct accel_vcpu *cpu;
+	uint32_t exit;
+};
+
+static void *smp_thread(void *arg)
+{
+	struct smp_arg *a = arg;
+
+	a->ops->vcpu_run(a->cpu);
+	a->exit = a->ops->vcpu_run_state(a->cpu)->exit_reason;
+	return NULL;
+}
+
+/* Two vCPU threads increment shared counters with AMOADD and with LR/SC loops. */
+static void test_smp_atomics(void **state)
+{
+	const struct accel_ops *o = &accel_rv64_ops;
+	const uint64_t n = 1000000;
+	uint8_t *ram = calloc(1, RAM_SIZE);
+	struct memmap *mm = memmap_new();
+	struct accel_vm_config cfg = {.ram = ram, .ram_base = RAM_BASE, .ram_size = RAM_SIZE,
+				      .memmap = mm, .ncpus = 2, .ecall_exit_mask = 1u << 3};
+	static const uint32_t prog_len = 8;
+	uint32_t prog[8];
+	struct accel_vm *vm;
+	struct smp_arg args[2];
+	pthread_t th[2];
+	uint64_t v;
+
+	assert_non_null(ram);
+	assert_int_equal(memmap_add_ram(mm, RAM_BASE, RAM_SIZE, ram), 0);
+	assert_int_equal(o->vm_new(&cfg, &vm), 0);
+	prog[0] = AMO(0x00, 3, 0, A1, A2); /* amoadd.d x0, a2, (a1) */
+	prog[1] = AMO(0x02, 3, 5, A3, 0);  /* lr.d t0, (a3) */
+	prog[2] = ADDI(5, 5, 1);
+	prog[3] = AMO(0x03, 3, 6, A3, 5);  /* sc.d t1, t0, (a3) */
+	prog[4] = Bt(1, 6, 0, -12);        /* bnez t1, lr */
+	prog[5] = ADDI(A0, A0, -1);
+	prog[6] = Bt(1, A0, 0, -24);       /* bnez a0, amoadd */
+	prog[7] = ECALL;
+	memcpy(ram, prog, sizeof(uint32_t) * prog_len);
+	for (unsigned i = 0; i < 2; i++) {
+		args[i].ops = o;
+		assert_int_equal(o->vcpu_new(vm, i, &args[i].cpu), 0);
+		o->set_reg(args[i].cpu, ACCEL_REG_PC, CODE);
+		o->set_reg(args[i].cpu, ACCEL_REG_X(A0), n);
+		o->set_reg(args[i].cpu, ACCEL_REG_X(A1), DATA);
+		o->set_reg(args[i].cpu, ACCEL_REG_X(A2), 1);
+		o->set_reg(args[i].cpu, ACCEL_REG_X(A3), DATA + 64);
+	}
+	assert_int_equal(o->vcpu_new(vm, 1, &args[1].cpu), -EEXIST);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, smp_thread, &args[i]), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].exit, ACCEL_EXIT_SBI);
+		assert_int_equal(o->get_reg(args[i].cpu, ACCEL_REG_CSR(C_MHARTID), &v), 0);
+		assert_int_equal(v, i);
+	}
+	memcpy(&v, ram + (DATA - RAM_BASE), 8);
+	assert_int_equal(v, 2 * n);
+	memcpy(&v, ram + (DATA + 64 - RAM_BASE), 8);
+	assert_int_equal(v, 2 * n);
+	o->vm_free(vm); /* frees the vCPUs still registered */
+	memmap_free(mm);
+	free(ram);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1217,6 +1287,7 @@ int main(void)
 		cmocka_unit_test(test_kick),
 		cmocka_unit_test(test_sstc_and_counters),
 		cmocka_unit_test(test_fp_state),
+		cmocka_unit_test(test_smp_atomics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
