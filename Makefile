@@ -69,7 +69,7 @@ format:
 clean:
 	rm -rf build build-asan build-*
 
--include $(wildcard tests/*/*.mk bench/*.mk guest/*.mk)
+-include $(wildcard src/*.mk src/*/*.mk tests/*/*.mk bench/*.mk guest/*.mk)
 -include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d) $(UNIT_BINS:=.d)
 
 # Guest-side test programs (bare-metal guests, differential-test binaries); fragments add to it.
