@@ -704,7 +704,15 @@ static void test_syscon(void **state)
 	assert_int_equal(fk.ev_calls, 3);
 	assert_int_equal(fk.ev, BOARD_EVENT_FAIL);
 	assert_int_equal(fk.ev_data, 42);
+	/* OpenSBI resets with a 16-bit store. */
+	wr(VIRT_TEST_BASE, 2, 0x7777);
+	assert_int_equal(fk.ev_calls, 4);
+	assert_int_equal(fk.ev, BOARD_EVENT_REBOOT);
+	fk.ev_calls = 3;
 	uint64_t errs = guest_error_count();
+	wr(VIRT_TEST_BASE, 1, 0x55);
+	assert_int_equal(fk.ev_calls, 3);
+	assert_int_equal(guest_error_count(), ++errs);
 	wr(VIRT_TEST_BASE, 4, 0x1234);
 	wr(VIRT_TEST_BASE + 4, 4, 0x5555);
 	assert_int_equal(fk.ev_calls, 3);
