@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,8 @@ struct vcpu {
 	uint64_t start_addr, start_arg;
 	bool resume_pending;  /* START_PENDING/RESUME_PENDING: set registers before running */
 
+	_Atomic bool in_run;        /* inside vcpu_run(): may be executing guest code */
+	_Atomic uint64_t run_seq;   /* incremented each time vcpu_run() returns */
 	struct sbi_stats sbi_stats; /* touched only by this vCPU's thread */
 	uint64_t cpu_ns;            /* host CPU time of the thread when it stopped */
 };
@@ -96,6 +99,11 @@ struct vm {
 	unsigned ncpus;
 	struct vcpu vcpus[];
 };
+
+static bool stopping(struct vm *vm)
+{
+	return atomic_load(&vm->stop_reason) >= 0;
+}
 
 /* ---- board hooks ---- */
 
@@ -195,8 +203,22 @@ static void sbi_remote_fence(void *opaque, unsigned hart, enum sbi_fence kind, u
 {
 	struct vm *vm = opaque;
 
+	struct vcpu *v = &vm->vcpus[hart];
+	uint64_t seq = atomic_load(&v->run_seq);
+
 	/* A full flush of translations and decoded code covers every fence kind. */
-	vm->ops->flush_tlb(vm->vcpus[hart].av);
+	vm->ops->flush_tlb(v->av);
+	/*
+	 * SBI v2.0 §8: the fence is done when the call returns (Linux frees page tables right
+	 * after). The target flushes before it next runs guest code, so wait until it has left
+	 * vcpu_run() once; a hart outside vcpu_run() is not executing guest code. The caller
+	 * itself is outside vcpu_run(), so two harts fencing each other cannot deadlock.
+	 */
+	if (!atomic_load(&v->in_run))
+		return;
+	vm->ops->vcpu_kick(v->av);
+	while (atomic_load(&v->in_run) && atomic_load(&v->run_seq) == seq && !stopping(vm))
+		sched_yield();
 }
 
 static int sbi_hart_start(void *opaque, unsigned hart, uint64_t addr, uint64_t arg)
@@ -297,11 +319,6 @@ static long sbi_console_read(void *opaque, uint8_t *buf, size_t len)
 
 /* ---- vCPU threads ---- */
 
-static bool stopping(struct vm *vm)
-{
-	return atomic_load(&vm->stop_reason) >= 0;
-}
-
 /* Puts a hart into S-mode at `addr` with a0 = hartid, a1 = arg (SBI §9.1 start state). */
 static void enter_supervisor(struct vcpu *v, uint64_t addr, uint64_t arg)
 {
@@ -350,7 +367,11 @@ static void *vcpu_loop(void *arg)
 			}
 			pthread_mutex_unlock(&v->lock);
 		}
-		if (ops->vcpu_run(v->av) < 0) {
+		atomic_store(&v->in_run, true);
+		int rc = ops->vcpu_run(v->av);
+		atomic_store(&v->in_run, false);
+		atomic_fetch_add(&v->run_seq, 1);
+		if (rc < 0) {
 			log_err("vcpu %u: run failed", v->id);
 			vm_request_stop(vm, VM_EXIT_ERROR);
 			break;
