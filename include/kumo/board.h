@@ -108,6 +108,15 @@ int board_dt_build(struct board *b, void *buf, size_t size);
  */
 size_t board_console_input(struct board *b, const uint8_t *buf, size_t len);
 
+struct virtio_dev;
+/*
+ * Puts a virtio device behind a virtio-mmio transport in the next free slot
+ * (VIRT_VIRTIO_BASE + n * VIRT_VIRTIO_SIZE, PLIC source VIRT_VIRTIO_IRQ + n), sets its irq
+ * line and adds its "virtio,mmio" device-tree node. On success the board owns dev (freed by
+ * board_free). -ENOSPC when the 8 slots are taken. Set-up thread, before vCPUs run.
+ */
+int board_add_virtio(struct board *b, struct virtio_dev *dev);
+
 /* Resets every device to its power-on state (reboot). */
 void board_reset(struct board *b);
 

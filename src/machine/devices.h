@@ -117,6 +117,14 @@ struct syscon_config {
 extern const struct vdev_class syscon_class;
 int syscon_new(const struct syscon_config *cfg, struct syscon **out);
 
+/* --- virtio-mmio transport (src/devices/virtio/mmio.c), one per populated virtio slot --- */
+struct virtio_dev;
+struct virtio_mmio;
+/* dev_node writes "virtio,mmio" with the PLIC source; free() also frees the virtio device. */
+extern const struct vdev_class virtio_mmio_class;
+/* Wraps dev (which the transport then owns) for slot `plic_irq`; dev->irq must be set. */
+int virtio_mmio_new(struct virtio_dev *dev, unsigned plic_irq, struct virtio_mmio **out);
+
 /* --- device-tree helpers shared by the writers --- */
 
 /* Adds /soc/<prefix>@<base> with reg = <base size>; returns its offset or an FDT_ERR. */

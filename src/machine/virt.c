@@ -13,6 +13,7 @@
 #include <sys/random.h>
 
 #include "kumo/board.h"
+#include "kumo/virtio.h"
 #include "machine/devices.h"
 
 enum virt_region_id {
@@ -44,12 +45,13 @@ static const struct virt_region {
 #define VIRT_DT_SLACK (64u << 10)
 #define VIRT_DEFAULT_ISA "rv64imafdc_zicsr_zifencei"
 #define VIRT_CACHE_BLOCK 64 /* riscv,cbom/cboz-block-size when Zicbom/Zicboz are advertised */
-#define VIRT_MAX_DEVS 8
+#define VIRT_MAX_DEVS (8 + VIRT_VIRTIO_COUNT)
 
 struct board_dev {
 	const struct vdev_class *cls;
 	void *dev;
 	enum virt_region_id region;
+	uint64_t base, size; /* a slot inside the region (virtio); size 0: the whole region */
 };
 
 struct board {
@@ -62,6 +64,7 @@ struct board {
 	unsigned ndevs;
 	struct irq_line msip[BOARD_MAX_CPUS];
 	struct irq_line plic_ctx[2 * BOARD_MAX_CPUS];
+	unsigned nvirtio; /* virtio-mmio slots populated, from slot 0 up */
 };
 
 /* --- hook trampolines --- */
@@ -381,6 +384,37 @@ void board_set_initrd(struct board *b, uint64_t start, uint64_t end)
 	b->cfg.initrd_end = end;
 }
 
+int board_add_virtio(struct board *b, struct virtio_dev *dev)
+{
+	unsigned slot = b->nvirtio, irq = VIRT_VIRTIO_IRQ + slot;
+	uint64_t base = VIRT_VIRTIO_BASE + slot * VIRT_VIRTIO_SIZE;
+	struct virtio_mmio *m;
+	char name[32];
+	int ret;
+
+	if (slot >= VIRT_VIRTIO_COUNT || b->ndevs >= VIRT_MAX_DEVS) {
+		err_set("too many virtio devices: the virt board has %d slots", VIRT_VIRTIO_COUNT);
+		return -ENOSPC;
+	}
+	dev->irq = (struct irq_line){plic_set_irq, b->plic, irq};
+	ret = virtio_mmio_new(dev, irq, &m);
+	if (ret)
+		return ret;
+	snprintf(name, sizeof(name), "virtio_mmio%u", slot);
+	ret = memmap_add_mmio(b->mm, name, base, VIRT_VIRTIO_SIZE, virtio_mmio_class.mmio, m);
+	if (ret) {
+		free(m);
+		err_set("cannot map virtio slot %u at 0x%" PRIx64 " (%s)", slot, base, strerror(-ret));
+		return ret;
+	}
+	/* Slots come after the UART and before RAM: the list stays in address order. */
+	b->devs[b->ndevs++] = (struct board_dev){.cls = &virtio_mmio_class, .dev = m,
+						 .region = VIRT_R_VIRTIO, .base = base,
+						 .size = VIRT_VIRTIO_SIZE};
+	b->nvirtio++;
+	return 0;
+}
+
 size_t board_console_input(struct board *b, const uint8_t *buf, size_t len)
 {
 	return uart8250_receive(b->uart, buf, len);
@@ -569,7 +603,8 @@ static int dt_build(struct board *b, void *fdt, const struct dt_ctx *ctx)
 		const struct board_dev *d = &b->devs[i];
 		const struct virt_region *r = &virt_map[d->region];
 
-		err = d->cls->dt_node(d->dev, fdt, ctx, r->base, r->size);
+		err = d->size ? d->cls->dt_node(d->dev, fdt, ctx, d->base, d->size)
+			      : d->cls->dt_node(d->dev, fdt, ctx, r->base, r->size);
 	}
 	if (!err)
 		err = dt_cpus(b, fdt, ctx);
