@@ -32,6 +32,7 @@
 /* CSR numbers used to prepare harts (priv 1.12 tables 2.2-2.5). */
 #define CSR_SSTATUS 0x100
 #define CSR_SIE 0x104
+#define CSR_SCOUNTEREN 0x106
 #define CSR_STIMECMP 0x14d
 #define CSR_SATP 0x180
 #define CSR_MSTATUS 0x300
@@ -497,6 +498,11 @@ static void prepare_sbi_hart(struct vm *vm, struct vcpu *v)
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MEDELEG), medeleg);
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MIDELEG), (1 << 1) | (1 << 5) | (1 << 9));
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MCOUNTEREN), 7);
+	/*
+	 * OpenSBI also opens cycle/time/instret to U-mode at hart init; Linux's vDSO reads `time`
+	 * from user space and only its SBI PMU driver would set scounteren otherwise.
+	 */
+	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_SCOUNTEREN), 7);
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_MENVCFG), MENVCFG_STCE);
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_PMPADDR0), ~0ULL >> 10);
 	ops->set_reg(v->av, ACCEL_REG_CSR(CSR_PMPCFG0), 0x1f); /* NAPOT, R W X */
