@@ -20,11 +20,22 @@
 
 static struct vm *running_vm;
 
+int pool_cli_main(int argc, char **argv); /* src/cmd/pool_cli.c */
+
 static void usage(FILE *f)
 {
 	fputs("usage: kumo run [options]          boot a virtual machine\n"
 	      "       kumo image pull              fetch the default Debian riscv64 guest\n"
 	      "       kumo version\n"
+	      "\n"
+	      "compute pool (docs/pool.md):\n"
+	      "       kumo controller [--db URL] [--listen ADDR:PORT]   REST API + scheduler\n"
+	      "       kumo agent --name N --state-dir D [--listen ADDR:PORT]   host agent\n"
+	      "       kumo up                      controller + local agent on this machine\n"
+	      "       kumo server create|list|show|delete|console   (--json for JSON)\n"
+	      "       kumo host list|enable|disable, kumo flavor list|create|delete\n"
+	      "       kumo image list|create, kumo group create, kumo tenant list|create\n"
+	      "       kumo usage [--start S] [--end S]\n"
 	      "\n"
 	      "kumo run options:\n"
 	      "  --kernel FILE      Linux Image or ELF (with --bios: any next-stage binary)\n"
@@ -223,8 +234,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "image"))
+	if (!strcmp(argv[1], "image") && (argc < 3 || !strcmp(argv[2], "pull")))
 		return cmd_image(argc - 1, argv + 1);
+	static const char *const pool_cmds[] = {"controller", "agent", "up",	 "server", "host",
+						"flavor",     "image", "usage", "tenant", "group"};
+	for (unsigned i = 0; i < sizeof(pool_cmds) / sizeof(pool_cmds[0]); i++)
+		if (!strcmp(argv[1], pool_cmds[i]))
+			return pool_cli_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("kumo %s\n", KUMO_VERSION);
 		return 0;
