@@ -277,6 +277,44 @@ size_t virtq_elem_write(const struct virtq_elem *e, uint64_t off, const void *bu
 int virtq_elem_slice(const struct virtq_elem *e, bool writable, uint64_t off, uint64_t len,
 		     struct iovec *dst, unsigned max);
 
+/* ---- device models (blk.c, rng.c, console.c) ---- */
+
+struct block_backend;
+
+/*
+ * virtio-blk (virtio 1.2 §5.2) over a host block back end, which the device then owns
+ * (closed by virtio_dev_free). serial: the GET_ID string (at most 20 bytes used), NULL: none.
+ * Offers SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, RO for a read-only back end, and DISCARD +
+ * WRITE_ZEROES when be->discard.
+ */
+int virtio_blk_new(struct memmap *mm, struct block_backend *be, const char *serial,
+		   struct virtio_dev **out);
+
+/* Entropy source of virtio-rng: fills buf, returns bytes filled (0..len) or -errno. */
+typedef long virtio_rng_fill_fn(void *buf, size_t len);
+/* virtio-rng (virtio 1.2 §5.4); fill NULL: the host's getrandom(). */
+int virtio_rng_new(struct memmap *mm, virtio_rng_fill_fn *fill, struct virtio_dev **out);
+
+/* Host side of virtio-console. Called on the I/O thread. */
+struct virtio_console_backend {
+	void *opaque;
+	/* Bytes of host input waiting for the guest. */
+	size_t (*pending)(void *opaque);
+	/* Takes up to n bytes of host input; returns how many. */
+	size_t (*read)(void *opaque, uint8_t *buf, size_t n);
+	/* Guest output. */
+	void (*write)(void *opaque, const uint8_t *buf, size_t n);
+};
+/*
+ * virtio-console (virtio 1.2 §5.3) with one port (hvc0): receiveq0 and transmitq0, no
+ * MULTIPORT. When host input arrives, call virtio_dev_kick(dev, VIRTIO_CONSOLE_RXQ) from any
+ * thread; input waits in the back end until the guest posts receive buffers.
+ */
+#define VIRTIO_CONSOLE_RXQ 0
+#define VIRTIO_CONSOLE_TXQ 1
+int virtio_console_new(struct memmap *mm, const struct virtio_console_backend *be,
+		       struct virtio_dev **out);
+
 /* ---- virtio-mmio transport (mmio.c; the board maps it, see machine/devices.h) ---- */
 
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
