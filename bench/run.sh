@@ -18,4 +18,5 @@ command -v qemu-system-riscv64 >/dev/null 2>&1 || [ -n "${QEMU_BIN:-}" ] || {
 	echo "bench: qemu-system-riscv64 is missing (run 'make deps')" >&2
 	exit 1
 }
+make -s build/bench/pool_bench >>build/bench-build.log 2>&1 && build/bench/pool_bench || echo "bench: pool_bench failed" >&2
 exec python3 bench/boot.py
