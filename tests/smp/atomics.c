@@ -2,7 +2,10 @@
  * atomics.c - a static riscv64 Linux program that hammers shared counters from several threads
  * with the A extension's AMOs and LR/SC loops and checks the exact totals.
  *
- * Usage (inside the guest): atomics [THREADS [ITERATIONS]]   (defaults: 4 threads, 200000)
+ * Usage (inside the guest): atomics [THREADS [ITERATIONS | SECONDSs]]  (defaults: 4, 200000)
+ * With "20s" each thread runs until 20 seconds have passed (checked every 1024 iterations) and
+ * the expected totals come from the iteration counts the threads report, so a run lasts long
+ * enough to be measured from the host whatever the CPU's speed.
  * Prints one "PASS NAME got=X" or "FAIL NAME got=X want=Y" line per counter, then
  * "ATOMICS-DONE pass=N fail=M threads=T iters=I", and exits 0 only when every counter is exact.
  *
@@ -36,7 +39,10 @@ struct counters {
 
 static struct counters C;
 static unsigned nthreads = 4;
-static unsigned long iters = 200000;
+static unsigned long iters = 200000;    /* per thread, fixed mode */
+static double duration;                   /* seconds, timed mode (0: fixed mode) */
+static int stop_flag;                     /* timed mode: set by main when the time is up */
+static unsigned long done_iters[MAX_THREADS];
 static pthread_barrier_t start_barrier;
 
 static inline void amoadd_w(uint32_t *p, uint32_t v)
@@ -130,8 +136,11 @@ static void *worker(void *arg)
 {
 	unsigned id = (unsigned)(uintptr_t)arg;
 	uint64_t mybits = 0xffull << (8 * (id % 8));
+	unsigned long i;
 	pthread_barrier_wait(&start_barrier);
-	for (unsigned long i = 0; i < iters; i++) {
+	for (i = 0; duration > 0 || i < iters; i++) {
+		if (duration > 0 && (i & 1023) == 0 && __atomic_load_n(&stop_flag, __ATOMIC_RELAXED))
+			break;
 		amoadd_w(&C.amoadd_w, 1);
 		amoadd_d(&C.amoadd_d, id + 1);
 		lrsc_inc_d(&C.lrsc_d);
@@ -156,6 +165,7 @@ static void *worker(void *arg)
 				break;
 		}
 	}
+	done_iters[id] = i;
 	return NULL;
 }
 
@@ -179,10 +189,16 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		nthreads = (unsigned)strtoul(argv[1], NULL, 0);
-	if (argc > 2)
-		iters = strtoul(argv[2], NULL, 0);
+	if (argc > 2) {
+		char *end;
+		unsigned long v = strtoul(argv[2], &end, 0);
+		if (*end == 's')
+			duration = (double)v;
+		else
+			iters = v;
+	}
 	if (nthreads < 1 || nthreads > MAX_THREADS || iters < 1) {
-		fprintf(stderr, "usage: atomics [THREADS(1..%d) [ITERATIONS]]\n", MAX_THREADS);
+		fprintf(stderr, "usage: atomics [THREADS(1..%d) [ITERATIONS | SECONDSs]]\n", MAX_THREADS);
 		return 2;
 	}
 	if (pthread_barrier_init(&start_barrier, NULL, nthreads) != 0) {
@@ -196,17 +212,28 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (duration > 0) {
+		struct timespec d = {.tv_sec = (time_t)duration};
+		while (nanosleep(&d, &d) != 0)
+			;
+		__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+	}
 	for (unsigned t = 0; t < nthreads; t++)
 		pthread_join(tids[t], NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 
 	/* Expected values, computed the slow way. */
-	uint64_t n = iters, locked = 0, locked2 = 0, orv = 0, xorv = 0, idsum = 0;
+	uint64_t total = 0, weighted = 0, locked = 0, locked2 = 0, orv = 0, xorv = 0;
+	unsigned long min_iters = ~0ul;
 	int64_t maxv = 0, minv = 0;
 	for (unsigned t = 0; t < nthreads; t++) {
 		uint64_t mybits = 0xffull << (8 * (t % 8));
-		idsum += t + 1;
-		for (unsigned long i = 0; i < iters; i++) {
+		unsigned long k = done_iters[t];
+		total += k;
+		weighted += (uint64_t)k * (t + 1);
+		if (k < min_iters)
+			min_iters = k;
+		for (unsigned long i = 0; i < k; i++) {
 			if ((i & 3) == 0) {
 				locked2 += locked; /* order-independent: see below */
 				locked++;
@@ -215,7 +242,7 @@ int main(int argc, char **argv)
 				orv |= mybits & (i | 0x0101010101010101ull << (t % 8));
 			xorv ^= (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull * (2 * t + 1);
 		}
-		int64_t top = (int64_t)((iters - 1) * (t + 1));
+		int64_t top = k ? (int64_t)((k - 1) * (t + 1)) : 0;
 		if (top > maxv)
 			maxv = top;
 		if (-top < minv)
@@ -225,20 +252,20 @@ int main(int argc, char **argv)
 	 * locked_plain2 accumulates the value of locked_plain seen before each increment: whatever
 	 * the interleaving, that is 0 + 1 + ... + (K-1) for K increments in total, as computed.
 	 */
-	check("amoadd.w", C.amoadd_w, (uint32_t)(n * nthreads));
-	check("amoadd.d", C.amoadd_d, n * idsum);
-	check("lr.d/sc.d", C.lrsc_d, n * nthreads);
-	check("lr.w/sc.w", C.lrsc_w, (uint32_t)(3 * n * nthreads));
+	check("amoadd.w", C.amoadd_w, (uint32_t)total);
+	check("amoadd.d", C.amoadd_d, weighted);
+	check("lr.d/sc.d", C.lrsc_d, total);
+	check("lr.w/sc.w", C.lrsc_w, (uint32_t)(3 * total));
 	check("amoswap-lock", C.locked_plain, locked);
 	check("amoswap-lock-sum", C.locked_plain2, locked2);
 	check("amoor.d", C.amoor_d, orv);
 	check("amoxor.d", C.amoxor_d, xorv);
 	check("amomax.d", (uint64_t)C.amomax_d, (uint64_t)maxv);
 	check("amomin.d", (uint64_t)C.amomin_d, (uint64_t)minv);
-	check("c11-fetch-add", C.c11_add, 2 * n * nthreads);
-	check("lr/sc-cas", C.cas_d, 5 * n * nthreads);
+	check("c11-fetch-add", C.c11_add, 2 * total);
+	check("lr/sc-cas", C.cas_d, 5 * total);
 	double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	printf("ATOMICS-DONE pass=%u fail=%u threads=%u iters=%lu seconds=%.2f\n", pass_count, fail_count,
-	       nthreads, iters, secs);
+	printf("ATOMICS-DONE pass=%u fail=%u threads=%u iters=%llu min-per-thread=%lu seconds=%.2f\n",
+	       pass_count, fail_count, nthreads, (unsigned long long)total, min_iters, secs);
 	return fail_count ? 1 : 0;
 }
