@@ -60,6 +60,32 @@ static int write_small(const char *path, const char *s)
 	return fclose(f) ? -EIO : 0;
 }
 
+/* The last non-empty line of a small log file (the VMM's error sentence). */
+static void last_line(const char *path, char *out, size_t len)
+{
+	char buf[2048];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (fseek(f, -(long)(sizeof(buf) - 1), SEEK_END))
+		fseek(f, 0, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	char *nl = strrchr(buf, '\n');
+
+	const char *src = nl ? nl + 1 : buf;
+	size_t m = strlen(src) < len - 1 ? strlen(src) : len - 1;
+
+	memcpy(out, src, m);
+	out[m] = '\0';
+}
+
 static void rm_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -260,11 +286,20 @@ static void reconcile_one(struct agent *a, json_t *s)
 		err_clear();
 		int ret = drv->start(dir, &spec, a->cfg->kumo_bin);
 
-		if (ret || !drv->alive(dir)) {
-			char fault[256];
+		/* a VMM that rejects its arguments exits at once: give it a moment to do so */
+		for (int w = 0; !ret && w < 400 && drv->alive(dir); w += 50) {
+			struct timespec ts = {0, 50 * 1000000L};
 
+			nanosleep(&ts, NULL);
+		}
+		if (ret || !drv->alive(dir)) {
+			char fault[256], last[160] = "";
+
+			snprintf(path, sizeof(path), "%s/console.log", dir);
+			last_line(path, last, sizeof(last));
 			snprintf(fault, sizeof(fault), "%s driver could not start the VM: %s",
-				 drv->name, *err_get() ? err_get() : strerror(ret ? -ret : ESRCH));
+				 drv->name,
+				 *last ? last : *err_get() ? err_get() : strerror(ret ? -ret : ESRCH));
 			rm_dir(dir);
 			report(a, id, "error", fault);
 			return;

@@ -477,7 +477,8 @@ static void build_failed(struct pool_ctl *ctl, const struct pool_vm *v, const ch
 	struct sched_request q = {0};
 
 	snprintf(alts, sizeof(alts), "%s", v->alternates);
-	if (v->attempts >= ctl->sched.max_attempts || !*alts ||
+	/* A group member stays put: moving it would need the group's CAS too (see docs/pool.md). */
+	if (v->group_id || v->attempts >= ctl->sched.max_attempts || !*alts ||
 	    pool_store_image_get_id(ctl->st, v->image_id, &im))
 		goto out_error;
 	q.tenant_id = v->tenant_id;
@@ -495,7 +496,7 @@ static void build_failed(struct pool_ctl *ctl, const struct pool_vm *v, const ch
 		if (!h)
 			continue;
 		for (f = 0; f < SCHED_NFILTERS; f++)
-			if (f != SCHED_F_GROUP && sched_filter_run(f, &ctl->sched, &q, h, NULL, 0))
+			if (sched_filter_run(f, &ctl->sched, &q, h, NULL, 0))
 				break;
 		if (f < SCHED_NFILTERS)
 			continue;
