@@ -9,6 +9,7 @@ PKGS=(
   libcurl4-openssl-dev libsqlite3-dev libpq-dev libzstd-dev libseccomp-dev
   qemu-system-misc qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   opensbi u-boot-qemu e2fsprogs cpio xz-utils zstd kmod debian-archive-keyring apt
+  postgresql
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kumo/base.h"
 #include "kumo/pool/store.h"
@@ -206,8 +207,23 @@ int pool_sqlite_open(const char *path, struct pool_db **out)
 	}
 	sqlite3_busy_timeout(d->h, 10000);
 	/* WAL: readers never block the writer; NORMAL sync is durable across process crashes. */
-	if (sq_script(&d->base, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-				"PRAGMA foreign_keys=ON;")) {
+	/*
+	 * Switching to WAL needs a moment alone with the file and does not wait on the busy
+	 * handler: controllers starting together retry (bounded, ~10 s).
+	 */
+	for (int tries = 0;; tries++) {
+		int rc2 = sqlite3_exec(d->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+
+		if (rc2 == SQLITE_OK)
+			break;
+		if ((rc2 != SQLITE_BUSY && rc2 != SQLITE_LOCKED) || tries >= 200) {
+			sq_err(d, rc2);
+			sq_close(&d->base);
+			return -EIO;
+		}
+		usleep(50000);
+	}
+	if (sq_script(&d->base, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")) {
 		sq_close(&d->base);
 		return -EIO;
 	}
