@@ -27,6 +27,17 @@ enum vm_exit {
 	VM_EXIT_USER = 4,     /* stopped from the host: Ctrl-A x, SIGINT, SIGTERM */
 };
 
+/* A virtio-blk disk on a raw image file (kumo run --disk). */
+struct vm_disk {
+	const char *path;
+	const char *serial; /* GET_ID string (20 bytes used), NULL: none */
+	bool readonly;      /* the guest sees a read-only device; writes fail with IOERR */
+	bool direct;        /* O_DIRECT on the host (aligned bounce buffers) */
+	bool discard;       /* offer DISCARD and WRITE_ZEROES (host hole punching) */
+};
+
+#define VM_MAX_DISKS 8 /* the virt board has 8 virtio slots in all */
+
 struct vm_config {
 	const char *kernel;  /* Image/ELF; with bios also a raw next stage; NULL: none */
 	const char *initrd;  /* NULL: none */
@@ -38,6 +49,10 @@ struct vm_config {
 	bool stats;          /* print execution statistics on stderr when the VM stops */
 	int console_in;      /* host fd for console input (-1: none) */
 	int console_out;     /* host fd for console output */
+	const struct vm_disk *disks; /* [ndisks], in slot order */
+	unsigned ndisks;
+	bool rng;            /* virtio-rng fed by getrandom() */
+	bool virtio_console; /* the console is virtio-console (hvc0) instead of the UART's input */
 };
 
 struct vm;

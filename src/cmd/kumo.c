@@ -47,6 +47,12 @@ static void usage(FILE *f)
 	      "                     serves SBI v2.0 itself and enters the kernel in S-mode\n"
 	      "  --default-guest    boot the cached default Debian guest (see kumo image pull)\n"
 	      "  --stats            print instructions, MIPS, exits and TLB hit rates at exit\n"
+	      "  --disk path=FILE[,readonly=on][,serial=STR][,direct=on][,discard=on]\n"
+	      "                     virtio-blk disk on a raw image (repeatable, up to 8 devices)\n"
+	      "  --rng              virtio-rng entropy device fed by the host's getrandom()\n"
+	      "  --console serial|virtio\n"
+	      "                     console device: the UART (default) or virtio-console (hvc0,\n"
+	      "                     kernel console=hvc0 by default); --vconsole = --console virtio\n"
 	      "  -v, --verbose      more log output (repeat for debug)\n"
 	      "\n"
 	      "Console: the guest's serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A h helps.\n"
@@ -121,6 +127,76 @@ static int cmd_image(int argc, char **argv)
 	return die("cannot run bash: %s", strerror(errno));
 }
 
+/* Parses an on/off value of a --disk key; -1 when it is neither. */
+static int parse_bool(const char *v)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+		return 1;
+	if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+		return 0;
+	return -1;
+}
+
+/*
+ * --disk path=FILE[,readonly=on][,serial=STR][,direct=on][,discard=on]: splits `arg` (kept
+ * alive by argv) in place. Prints one error line and returns false on bad input.
+ */
+static bool parse_disk(char *arg, struct vm_disk *d)
+{
+	char *save = NULL, *kv;
+
+	*d = (struct vm_disk){0};
+	for (kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		int b;
+
+		if (!eq) {
+			fprintf(stderr, "kumo: --disk: '%s' is not KEY=VALUE (keys: path, readonly, "
+					"serial, direct, discard)\n", kv);
+			return false;
+		}
+		*eq = '\0';
+		if (!strcmp(kv, "path")) {
+			if (!eq[1]) {
+				fprintf(stderr, "kumo: --disk: path= is empty\n");
+				return false;
+			}
+			d->path = eq + 1;
+			continue;
+		}
+		if (!strcmp(kv, "serial")) {
+			if (strlen(eq + 1) > 20) {
+				fprintf(stderr, "kumo: --disk: serial '%s' is longer than 20 bytes\n", eq + 1);
+				return false;
+			}
+			d->serial = eq + 1;
+			continue;
+		}
+		b = parse_bool(eq + 1);
+		if (!strcmp(kv, "readonly") || !strcmp(kv, "direct") || !strcmp(kv, "discard")) {
+			if (b < 0) {
+				fprintf(stderr, "kumo: --disk: %s='%s' is not on or off\n", kv, eq + 1);
+				return false;
+			}
+			if (!strcmp(kv, "readonly"))
+				d->readonly = b;
+			else if (!strcmp(kv, "direct"))
+				d->direct = b;
+			else
+				d->discard = b;
+			continue;
+		}
+		fprintf(stderr, "kumo: --disk: unknown key '%s' (keys: path, readonly, serial, direct, "
+				"discard)\n", kv);
+		return false;
+	}
+	if (!d->path) {
+		fprintf(stderr, "kumo: --disk needs path=FILE\n");
+		return false;
+	}
+	return true;
+}
+
 static bool is_file(const char *path)
 {
 	struct stat st;
@@ -135,9 +211,12 @@ static int cmd_run(int argc, char **argv)
 		{"append", required_argument, NULL, 'a'}, {"mem", required_argument, NULL, 'm'},
 		{"cpus", required_argument, NULL, 'c'},   {"bios", required_argument, NULL, 'b'},
 		{"default-guest", no_argument, NULL, 'D'}, {"stats", no_argument, NULL, 's'},
+		{"disk", required_argument, NULL, 'd'},   {"rng", no_argument, NULL, 'r'},
+		{"console", required_argument, NULL, 'C'}, {"vconsole", no_argument, NULL, 'V'},
 		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	static struct vm_disk disks[VM_MAX_DISKS];
 	struct vm_config cfg = {.mem = 512ULL << 20, .ncpus = 1, .console_in = STDIN_FILENO,
 				.console_out = STDOUT_FILENO};
 	static char kernel[PATH_MAX], initrd[PATH_MAX];
@@ -156,6 +235,26 @@ static int cmd_run(int argc, char **argv)
 		case 'D': default_guest = true; break;
 		case 's': cfg.stats = true; break;
 		case 'v': log_level++; break;
+		case 'r': cfg.rng = true; break;
+		case 'V': cfg.virtio_console = true; break;
+		case 'C':
+			if (!strcmp(optarg, "virtio") || !strcmp(optarg, "hvc"))
+				cfg.virtio_console = true;
+			else if (!strcmp(optarg, "serial") || !strcmp(optarg, "uart"))
+				cfg.virtio_console = false;
+			else
+				return die("--console '%s' is not serial or virtio", optarg);
+			break;
+		case 'd':
+			if (cfg.ndisks == VM_MAX_DISKS) {
+				fprintf(stderr, "kumo: too many --disk options: at most %d\n", VM_MAX_DISKS);
+				return VM_EXIT_ERROR;
+			}
+			if (!parse_disk(optarg, &disks[cfg.ndisks]))
+				return VM_EXIT_ERROR;
+			cfg.ndisks++;
+			cfg.disks = disks;
+			break;
 		case 'm':
 			if (parse_size(optarg, &cfg.mem)) {
 				return die("--mem '%s' is not a size (try 512M or 2G)", optarg);

@@ -1,8 +1,9 @@
 /*
  * vm.c - VM set-up, the vCPU threads and their exit loop, SBI hooks, and the console loop.
  *
- * Threads: vm_run()'s caller becomes the I/O thread (console input, stop requests); each vCPU
- * has its own thread running vcpu_loop(). Cross-thread state is the atomic stop reason, the
+ * Threads: vm_run()'s caller serves the console (host input, stop requests); each vCPU
+ * has its own thread running vcpu_loop(); virtio devices do their work on the I/O thread
+ * (vm->io, an epoll loop over their notify eventfds, see kumo/iothread.h). Cross-thread state is the atomic stop reason, the
  * per-vCPU HSM state under vcpu->lock, and the console input queue under vm->in_lock.
  */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <termios.h>
@@ -22,10 +24,13 @@
 
 #include "kumo/accel.h"
 #include "kumo/base.h"
+#include "kumo/block.h"
 #include "kumo/board.h"
+#include "kumo/iothread.h"
 #include "kumo/loader.h"
 #include "kumo/memmap.h"
 #include "kumo/sbi.h"
+#include "kumo/virtio.h"
 #include "kumo/vm.h"
 #include "vmm/console.h"
 
@@ -95,6 +100,11 @@ struct vm {
 
 	struct console con;
 	pthread_mutex_t out_lock;
+
+	struct iothread *io;             /* virtio queue processing */
+	struct virtio_dev *virtio[VIRT_VIRTIO_COUNT]; /* owned by the board */
+	unsigned nvirtio;
+	struct virtio_dev *vcon;         /* virtio-console, when it is the console */
 
 	uint64_t start_ns, stop_ns;
 	unsigned ncpus;
@@ -597,6 +607,105 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg)
 	return 0;
 }
 
+/* ---- virtio devices ---- */
+
+static void io_virtio(void *opaque, int fd, uint32_t events)
+{
+	virtio_dev_process(opaque);
+}
+
+static size_t vcon_pending(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	return console_pending_input(&vm->con);
+}
+
+static size_t vcon_read(void *opaque, uint8_t *buf, size_t n)
+{
+	struct vm *vm = opaque;
+	size_t got = console_take_input(&vm->con, buf, n);
+	uint64_t one = 1;
+
+	/* Room in the queue again: the console thread may read the host once more. */
+	if (got && write(vm->wake_fd, &one, sizeof(one)) < 0) {
+		/* a full counter already means "wake up" */
+	}
+	return got;
+}
+
+static void vcon_write(void *opaque, const uint8_t *buf, size_t n)
+{
+	console_out(opaque, buf, n);
+}
+
+/* Puts dev on the board and on the I/O thread; frees it on failure. */
+static int attach_virtio(struct vm *vm, struct virtio_dev *dev)
+{
+	int ret = board_add_virtio(vm->board, dev);
+
+	if (ret) {
+		virtio_dev_free(dev);
+		return ret;
+	}
+	vm->virtio[vm->nvirtio++] = dev;
+	ret = iothread_add_fd(vm->io, dev->notify_fd, EPOLLIN, io_virtio, dev);
+	if (ret)
+		err_set("cannot watch a virtio device: %s", strerror(-ret));
+	return ret;
+}
+
+static int create_virtio(struct vm *vm, const struct vm_config *cfg)
+{
+	struct virtio_dev *dev;
+	int ret;
+
+	if (cfg->ndisks + cfg->rng + cfg->virtio_console > VIRT_VIRTIO_COUNT) {
+		err_set("too many virtio devices: the virt board has %d slots", VIRT_VIRTIO_COUNT);
+		return -ENOSPC;
+	}
+	ret = iothread_new(&vm->io);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		const struct vm_disk *dk = &cfg->disks[i];
+		struct block_file_config bc = {.path = dk->path, .readonly = dk->readonly,
+					       .direct = dk->direct, .discard = dk->discard};
+		struct block_backend *be;
+
+		ret = block_file_open(&bc, &be);
+		if (ret)
+			return ret;
+		ret = virtio_blk_new(vm->mm, be, dk->serial, &dev);
+		if (ret) {
+			block_backend_close(be);
+			return ret;
+		}
+		ret = attach_virtio(vm, dev);
+		if (ret)
+			return ret;
+	}
+	if (cfg->rng) {
+		ret = virtio_rng_new(vm->mm, NULL, &dev);
+		if (!ret)
+			ret = attach_virtio(vm, dev);
+		if (ret)
+			return ret;
+	}
+	if (cfg->virtio_console) {
+		struct virtio_console_backend be = {.opaque = vm, .pending = vcon_pending,
+						    .read = vcon_read, .write = vcon_write};
+
+		ret = virtio_console_new(vm->mm, &be, &dev);
+		if (!ret)
+			ret = attach_virtio(vm, dev);
+		if (ret)
+			return ret;
+		vm->vcon = dev;
+	}
+	return 0;
+}
+
 int vm_new(const struct vm_config *cfg, struct vm **out)
 {
 	struct board_config bc = {0};
@@ -651,7 +760,7 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 	bc.ram_size = cfg->mem;
 	bc.isa = vm->ops->isa;
 	bc.mmu_type = "riscv,sv57";
-	bc.bootargs = cfg->append ? cfg->append : "console=ttyS0";
+	bc.bootargs = cfg->append ? cfg->append : cfg->virtio_console ? "console=hvc0" : "console=ttyS0";
 	bc.hooks = (struct board_hooks){.opaque = vm,
 					.cpu_irq = hook_cpu_irq,
 					.cpu_timer = hook_cpu_timer,
@@ -667,6 +776,9 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 		err_set("cannot add guest RAM to the memory map (%s)", strerror(-ret));
 		return ret;
 	}
+	ret = create_virtio(vm, cfg);
+	if (ret)
+		return ret;
 
 	ac = (struct accel_vm_config){.ram = vm->ram,
 				      .ram_base = VIRT_DRAM_BASE,
@@ -729,6 +841,18 @@ static void print_stats(struct vm *vm)
 				fprintf(stderr, " %s=%" PRIu64, sbi_ext_name(e), v->sbi_stats.calls[e]);
 		fputc('\n', stderr);
 	}
+	for (unsigned i = 0; i < vm->nvirtio; i++) {
+		struct virtio_stats *vs = &vm->virtio[i]->stats;
+
+		fprintf(stderr,
+			"kumo: stats: %s@slot%u: %" PRIu64 " requests, %" PRIu64 " bytes read, %" PRIu64
+			" bytes written, %" PRIu64 " errors, %" PRIu64 " notifications, %" PRIu64
+			" interrupts, %" PRIu64 " resets needed\n",
+			vm->virtio[i]->ops->name, i, atomic_load(&vs->requests),
+			atomic_load(&vs->bytes_read), atomic_load(&vs->bytes_written),
+			atomic_load(&vs->errors), atomic_load(&vs->notifications),
+			atomic_load(&vs->interrupts), atomic_load(&vs->needs_reset));
+	}
 	fprintf(stderr, "kumo: stats: total %" PRIu64 " instructions, %.1f MIPS, %" PRIu64
 			" guest errors\n",
 		total, secs > 0 ? total / secs / 1e6 : 0.0, guest_error_count());
@@ -752,7 +876,9 @@ int vm_run(struct vm *vm)
 	int ret;
 
 	vm->start_ns = clock_ns();
-	for (unsigned i = 0; i < vm->ncpus; i++) {
+	if (vm->io && iothread_start(vm->io))
+		vm_request_stop(vm, VM_EXIT_ERROR);
+	for (unsigned i = 0; i < vm->ncpus && !stopping(vm); i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
 		ret = pthread_create(&v->thread, NULL, vcpu_loop, v);
@@ -765,7 +891,8 @@ int vm_run(struct vm *vm)
 	}
 	console_start(&vm->con);
 	while (!stopping(vm)) {
-		bool more = pump_input(vm);
+		/* With virtio-console the I/O thread takes input as the guest posts buffers. */
+		bool more = vm->vcon ? false : pump_input(vm);
 		/* A full queue stops reading the host (poll ignores negative fds). */
 		bool room = console_pending_input(&vm->con) < CONSOLE_QUEUE;
 		struct pollfd pfd[2] = {{.fd = vm->wake_fd, .events = POLLIN},
@@ -783,6 +910,8 @@ int vm_run(struct vm *vm)
 
 			if (r == CONSOLE_QUIT)
 				vm_request_stop(vm, VM_EXIT_USER);
+			else if (vm->vcon && console_pending_input(&vm->con))
+				virtio_dev_kick(vm->vcon, VIRTIO_CONSOLE_RXQ);
 		}
 	}
 	for (unsigned i = 0; i < vm->ncpus; i++)
@@ -790,6 +919,7 @@ int vm_run(struct vm *vm)
 			pthread_join(vm->vcpus[i].thread, NULL);
 			vm->vcpus[i].thread_started = false;
 		}
+	iothread_stop(vm->io);
 	vm->stop_ns = clock_ns();
 	console_stop(&vm->con);
 	if (vm->cfg.stats)
@@ -817,6 +947,7 @@ void vm_free(struct vm *vm)
 	}
 	if (vm->avm)
 		vm->ops->vm_free(vm->avm);
+	iothread_free(vm->io); /* before the board frees the devices it watches */
 	if (vm->board)
 		board_free(vm->board);
 	if (vm->ram)

@@ -110,7 +110,7 @@ static uint8_t do_rw(struct virtio_dev *d, struct virtio_blk *b, const struct vi
 	}
 	if (write && b->be->readonly)
 		return VIRTIO_BLK_S_IOERR;
-	n = virtq_elem_slice(e, write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_IOV_MAX);
+	n = virtq_elem_slice(e, !write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_IOV_MAX);
 	if (n < 0)
 		return VIRTIO_BLK_S_IOERR;
 	if (!len)
