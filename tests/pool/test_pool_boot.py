@@ -1,0 +1,107 @@
+"""Real boots through the pool: a controller and two agents (kumo driver on 127.0.0.2, qemu
+driver on 127.0.0.3); servers created with the `kumo server` CLI boot the default Debian guest
+to KUMO-INIT-OK (read back with `kumo server console`); the qemu agent is killed and restarted
+and re-adopts its running VM (same pid, still active); deletes stop the VM processes.
+Needs the cached default guest (make image); skips otherwise. Boots are slow on the software
+CPU, so there are exactly two."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import poolh as P  # noqa: E402
+
+BOOT_TIMEOUT = float(os.environ.get("KUMO_TEST_BOOT_TIMEOUT", "300"))
+kernel, initrd = P.guest_files()
+if not kernel:
+    print("ok - pool boots # SKIP no cached guest (make image)")
+    sys.exit(0)
+
+tmp = P.tmpdir()
+port = P.free_port()
+ctl, base = P.controller(tmp, os.path.join(tmp, "pool.db"), port, ["--heartbeat-timeout", "5"])
+agents = {}
+addr = {"hk": ("127.0.0.2", P.free_port("127.0.0.2"), "kumo"), "hq": ("127.0.0.3", P.free_port("127.0.0.3"), "qemu")}
+
+
+def start_agent(name):
+    a, p, d = addr[name]
+    agents[name] = P.agent(tmp, base, name, a, p, drivers=d, vcpus=2, ram=2048)
+
+
+def cli(*args, token):
+    env = dict(os.environ, KUMO_URL=base, KUMO_TOKEN=token)
+    return subprocess.run([P.KUMO] + list(args), capture_output=True, text=True, env=env, timeout=60)
+
+
+def console(sid, token):
+    r = cli("server", "console", str(sid), token=token)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def pid_of(name, sid):
+    try:
+        with open(os.path.join(tmp, "state-" + name, "vms", str(sid), "pid")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+try:
+    for n in addr:
+        start_agent(n)
+    P.call(base, "POST", "/v1/flavors", body={"name": "g1", "vcpus": 1, "ram_mb": 512, "disk_gb": 1})
+    for name, hyp in (("deb-kumo", "kumo"), ("deb-qemu", "qemu")):
+        P.call(base, "POST", "/v1/images", body={"name": name, "arch": "riscv64", "hypervisor": hyp,
+                                                 "kernel": kernel, "initrd": initrd, "append": "console=ttyS0"})
+    st, t = P.call(base, "POST", "/v1/tenants", body={"name": "boot"})
+    tok = t["token"]
+    P.wait_for(lambda: len([h for h in P.call(base, "GET", "/v1/hosts")[1]["hosts"] if h["up"]]) == 2, 15)
+
+    ids = {}
+    for img in ("deb-qemu", "deb-kumo"):
+        r = cli("server", "create", "vm-" + img, "--flavor", "g1", "--image", img, "--json", token=tok)
+        ok = r.returncode == 0 and '"building"' in r.stdout
+        P.tap(ok, f"kumo server create ({img})", r.stderr.strip() or r.stdout)
+        if ok:
+            import json
+            ids[img] = json.loads(r.stdout)["id"]
+
+    # qemu first (fast), then re-adoption while it runs
+    sid = ids.get("deb-qemu")
+    booted = sid and P.wait_for(lambda: "KUMO-INIT-OK" in console(sid, tok), BOOT_TIMEOUT, 2)
+    P.tap(booted, "qemu driver: the guest boots to KUMO-INIT-OK", console(sid, tok)[-400:] if sid else "no server")
+    if booted:
+        before = pid_of("hq", sid)
+        agents["hq"].stop(signal.SIGKILL)
+        time.sleep(1)
+        alive = before and os.path.exists(f"/proc/{before}")
+        start_agent("hq")
+        time.sleep(3)
+        st, j = P.call(base, "GET", f"/v1/servers/{sid}", token=tok)
+        P.tap(alive and pid_of("hq", sid) == before and j["state"] == "active",
+              "a restarted agent re-adopts its running VM", f"pid {before} -> {pid_of('hq', sid)}, {j}")
+
+    sid = ids.get("deb-kumo")
+    booted = sid and P.wait_for(lambda: "KUMO-INIT-OK" in console(sid, tok), BOOT_TIMEOUT, 3)
+    P.tap(booted, "kumo driver: the guest boots to KUMO-INIT-OK", console(sid, tok)[-400:] if sid else "no server")
+
+    pids = [(n, pid_of(n, s)) for n, s in (("hq", ids.get("deb-qemu")), ("hk", ids.get("deb-kumo"))) if s]
+    for s in ids.values():
+        cli("server", "delete", str(s), token=tok)
+    gone = P.wait_for(lambda: all(not p or not os.path.exists(f"/proc/{p}") or
+                                  open(f"/proc/{p}/stat").read().split(")")[1].split()[0] == "Z"
+                                  for _, p in pids), 30)
+    P.tap(gone, "deleting the servers stops their VM processes", str(pids))
+finally:
+    for a in agents.values():
+        a.stop()
+    ctl.stop()
+    if P.failures == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"# logs kept in {tmp}")
+sys.exit(1 if P.failures else 0)
