@@ -37,6 +37,7 @@ struct vm_disk {
 };
 
 #define VM_MAX_DISKS 8 /* the virt board has 8 virtio slots in all */
+#define VM_MAX_NETS 8
 
 struct vm_config {
 	const char *kernel;  /* Image/ELF; with bios also a raw next stage; NULL: none */
@@ -53,6 +54,9 @@ struct vm_config {
 	unsigned ndisks;
 	bool rng;            /* virtio-rng fed by getrandom() */
 	bool virtio_console; /* the console is virtio-console (hvc0) instead of the UART's input */
+	/* --net values ("user[,hostfwd=...][,mac=...]", "tap,ifname=NAME"), slots after the disks */
+	const char *const *nets;
+	unsigned nnets;
 };
 
 struct vm;

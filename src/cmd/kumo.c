@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/backend/net.h"
 #include "kumo/base.h"
 #include "kumo/vm.h"
 
@@ -49,6 +50,11 @@ static void usage(FILE *f)
 	      "  --stats            print instructions, MIPS, exits and TLB hit rates at exit\n"
 	      "  --disk path=FILE[,readonly=on][,serial=STR][,direct=on][,discard=on]\n"
 	      "                     virtio-blk disk on a raw image (repeatable, up to 8 devices)\n"
+	      "  --net user[,hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT][,mac=MAC]\n"
+	      "                     virtio-net with user-mode networking (libslirp): DHCP gives\n"
+	      "                     the guest 10.0.2.15, the host is 10.0.2.2 (repeatable)\n"
+	      "  --net tap,ifname=NAME[,mac=MAC]\n"
+	      "                     virtio-net on an existing TAP interface\n"
 	      "  --rng              virtio-rng entropy device fed by the host's getrandom()\n"
 	      "  --console serial|virtio\n"
 	      "                     console device: the UART (default) or virtio-console (hvc0,\n"
@@ -212,11 +218,13 @@ static int cmd_run(int argc, char **argv)
 		{"cpus", required_argument, NULL, 'c'},   {"bios", required_argument, NULL, 'b'},
 		{"default-guest", no_argument, NULL, 'D'}, {"stats", no_argument, NULL, 's'},
 		{"disk", required_argument, NULL, 'd'},   {"rng", no_argument, NULL, 'r'},
+		{"net", required_argument, NULL, 'n'},
 		{"console", required_argument, NULL, 'C'}, {"vconsole", no_argument, NULL, 'V'},
 		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct vm_disk disks[VM_MAX_DISKS];
+	static const char *nets[VM_MAX_NETS];
 	struct vm_config cfg = {.mem = 512ULL << 20, .ncpus = 1, .console_in = STDIN_FILENO,
 				.console_out = STDOUT_FILENO};
 	static char kernel[PATH_MAX], initrd[PATH_MAX];
@@ -255,6 +263,19 @@ static int cmd_run(int argc, char **argv)
 			cfg.ndisks++;
 			cfg.disks = disks;
 			break;
+		case 'n': {
+			struct net_spec spec;
+
+			if (cfg.nnets == VM_MAX_NETS) {
+				fprintf(stderr, "kumo: too many --net options: at most %d\n", VM_MAX_NETS);
+				return VM_EXIT_ERROR;
+			}
+			if (net_spec_parse(optarg, &spec))
+				return die("%s", err_get());
+			nets[cfg.nnets++] = optarg;
+			cfg.nets = nets;
+			break;
+		}
 		case 'm':
 			if (parse_size(optarg, &cfg.mem)) {
 				return die("--mem '%s' is not a size (try 512M or 2G)", optarg);

@@ -32,6 +32,7 @@
 #include "kumo/sbi.h"
 #include "kumo/virtio.h"
 #include "kumo/vm.h"
+#include "devices/backend/net.h"
 #include "vmm/console.h"
 
 /* CSR numbers used to prepare harts (priv 1.12 tables 2.2-2.5). */
@@ -660,7 +661,7 @@ static int create_virtio(struct vm *vm, const struct vm_config *cfg)
 	struct virtio_dev *dev;
 	int ret;
 
-	if (cfg->ndisks + cfg->rng + cfg->virtio_console > VIRT_VIRTIO_COUNT) {
+	if (cfg->ndisks + cfg->nnets + cfg->rng + cfg->virtio_console > VIRT_VIRTIO_COUNT) {
 		err_set("too many virtio devices: the virt board has %d slots", VIRT_VIRTIO_COUNT);
 		return -ENOSPC;
 	}
@@ -682,6 +683,25 @@ static int create_virtio(struct vm *vm, const struct vm_config *cfg)
 			return ret;
 		}
 		ret = attach_virtio(vm, dev);
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 0; i < cfg->nnets; i++) {
+		struct net_spec spec;
+		struct net_backend *nb;
+
+		ret = net_spec_parse(cfg->nets[i], &spec);
+		if (ret)
+			return ret;
+		/* Several NICs with the default MAC get distinct ones (..:56, ..:57, ...). */
+		if (i && !memcmp(spec.mac, "\x52\x54\x00\x12\x34\x56", 6))
+			spec.mac[5] = (uint8_t)(spec.mac[5] + i);
+		ret = net_backend_new(&spec, &nb);
+		if (ret)
+			return ret;
+		ret = virtio_net_new(vm->mm, nb, spec.mac, &dev); /* owns nb, also on failure */
+		if (!ret)
+			ret = attach_virtio(vm, dev);
 		if (ret)
 			return ret;
 	}
