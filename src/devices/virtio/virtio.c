@@ -211,6 +211,7 @@ bool virtio_queue_enable(struct virtio_dev *d, unsigned q)
 	vq->last_avail = 0;
 	vq->used_idx = 0;
 	vq->signalled_valid = false;
+	vq->signalled_used = 0;
 	vq->ready = true;
 	return true;
 }
@@ -467,7 +468,8 @@ void virtq_notify(struct virtio_dev *d, unsigned q)
 	if (q >= d->num_queues)
 		return;
 	pthread_mutex_lock(&d->lock);
-	if (!vq->ready || (vq->signalled_valid && vq->signalled_used == vq->used_idx))
+	/* Nothing completed since the last interrupt decision (signalled_used starts at 0). */
+	if (!vq->ready || vq->signalled_used == vq->used_idx)
 		goto out;
 	/*
 	 * Order the used->idx store before reading the driver's suppression fields; pairs with
