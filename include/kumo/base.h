@@ -63,6 +63,8 @@ uint64_t clock_realtime_ns(void);
 #define KUMO_TIMEBASE_HZ 10000000ULL
 uint64_t clock_guest_ticks(void);
 void clock_guest_set_offset(int64_t ticks);
+/* The offset last set with clock_guest_set_offset() (0 at start). */
+int64_t clock_guest_get_offset(void);
 /* Host monotonic ns at which the guest clock reaches `ticks` (saturating). */
 uint64_t clock_guest_ticks_to_ns(uint64_t ticks);
 

@@ -120,4 +120,13 @@ int board_add_virtio(struct board *b, struct virtio_dev *dev);
 /* Resets every device to its power-on state (reboot). */
 void board_reset(struct board *b);
 
+/*
+ * Snapshots: board_save() serializes every device's state into a malloc'd buffer (*out, *len;
+ * the caller frees it). -EOPNOTSUPP with err_set() naming the device when one cannot be saved.
+ * board_load() puts it back on a board created with the same configuration; -EINVAL with
+ * err_set() when the image does not match the board. Call both while the vCPUs are parked.
+ */
+int board_save(struct board *b, void **out, size_t *len);
+int board_load(struct board *b, const void *buf, size_t len);
+
 #endif

@@ -53,6 +53,11 @@ void clock_guest_set_offset(int64_t ticks)
 	atomic_store(&tick_offset, ticks);
 }
 
+int64_t clock_guest_get_offset(void)
+{
+	return atomic_load(&tick_offset);
+}
+
 uint64_t clock_guest_ticks_to_ns(uint64_t ticks)
 {
 	uint64_t e = epoch();

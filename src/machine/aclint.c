@@ -24,6 +24,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "machine/devices.h"
 
@@ -170,7 +171,8 @@ static void aclint_write(void *opaque, uint64_t off, uint64_t val, unsigned size
 		uint64_t now = clock_guest_ticks();
 		uint64_t want = merge64(now, val, off % 8 * 8, size);
 
-		a->tick_offset += (int64_t)(want - now);
+		/* Relative to the current offset: pause/resume and restore shift it too. */
+		a->tick_offset = clock_guest_get_offset() + (int64_t)(want - now);
 		clock_guest_set_offset(a->tick_offset);
 	} else {
 		unsigned h = (unsigned)((off - ACLINT_MTIMECMP) / 8);
@@ -203,10 +205,67 @@ static int aclint_dt_node(void *dev, void *fdt, const struct dt_ctx *ctx, uint64
 	return err;
 }
 
+/* Snapshot image: hart count, counters, then msip[ncpus] and mtimecmp[ncpus]. */
+struct aclint_state_head {
+	uint32_t ncpus;
+	uint32_t pad;
+	uint64_t msip_writes, mtimecmp_writes;
+};
+
+static int aclint_save(void *dev, void *buf, size_t cap)
+{
+	struct aclint *a = dev;
+	struct aclint_state_head h = {.ncpus = a->ncpus};
+	size_t need = sizeof(h) + a->ncpus * (sizeof(uint32_t) + sizeof(uint64_t));
+	uint8_t *out = buf;
+
+	if (cap < need)
+		return -ENOSPC;
+	pthread_mutex_lock(&a->lock);
+	h.msip_writes = a->msip_writes;
+	h.mtimecmp_writes = a->mtimecmp_writes;
+	memcpy(out, &h, sizeof(h));
+	memcpy(out + sizeof(h), a->msip, a->ncpus * sizeof(uint32_t));
+	memcpy(out + sizeof(h) + a->ncpus * sizeof(uint32_t), a->mtimecmp,
+	       a->ncpus * sizeof(uint64_t));
+	pthread_mutex_unlock(&a->lock);
+	return (int)need;
+}
+
+static int aclint_load(void *dev, const void *buf, size_t len)
+{
+	struct aclint *a = dev;
+	struct aclint_state_head h;
+	const uint8_t *in = buf;
+
+	if (len < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, in, sizeof(h));
+	if (h.ncpus != a->ncpus || len != sizeof(h) + a->ncpus * (sizeof(uint32_t) + sizeof(uint64_t)))
+		return -EINVAL;
+	pthread_mutex_lock(&a->lock);
+	a->msip_writes = h.msip_writes;
+	a->mtimecmp_writes = h.mtimecmp_writes;
+	memcpy(a->msip, in + sizeof(h), a->ncpus * sizeof(uint32_t));
+	memcpy(a->mtimecmp, in + sizeof(h) + a->ncpus * sizeof(uint32_t),
+	       a->ncpus * sizeof(uint64_t));
+	a->tick_offset = clock_guest_get_offset();
+	for (unsigned h2 = 0; h2 < a->ncpus; h2++) {
+		a->msip[h2] &= 1;
+		irq_line_set(&a->msip_lines[h2], a->msip[h2]);
+		if (a->timer)
+			a->timer(a->opaque, h2, a->mtimecmp[h2]);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
 const struct vdev_class aclint_class = {
 	.name = "clint",
 	.mmio = &aclint_mmio,
 	.reset = aclint_reset,
 	.dt_node = aclint_dt_node,
 	.free = aclint_free,
+	.save = aclint_save,
+	.load = aclint_load,
 };

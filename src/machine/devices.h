@@ -51,6 +51,15 @@ struct vdev_class {
 	int (*dt_node)(void *dev, void *fdt, const struct dt_ctx *ctx, uint64_t base,
 		       uint64_t size);
 	void (*free)(void *dev);
+	/*
+	 * Snapshots (optional; NULL: the device cannot be saved and a snapshot is refused).
+	 * save() copies the guest-visible state into buf (at most cap bytes) and returns its size
+	 * or -errno; load() puts back what save() wrote on a device created with the same
+	 * configuration, re-drives its output lines, and returns 0 or -EINVAL when the size or a
+	 * value is wrong. Both take the device's mutex; call them while the vCPUs are parked.
+	 */
+	int (*save)(void *dev, void *buf, size_t cap);
+	int (*load)(void *dev, const void *buf, size_t len);
 };
 
 /* --- NS16550A UART (uart8250.c) --- */

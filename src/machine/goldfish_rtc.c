@@ -260,6 +260,64 @@ static void goldfish_rtc_reset(void *dev)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Snapshot image. The guest's clock keeps its offset from the host wall clock. */
+struct goldfish_rtc_state {
+	int64_t offset_ns;
+	uint64_t alarm_ns, alarms_fired;
+	uint32_t time_high, time_high_set, alarm_high;
+	uint8_t time_high_staged, alarm_armed, irq_enabled, irq_pending;
+};
+
+static int goldfish_rtc_save(void *dev, void *buf, size_t cap)
+{
+	struct goldfish_rtc *r = dev;
+	struct goldfish_rtc_state s = {0};
+
+	if (cap < sizeof(s))
+		return -ENOSPC;
+	pthread_mutex_lock(&r->lock);
+	s.offset_ns = r->offset_ns;
+	s.alarm_ns = r->alarm_ns;
+	s.alarms_fired = r->alarms_fired;
+	s.time_high = r->time_high;
+	s.time_high_set = r->time_high_set;
+	s.alarm_high = r->alarm_high;
+	s.time_high_staged = r->time_high_staged;
+	s.alarm_armed = r->alarm_armed;
+	s.irq_enabled = r->irq_enabled;
+	s.irq_pending = r->irq_pending;
+	pthread_mutex_unlock(&r->lock);
+	memcpy(buf, &s, sizeof(s));
+	return (int)sizeof(s);
+}
+
+static int goldfish_rtc_load(void *dev, const void *buf, size_t len)
+{
+	struct goldfish_rtc *r = dev;
+	struct goldfish_rtc_state s;
+
+	if (len != sizeof(s))
+		return -EINVAL;
+	memcpy(&s, buf, sizeof(s));
+	pthread_mutex_lock(&r->lock);
+	r->offset_ns = s.offset_ns;
+	r->alarm_ns = s.alarm_ns;
+	r->alarms_fired = s.alarms_fired;
+	r->time_high = s.time_high;
+	r->time_high_set = s.time_high_set;
+	r->alarm_high = s.alarm_high;
+	r->time_high_staged = s.time_high_staged;
+	r->alarm_armed = s.alarm_armed;
+	r->irq_enabled = s.irq_enabled;
+	r->irq_pending = s.irq_pending;
+	r->irq_level = false;
+	irq_line_set(&r->cfg.irq, false);
+	rtc_update_irq(r);
+	pthread_cond_signal(&r->cond); /* the alarm thread re-reads the deadline */
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
 static const struct mmio_ops goldfish_rtc_mmio = {.read = rtc_read, .write = rtc_write};
 
 /* Linux Documentation/devicetree/bindings/rtc/trivial-rtc.yaml lists google,goldfish-rtc. */
@@ -284,4 +342,6 @@ const struct vdev_class goldfish_rtc_class = {
 	.reset = goldfish_rtc_reset,
 	.dt_node = goldfish_rtc_dt_node,
 	.free = goldfish_rtc_free,
+	.save = goldfish_rtc_save,
+	.load = goldfish_rtc_load,
 };

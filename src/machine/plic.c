@@ -293,6 +293,75 @@ static void plic_reset(void *dev)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Snapshot image: the global arrays, the claim counter, then per context enables + threshold. */
+struct plic_state_head {
+	uint32_t priority[PLIC_NSOURCES];
+	uint32_t level[PLIC_WORDS], pending[PLIC_WORDS], inflight[PLIC_WORDS];
+	uint64_t claims;
+	uint32_t ncontexts;
+};
+struct plic_state_ctx {
+	uint32_t enable[PLIC_WORDS];
+	uint32_t threshold;
+};
+
+static int plic_save(void *dev, void *buf, size_t cap)
+{
+	struct plic *p = dev;
+	struct plic_state_head h;
+	size_t need = sizeof(h) + p->ncontexts * sizeof(struct plic_state_ctx);
+	uint8_t *out = buf;
+
+	if (cap < need)
+		return -ENOSPC;
+	pthread_mutex_lock(&p->lock);
+	memcpy(h.priority, p->priority, sizeof(h.priority));
+	memcpy(h.level, p->level, sizeof(h.level));
+	memcpy(h.pending, p->pending, sizeof(h.pending));
+	memcpy(h.inflight, p->inflight, sizeof(h.inflight));
+	h.claims = p->claims;
+	h.ncontexts = p->ncontexts;
+	memcpy(out, &h, sizeof(h));
+	for (unsigned c = 0; c < p->ncontexts; c++) {
+		struct plic_state_ctx sc = {.threshold = p->ctx[c].threshold};
+
+		memcpy(sc.enable, p->ctx[c].enable, sizeof(sc.enable));
+		memcpy(out + sizeof(h) + c * sizeof(sc), &sc, sizeof(sc));
+	}
+	pthread_mutex_unlock(&p->lock);
+	return (int)need;
+}
+
+static int plic_load(void *dev, const void *buf, size_t len)
+{
+	struct plic *p = dev;
+	struct plic_state_head h;
+	const uint8_t *in = buf;
+
+	if (len < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, in, sizeof(h));
+	if (h.ncontexts != p->ncontexts ||
+	    len != sizeof(h) + p->ncontexts * sizeof(struct plic_state_ctx))
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	memcpy(p->priority, h.priority, sizeof(h.priority));
+	memcpy(p->level, h.level, sizeof(h.level));
+	memcpy(p->pending, h.pending, sizeof(h.pending));
+	memcpy(p->inflight, h.inflight, sizeof(h.inflight));
+	p->claims = h.claims;
+	for (unsigned c = 0; c < p->ncontexts; c++) {
+		struct plic_state_ctx sc;
+
+		memcpy(&sc, in + sizeof(h) + c * sizeof(sc), sizeof(sc));
+		memcpy(p->ctx[c].enable, sc.enable, sizeof(sc.enable));
+		p->ctx[c].threshold = sc.threshold;
+	}
+	plic_update(p, true);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
 static const struct mmio_ops plic_mmio = {.read = plic_read, .write = plic_write};
 
 /* Linux Documentation/devicetree/bindings/interrupt-controller/sifive,plic-1.0.0.yaml */
@@ -327,4 +396,6 @@ const struct vdev_class plic_class = {
 	.reset = plic_reset,
 	.dt_node = plic_dt_node,
 	.free = plic_free,
+	.save = plic_save,
+	.load = plic_load,
 };

@@ -8,6 +8,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "machine/devices.h"
 
@@ -130,10 +131,39 @@ static int syscon_dt_node(void *dev, void *fdt, const struct dt_ctx *ctx, uint64
 	return 0;
 }
 
+/* Snapshot image: the syscon has no guest-visible state, only its counter. */
+static int syscon_save(void *dev, void *buf, size_t cap)
+{
+	struct syscon *s = dev;
+	uint64_t n;
+
+	if (cap < sizeof(n))
+		return -ENOSPC;
+	pthread_mutex_lock(&s->lock);
+	n = s->events;
+	pthread_mutex_unlock(&s->lock);
+	memcpy(buf, &n, sizeof(n));
+	return (int)sizeof(n);
+}
+
+static int syscon_load(void *dev, const void *buf, size_t len)
+{
+	struct syscon *s = dev;
+
+	if (len != sizeof(s->events))
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	memcpy(&s->events, buf, sizeof(s->events));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 const struct vdev_class syscon_class = {
 	.name = "test",
 	.mmio = &syscon_mmio,
 	.reset = syscon_reset,
 	.dt_node = syscon_dt_node,
 	.free = syscon_free,
+	.save = syscon_save,
+	.load = syscon_load,
 };

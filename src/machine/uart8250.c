@@ -363,10 +363,71 @@ static int uart8250_dt_node(void *dev, void *fdt, const struct dt_ctx *ctx, uint
 	return err;
 }
 
+/* Snapshot image of the registers and the receive FIFO (no host pointers). */
+struct uart8250_state {
+	uint8_t rx[UART_RX_FIFO];
+	uint32_t rx_head, rx_count;
+	uint8_t refused, thr_ipending, irq_level;
+	uint8_t ier, fcr, lcr, mcr, lsr_err, scr, dll, dlm;
+	uint64_t tx_bytes, rx_bytes, rx_refused;
+};
+
+static int uart8250_save(void *dev, void *buf, size_t cap)
+{
+	struct uart8250 *u = dev;
+	struct uart8250_state s = {0};
+
+	if (cap < sizeof(s))
+		return -ENOSPC;
+	pthread_mutex_lock(&u->lock);
+	memcpy(s.rx, u->rx, sizeof(s.rx));
+	s.rx_head = u->rx_head;
+	s.rx_count = u->rx_count;
+	s.refused = u->refused;
+	s.thr_ipending = u->thr_ipending;
+	s.irq_level = u->irq_level;
+	s.ier = u->ier, s.fcr = u->fcr, s.lcr = u->lcr, s.mcr = u->mcr;
+	s.lsr_err = u->lsr_err, s.scr = u->scr, s.dll = u->dll, s.dlm = u->dlm;
+	s.tx_bytes = u->tx_bytes, s.rx_bytes = u->rx_bytes, s.rx_refused = u->rx_refused;
+	pthread_mutex_unlock(&u->lock);
+	memcpy(buf, &s, sizeof(s));
+	return (int)sizeof(s);
+}
+
+static int uart8250_load(void *dev, const void *buf, size_t len)
+{
+	struct uart8250 *u = dev;
+	struct uart8250_state s;
+
+	if (len != sizeof(s))
+		return -EINVAL;
+	memcpy(&s, buf, sizeof(s));
+	if (s.rx_head >= UART_RX_FIFO || s.rx_count > UART_RX_FIFO)
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	memcpy(u->rx, s.rx, sizeof(s.rx));
+	u->rx_head = s.rx_head;
+	u->rx_count = s.rx_count;
+	u->refused = s.refused;
+	u->thr_ipending = s.thr_ipending;
+	u->ier = s.ier, u->fcr = s.fcr, u->lcr = s.lcr, u->mcr = s.mcr;
+	u->lsr_err = s.lsr_err, u->scr = s.scr, u->dll = s.dll, u->dlm = s.dlm;
+	u->tx_bytes = s.tx_bytes, u->rx_bytes = s.rx_bytes, u->rx_refused = s.rx_refused;
+	/* Drive the line from the restored registers, whatever level it had before. */
+	u->irq_level = !s.irq_level;
+	irq_line_set(&u->cfg.irq, false);
+	u->irq_level = false;
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
 const struct vdev_class uart8250_class = {
 	.name = "serial",
 	.mmio = &uart8250_mmio,
 	.reset = uart8250_reset,
 	.dt_node = uart8250_dt_node,
 	.free = uart8250_free,
+	.save = uart8250_save,
+	.load = uart8250_load,
 };

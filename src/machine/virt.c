@@ -426,6 +426,96 @@ void board_reset(struct board *b)
 		b->devs[i].cls->reset(b->devs[i].dev);
 }
 
+/* --- snapshots: one record per device, in device-list order --- */
+
+struct board_rec {
+	char name[16];  /* the class name */
+	uint64_t base;  /* the device's address */
+	uint32_t len;   /* bytes of state that follow */
+	uint32_t pad;
+};
+
+#define BOARD_DEV_STATE_MAX (64u << 10)
+
+static uint64_t board_dev_base(const struct board_dev *d)
+{
+	return d->size ? d->base : virt_map[d->region].base;
+}
+
+int board_save(struct board *b, void **out, size_t *len)
+{
+	size_t cap = b->ndevs * (sizeof(struct board_rec) + BOARD_DEV_STATE_MAX), used = 0;
+	uint8_t *buf;
+
+	for (unsigned i = 0; i < b->ndevs; i++)
+		if (!b->devs[i].cls->save) {
+			err_set("the %s device at 0x%" PRIx64 " cannot be saved in a snapshot yet",
+				b->devs[i].cls->name, board_dev_base(&b->devs[i]));
+			return -EOPNOTSUPP;
+		}
+	buf = malloc(cap);
+	if (!buf) {
+		err_set("out of memory saving device state");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < b->ndevs; i++) {
+		const struct board_dev *d = &b->devs[i];
+		struct board_rec rec = {.base = board_dev_base(d)};
+		int n = d->cls->save(d->dev, buf + used + sizeof(rec), BOARD_DEV_STATE_MAX);
+
+		if (n < 0) {
+			free(buf);
+			err_set("cannot save the %s device (%s)", d->cls->name, strerror(-n));
+			return n;
+		}
+		snprintf(rec.name, sizeof(rec.name), "%s", d->cls->name);
+		rec.len = (uint32_t)n;
+		memcpy(buf + used, &rec, sizeof(rec));
+		used += sizeof(rec) + ALIGN_UP((size_t)n, 8);
+	}
+	*out = buf;
+	*len = used;
+	return 0;
+}
+
+int board_load(struct board *b, const void *buf, size_t len)
+{
+	const uint8_t *in = buf;
+	size_t off = 0;
+
+	for (unsigned i = 0; i < b->ndevs; i++) {
+		const struct board_dev *d = &b->devs[i];
+		struct board_rec rec;
+		int ret;
+
+		if (len - off < sizeof(rec)) {
+			err_set("device state ends before the %s device", d->cls->name);
+			return -EINVAL;
+		}
+		memcpy(&rec, in + off, sizeof(rec));
+		off += sizeof(rec);
+		if (strncmp(rec.name, d->cls->name, sizeof(rec.name)) ||
+		    rec.base != board_dev_base(d) || rec.len > len - off || !d->cls->load) {
+			err_set("device state does not match this board at the %s device (0x%" PRIx64 ")",
+				d->cls->name, board_dev_base(d));
+			return -EINVAL;
+		}
+		ret = d->cls->load(d->dev, in + off, rec.len);
+		if (ret) {
+			err_set("the saved state of the %s device is invalid", d->cls->name);
+			return ret;
+		}
+		off += ALIGN_UP((size_t)rec.len, 8);
+		if (off > len)
+			off = len;
+	}
+	if (off != len) {
+		err_set("device state has %zu bytes more than this board's devices", len - off);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --- the device tree (Linux Documentation/devicetree/bindings/riscv/cpus.yaml, ---
  * --- Devicetree Specification 0.4 §3 "Device Node Requirements")             --- */
 
