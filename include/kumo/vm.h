@@ -57,6 +57,8 @@ struct vm_config {
 	/* --net values ("user[,hostfwd=...][,mac=...]", "tap,ifname=NAME"), slots after the disks */
 	const char *const *nets;
 	unsigned nnets;
+	/* Restore: create RAM, board and vCPUs but load nothing (snapshot_restore fills them). */
+	bool restoring;
 };
 
 struct vm;
@@ -66,5 +68,62 @@ int vm_new(const struct vm_config *cfg, struct vm **out);
 int vm_run(struct vm *vm);
 void vm_request_stop(struct vm *vm, enum vm_exit why);
 void vm_free(struct vm *vm);
+
+/*
+ * Control (src/vmm/control.c and snapshot.c use these; any thread but the vCPU threads).
+ * vm_pause() asks every vCPU thread to park outside vcpu_run() and returns once all are parked
+ * (host CPU ~0) with the guest clock frozen; vm_resume() shifts the guest clock back by the
+ * paused time (clock_guest_set_offset) and lets them run. -EALREADY when already in that state,
+ * -ESHUTDOWN when the VM is stopping. Pause requests made before vm_run() take effect as soon
+ * as the vCPU threads start.
+ */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+/* Guest time (ticks) at which the current pause began; the guest saw no time after it. */
+uint64_t vm_paused_ticks(struct vm *vm);
+bool vm_is_stopping(struct vm *vm);
+const struct vm_config *vm_get_config(const struct vm *vm);
+unsigned vm_ncpus(const struct vm *vm);
+uint64_t vm_uptime_ns(const struct vm *vm); /* since vm_run() started, 0 before */
+
+/* What metrics report about one vCPU. Exact while paused, approximate while running. */
+struct vm_vcpu_info {
+	uint64_t instret, traps, interrupts;
+	uint64_t exits[16];     /* by enum accel_exit_reason (ACCEL_EXIT__COUNT entries used) */
+	uint64_t tlb_hits, tlb_misses, dcache_hits, dcache_misses;
+	uint64_t sbi_calls[8];  /* by sbi_ext_index() order: base time ipi rfence hsm srst dbcn other */
+	uint64_t cpu_ns;        /* host CPU time of the vCPU thread */
+	int hsm_state;          /* enum sbi_hart_state */
+	bool parked;            /* parked by vm_pause() */
+	bool thread_running;
+};
+int vm_vcpu_info(struct vm *vm, unsigned i, struct vm_vcpu_info *out);
+
+/* Per-device I/O counters of virtio slot i (0..vm_nvirtio()-1). */
+struct vm_dev_info {
+	const char *name;       /* "virtio-blk", ... (static) */
+	uint64_t requests, bytes_read, bytes_written, errors, notifications, interrupts,
+		needs_reset;
+};
+unsigned vm_nvirtio(const struct vm *vm);
+int vm_dev_info(struct vm *vm, unsigned i, struct vm_dev_info *out);
+
+/*
+ * Snapshot access (src/vmm/snapshot.c), only while paused or before vm_run(): the accelerator
+ * and its vCPUs, guest RAM, the board, and each hart's HSM state. vm_settle_vcpu() completes a
+ * hypercall the hart is in the middle of (a0/a1 written, pc past the ECALL), so that its
+ * registers alone describe it.
+ */
+struct accel_ops;
+struct accel_vcpu;
+struct board;
+const struct accel_ops *vm_accel_ops(const struct vm *vm);
+struct accel_vcpu *vm_accel_vcpu(struct vm *vm, unsigned i);
+void *vm_ram(struct vm *vm, uint64_t *size);
+struct board *vm_board(struct vm *vm);
+int vm_hsm_state(struct vm *vm, unsigned i);
+int vm_set_hsm_state(struct vm *vm, unsigned i, int state);
+void vm_settle_vcpu(struct vm *vm, unsigned i);
 
 #endif

@@ -84,6 +84,8 @@ struct vcpu {
 	_Atomic uint64_t run_seq;   /* incremented each time vcpu_run() returns */
 	struct sbi_stats sbi_stats; /* touched only by this vCPU's thread */
 	uint64_t cpu_ns;            /* host CPU time of the thread when it stopped */
+	bool parked;                /* parked by vm_pause(), under vm->pause_lock */
+	_Atomic bool exited;        /* the thread left vcpu_loop (cpu_ns is final) */
 };
 
 struct vm {
@@ -108,6 +110,15 @@ struct vm {
 	struct virtio_dev *vcon;         /* virtio-console, when it is the console */
 
 	uint64_t start_ns, stop_ns;
+
+	/* Pause (vm_pause/vm_resume): vCPU threads park in park_vcpu() while pause_req is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond; /* parked count changed, or pause_req cleared, or stopping */
+	_Atomic bool pause_req;
+	unsigned parked;           /* vCPU threads parked, under pause_lock */
+	bool paused;               /* every thread parked and the guest clock frozen */
+	uint64_t pause_ticks;      /* guest time when the pause completed */
+
 	unsigned ncpus;
 	struct vcpu vcpus[];
 };
@@ -346,19 +357,39 @@ static void enter_supervisor(struct vcpu *v, uint64_t addr, uint64_t arg)
 	ops->set_reg(v->av, ACCEL_REG_PC, addr); /* also discards a pending SBI completion */
 }
 
-/* Parks a stopped hart until HSM starts it or the VM stops. Returns false when stopping. */
+/*
+ * Parks a stopped hart until HSM starts it, the VM stops, or a pause is requested. Returns false
+ * when stopping; the caller re-checks hsm_state after a pause.
+ */
 static bool wait_until_started(struct vcpu *v)
 {
 	bool run;
 
 	pthread_mutex_lock(&v->lock);
-	while (v->hsm_state == SBI_HSM_STOPPED && !stopping(v->vm))
+	while (v->hsm_state == SBI_HSM_STOPPED && !stopping(v->vm) &&
+	       !atomic_load(&v->vm->pause_req))
 		pthread_cond_wait(&v->cond, &v->lock);
 	run = !stopping(v->vm);
 	if (run && v->hsm_state == SBI_HSM_START_PENDING)
 		v->hsm_state = SBI_HSM_STARTED;
 	pthread_mutex_unlock(&v->lock);
 	return run;
+}
+
+/* Parks the calling vCPU thread outside vcpu_run() while a pause is requested. */
+static void park_vcpu(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	v->parked = true;
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_req) && !stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	v->parked = false;
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static void *vcpu_loop(void *arg)
@@ -369,9 +400,20 @@ static void *vcpu_loop(void *arg)
 	struct timespec ts;
 
 	while (!stopping(vm)) {
+		if (atomic_load(&vm->pause_req)) {
+			park_vcpu(v);
+			continue;
+		}
 		if (vm->sbi_in_vmm) {
+			bool still_stopped;
+
 			if (!wait_until_started(v))
 				break;
+			pthread_mutex_lock(&v->lock);
+			still_stopped = v->hsm_state == SBI_HSM_STOPPED;
+			pthread_mutex_unlock(&v->lock);
+			if (still_stopped)
+				continue; /* woken by a pause request */
 			pthread_mutex_lock(&v->lock);
 			if (v->resume_pending) {
 				v->resume_pending = false;
@@ -415,6 +457,7 @@ static void *vcpu_loop(void *arg)
 	}
 	if (!clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
 		v->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	atomic_store(&v->exited, true);
 	return NULL;
 }
 
@@ -435,6 +478,9 @@ void vm_request_stop(struct vm *vm, enum vm_exit why)
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
 	}
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond); /* parked threads and vm_pause() waiters */
+	pthread_mutex_unlock(&vm->pause_lock);
 	if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
 		/* the eventfd counter cannot overflow here; nothing to do */
 	}
@@ -467,7 +513,7 @@ static int validate(const struct vm_config *cfg)
 			cfg->mem >> 20, host >> 20);
 		return -EINVAL;
 	}
-	if (!cfg->kernel && !cfg->bios) {
+	if (!cfg->kernel && !cfg->bios && !cfg->restoring) {
 		err_set("nothing to boot: give --kernel FILE (or --bios FILE)");
 		return -EINVAL;
 	}
@@ -747,6 +793,8 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 	vm->wake_fd = -1;
 	atomic_init(&vm->stop_reason, -1);
 	pthread_mutex_init(&vm->out_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	console_init(&vm->con, cfg->console_in);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		vm->vcpus[i].vm = vm;
@@ -826,6 +874,11 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 	}
 	board_reset(vm->board); /* drives every interrupt line and timer to its reset level */
 	setup_sbi_host(vm);
+	if (cfg->restoring) {
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			vm->vcpus[i].hsm_state = vm->sbi_in_vmm ? SBI_HSM_STOPPED : SBI_HSM_STARTED;
+		return 0;
+	}
 	return load_guest(vm, cfg);
 }
 
@@ -976,5 +1029,226 @@ void vm_free(struct vm *vm)
 		close(vm->wake_fd);
 	console_fini(&vm->con);
 	pthread_mutex_destroy(&vm->out_lock);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
+}
+
+/* ---- control: pause/resume, metrics, snapshot access ---- */
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (stopping(vm)) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -ESHUTDOWN;
+	}
+	if (atomic_load(&vm->pause_req)) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	atomic_store(&vm->pause_req, true);
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		vm->ops->vcpu_kick(v->av); /* leaves vcpu_run() or vcpu_wait() */
+		pthread_mutex_lock(&v->lock);
+		pthread_cond_broadcast(&v->cond); /* leaves wait_until_started() */
+		pthread_mutex_unlock(&v->lock);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < vm->ncpus && !stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->paused = vm->parked == vm->ncpus;
+	vm->pause_ticks = clock_guest_ticks();
+	pthread_mutex_unlock(&vm->pause_lock);
+	return vm->paused ? 0 : -ESHUTDOWN;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!atomic_load(&vm->pause_req)) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	if (vm->paused) {
+		/* The guest clock continues from where it stopped: time paused never happened. */
+		uint64_t now = clock_guest_ticks();
+
+		clock_guest_set_offset(clock_guest_get_offset() - (int64_t)(now - vm->pause_ticks));
+	}
+	vm->paused = false;
+	atomic_store(&vm->pause_req, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	p = vm->paused;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return p;
+}
+
+uint64_t vm_paused_ticks(struct vm *vm)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	t = vm->paused ? vm->pause_ticks : clock_guest_ticks();
+	pthread_mutex_unlock(&vm->pause_lock);
+	return t;
+}
+
+bool vm_is_stopping(struct vm *vm)
+{
+	return stopping(vm);
+}
+
+const struct vm_config *vm_get_config(const struct vm *vm)
+{
+	return &vm->cfg;
+}
+
+unsigned vm_ncpus(const struct vm *vm)
+{
+	return vm->ncpus;
+}
+
+uint64_t vm_uptime_ns(const struct vm *vm)
+{
+	if (!vm->start_ns)
+		return 0;
+	return (vm->stop_ns ? vm->stop_ns : clock_ns()) - vm->start_ns;
+}
+
+int vm_vcpu_info(struct vm *vm, unsigned i, struct vm_vcpu_info *out)
+{
+	struct accel_stats st = {0};
+	struct vcpu *v;
+	clockid_t cid;
+	struct timespec ts;
+
+	_Static_assert(ACCEL_EXIT__COUNT <= 16, "vm_vcpu_info.exits is too small");
+	_Static_assert(SBI_STAT_EXTS <= 8, "vm_vcpu_info.sbi_calls is too small");
+	if (i >= vm->ncpus)
+		return -ENOENT;
+	v = &vm->vcpus[i];
+	*out = (struct vm_vcpu_info){0};
+	vm->ops->get_stats(v->av, &st);
+	out->instret = st.instret;
+	out->traps = st.traps;
+	out->interrupts = st.interrupts;
+	memcpy(out->exits, st.exits, sizeof(st.exits));
+	out->tlb_hits = st.tlb_hits;
+	out->tlb_misses = st.tlb_misses;
+	out->dcache_hits = st.dcache_hits;
+	out->dcache_misses = st.dcache_misses;
+	memcpy(out->sbi_calls, v->sbi_stats.calls, sizeof(v->sbi_stats.calls));
+	out->thread_running = v->thread_started && !atomic_load(&v->exited);
+	if (out->thread_running && !pthread_getcpuclockid(v->thread, &cid) &&
+	    !clock_gettime(cid, &ts))
+		out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	else
+		out->cpu_ns = v->cpu_ns;
+	pthread_mutex_lock(&v->lock);
+	out->hsm_state = v->hsm_state;
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_lock(&vm->pause_lock);
+	out->parked = v->parked;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+unsigned vm_nvirtio(const struct vm *vm)
+{
+	return vm->nvirtio;
+}
+
+int vm_dev_info(struct vm *vm, unsigned i, struct vm_dev_info *out)
+{
+	struct virtio_stats *vs;
+
+	if (i >= vm->nvirtio)
+		return -ENOENT;
+	vs = &vm->virtio[i]->stats;
+	*out = (struct vm_dev_info){
+		.name = vm->virtio[i]->ops->name,
+		.requests = atomic_load(&vs->requests),
+		.bytes_read = atomic_load(&vs->bytes_read),
+		.bytes_written = atomic_load(&vs->bytes_written),
+		.errors = atomic_load(&vs->errors),
+		.notifications = atomic_load(&vs->notifications),
+		.interrupts = atomic_load(&vs->interrupts),
+		.needs_reset = atomic_load(&vs->needs_reset),
+	};
+	return 0;
+}
+
+const struct accel_ops *vm_accel_ops(const struct vm *vm)
+{
+	return vm->ops;
+}
+
+struct accel_vcpu *vm_accel_vcpu(struct vm *vm, unsigned i)
+{
+	return i < vm->ncpus ? vm->vcpus[i].av : NULL;
+}
+
+void *vm_ram(struct vm *vm, uint64_t *size)
+{
+	*size = vm->cfg.mem;
+	return vm->ram;
+}
+
+struct board *vm_board(struct vm *vm)
+{
+	return vm->board;
+}
+
+int vm_hsm_state(struct vm *vm, unsigned i)
+{
+	struct vcpu *v = &vm->vcpus[i];
+	int st;
+
+	pthread_mutex_lock(&v->lock);
+	st = v->hsm_state;
+	pthread_mutex_unlock(&v->lock);
+	return st;
+}
+
+int vm_set_hsm_state(struct vm *vm, unsigned i, int state)
+{
+	struct vcpu *v;
+
+	if (i >= vm->ncpus || (state != SBI_HSM_STARTED && state != SBI_HSM_STOPPED))
+		return -EINVAL;
+	v = &vm->vcpus[i];
+	pthread_mutex_lock(&v->lock);
+	v->hsm_state = state;
+	v->resume_pending = false;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+void vm_settle_vcpu(struct vm *vm, unsigned i)
+{
+	struct vcpu *v = &vm->vcpus[i];
+	uint64_t pc = 0;
+
+	if (v->run->exit_reason != ACCEL_EXIT_SBI)
+		return;
+	/* What the next vcpu_run() would do first (accel.h ACCEL_EXIT_SBI). */
+	vm->ops->set_reg(v->av, ACCEL_REG_X(10), (uint64_t)v->run->sbi.ret[0]);
+	vm->ops->set_reg(v->av, ACCEL_REG_X(11), (uint64_t)v->run->sbi.ret[1]);
+	vm->ops->get_reg(v->av, ACCEL_REG_PC, &pc);
+	vm->ops->set_reg(v->av, ACCEL_REG_PC, pc + 4); /* drops the pending completion */
+	v->run->exit_reason = ACCEL_EXIT_NONE;
 }

@@ -1,0 +1,633 @@
+/*
+ * snapshot.c - snapshots of a paused VM into a directory, and restore in a new process.
+ *
+ * A snapshot directory holds three files:
+ *   manifest.json  format name and version, the configuration, the guest clock, every hart's
+ *                  registers (by accel register id) and HSM state, and the size and checksum
+ *                  of the two other files
+ *   devices.bin    board_save(): one record per board device
+ *   memory.bin     guest RAM, as large as RAM; all-zero pages are holes (sparse file)
+ *
+ * Checksums are 64-bit FNV-1a style hashes (not cryptographic: they catch truncation and
+ * corruption, not tampering). The memory checksum covers the non-zero pages and their offsets,
+ * so restore verifies it reading only the file's data extents (SEEK_DATA), then maps the file
+ * MAP_PRIVATE over guest RAM: pages come from the page cache on first touch, and the guest's
+ * writes stay private to the process, so any number of VMs can restore from one snapshot.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kumo/accel.h"
+#include "kumo/base.h"
+#include "kumo/board.h"
+#include "kumo/control.h"
+#include "kumo/sbi.h"
+#include "kumo/vm.h"
+
+#define SNAP_FORMAT "kumo-snapshot"
+#define SNAP_PAGE 4096u
+#define SNAP_MANIFEST_MAX (4u << 20)
+#define SNAP_DEVICES_MAX (16u << 20)
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/*
+ * CSRs saved per hart, in restore order (priv 1.12 tables 2.2-2.5): mstatus before the
+ * registers whose writability depends on it, pmpaddr before pmpcfg (a locked entry ignores
+ * later address writes), satp after mstatus. sstatus/sie/sip are views of the M registers.
+ */
+static const uint16_t snap_csrs[] = {
+	0x300, /* mstatus */
+	0x301, /* misa */
+	0x302, 0x303, /* medeleg, mideleg */
+	0x304, 0x305, 0x306, /* mie, mtvec, mcounteren */
+	0x30a, 0x320, /* menvcfg, mcountinhibit */
+	0x340, 0x341, 0x342, 0x343, /* mscratch, mepc, mcause, mtval */
+	0x344, /* mip (software-writable bits) */
+	0x747, /* mseccfg */
+	0x105, 0x106, 0x10a, /* stvec, scounteren, senvcfg */
+	0x140, 0x141, 0x142, 0x143, /* sscratch, sepc, scause, stval */
+	0x14d, /* stimecmp */
+	0x180, /* satp */
+	0x003, /* fcsr */
+	0xb00, 0xb02, /* mcycle, minstret */
+};
+#define SNAP_PMPCFG0 0x3a0
+#define SNAP_PMPADDR0 0x3b0
+
+uint64_t snapshot_hash(uint64_t h, const void *buf, size_t len);
+uint64_t snapshot_hash(uint64_t h, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * FNV_PRIME;
+	return h;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	uint64_t acc = 0;
+
+	for (unsigned i = 0; i < SNAP_PAGE / 8; i++)
+		acc |= w[i];
+	return acc == 0;
+}
+
+/* Memory checksum: per non-zero page, its offset then its words (four lanes for speed). */
+static uint64_t hash_page(uint64_t h, uint64_t off, const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	uint64_t l[4] = {h ^ off, h + off, h * 3 + off, ~h ^ off};
+
+	for (unsigned i = 0; i < SNAP_PAGE / 8; i += 4)
+		for (unsigned k = 0; k < 4; k++)
+			l[k] = (l[k] ^ w[i + k]) * FNV_PRIME;
+	return snapshot_hash(h, l, sizeof(l));
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static json_t *hex(uint64_t v)
+{
+	char b[24];
+
+	snprintf(b, sizeof(b), "0x%" PRIx64, v);
+	return json_string(b);
+}
+
+static bool unhex(json_t *j, uint64_t *out)
+{
+	const char *s = json_string_value(j);
+	char *end;
+
+	if (!s || strncmp(s, "0x", 2))
+		return false;
+	errno = 0;
+	*out = strtoull(s + 2, &end, 16);
+	return !errno && *end == '\0' && end != s + 2;
+}
+
+static int write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_file(const char *dir, const char *name, const void *buf, size_t len)
+{
+	char *p = path_in(dir, name);
+	int fd, ret;
+
+	if (!p)
+		return -ENOMEM;
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ret = -errno;
+		err_set("cannot write %s: %s", p, strerror(errno));
+		free(p);
+		return ret;
+	}
+	ret = write_all(fd, buf, len, 0);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (ret)
+		err_set("cannot write %s: %s", p, strerror(-ret));
+	close(fd);
+	free(p);
+	return ret;
+}
+
+/* Writes guest RAM as a sparse file; runs of non-zero pages go out in one pwrite. */
+static int save_memory(const char *dir, const uint8_t *ram, uint64_t size, uint64_t *hash,
+		       uint64_t *data_bytes)
+{
+	char *p = path_in(dir, "memory.bin");
+	uint64_t h = FNV_OFFSET, run = 0, nrun = 0;
+	int fd, ret = 0;
+
+	if (!p)
+		return -ENOMEM;
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)size)) {
+		ret = -errno;
+		err_set("cannot create %s: %s", p, strerror(errno));
+		goto out;
+	}
+	*data_bytes = 0;
+	for (uint64_t off = 0; off <= size; off += SNAP_PAGE) {
+		bool zero = off == size || page_is_zero(ram + off);
+
+		if (!zero) {
+			h = hash_page(h, off, ram + off);
+			if (!nrun)
+				run = off;
+			nrun += SNAP_PAGE;
+			if (nrun < (64u << 20))
+				continue;
+		}
+		if (nrun) {
+			ret = write_all(fd, ram + run, nrun, run);
+			if (ret) {
+				err_set("cannot write %s: %s", p, strerror(-ret));
+				goto out;
+			}
+			*data_bytes += nrun;
+			nrun = 0;
+		}
+	}
+	if (fsync(fd)) {
+		ret = -errno;
+		err_set("cannot write %s: %s", p, strerror(errno));
+	}
+	*hash = h;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return ret;
+}
+
+static json_t *save_hart(struct vm *vm, unsigned i)
+{
+	const struct accel_ops *ops = vm_accel_ops(vm);
+	struct accel_vcpu *av = vm_accel_vcpu(vm, i);
+	json_t *o = json_object(), *x = json_array(), *f = json_array(), *csr = json_object();
+	uint64_t v = 0;
+	char name[8];
+
+	vm_settle_vcpu(vm, i);
+	json_object_set_new(o, "id", json_integer(i));
+	json_object_set_new(o, "hsm", json_integer(vm_hsm_state(vm, i)));
+	ops->get_reg(av, ACCEL_REG_PC, &v);
+	json_object_set_new(o, "pc", hex(v));
+	ops->get_reg(av, ACCEL_REG_PRIV, &v);
+	json_object_set_new(o, "priv", json_integer((json_int_t)v));
+	for (unsigned r = 0; r < 32; r++) {
+		v = 0;
+		ops->get_reg(av, ACCEL_REG_X(r), &v);
+		json_array_append_new(x, hex(v));
+		v = 0;
+		ops->get_reg(av, ACCEL_REG_F(r), &v);
+		json_array_append_new(f, hex(v));
+	}
+	for (unsigned k = 0; k < ARRAY_SIZE(snap_csrs); k++) {
+		snprintf(name, sizeof(name), "0x%03x", snap_csrs[k]);
+		if (!ops->get_reg(av, ACCEL_REG_CSR(snap_csrs[k]), &v))
+			json_object_set_new(csr, name, hex(v));
+	}
+	for (unsigned k = 0; k < 64; k++) {
+		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPADDR0 + k);
+		if (!ops->get_reg(av, ACCEL_REG_CSR(SNAP_PMPADDR0 + k), &v))
+			json_object_set_new(csr, name, hex(v));
+	}
+	for (unsigned k = 0; k < 16; k += 2) { /* RV64: even pmpcfg registers only */
+		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPCFG0 + k);
+		if (!ops->get_reg(av, ACCEL_REG_CSR(SNAP_PMPCFG0 + k), &v))
+			json_object_set_new(csr, name, hex(v));
+	}
+	json_object_set_new(o, "x", x);
+	json_object_set_new(o, "f", f);
+	json_object_set_new(o, "csr", csr);
+	return o;
+}
+
+int snapshot_save(struct vm *vm, const char *dir)
+{
+	const struct vm_config *cfg = vm_get_config(vm);
+	json_t *m = NULL, *harts;
+	void *devs = NULL, *ram;
+	size_t devs_len = 0;
+	uint64_t ram_size, mem_hash = 0, data = 0, t0 = clock_ns();
+	char *text = NULL;
+	int ret;
+
+	if (!vm_is_paused(vm)) {
+		err_set("cannot snapshot: the VM is not paused");
+		return -EPERM;
+	}
+	if (!dir || !*dir || strlen(dir) > PATH_MAX - 32) {
+		err_set("snapshot path is empty or too long");
+		return -EINVAL;
+	}
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		ret = -errno;
+		err_set("cannot create snapshot directory %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	ret = board_save(vm_board(vm), &devs, &devs_len);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < vm_ncpus(vm); i++) {
+		int st = vm_hsm_state(vm, i);
+
+		if (st != SBI_HSM_STARTED && st != SBI_HSM_STOPPED) {
+			err_set("cannot snapshot: hart %u is changing state (HSM %d); try again", i, st);
+			ret = -EAGAIN;
+			goto out;
+		}
+	}
+	ram = vm_ram(vm, &ram_size);
+	ret = save_memory(dir, ram, ram_size, &mem_hash, &data);
+	if (ret)
+		goto out;
+	ret = write_file(dir, "devices.bin", devs, devs_len);
+	if (ret)
+		goto out;
+
+	m = json_object();
+	json_object_set_new(m, "format", json_string(SNAP_FORMAT));
+	json_object_set_new(m, "version", json_integer(SNAPSHOT_FORMAT_VERSION));
+	json_object_set_new(m, "created_unix_ns", json_integer((json_int_t)clock_realtime_ns()));
+	json_object_set_new(
+		m, "config",
+		json_pack("{s:I,s:o,s:s,s:o,s:o,s:o}", "vcpu_count", (json_int_t)cfg->ncpus,
+			  "mem_bytes", hex(cfg->mem), "accel", cfg->accel ? cfg->accel : "rv64",
+			  "firmware_path", cfg->bios ? json_string(cfg->bios) : json_null(),
+			  "kernel_image_path", cfg->kernel ? json_string(cfg->kernel) : json_null(),
+			  "boot_args", cfg->append ? json_string(cfg->append) : json_null()));
+	json_object_set_new(m, "guest_ticks", hex(vm_paused_ticks(vm)));
+	harts = json_array();
+	for (unsigned i = 0; i < vm_ncpus(vm); i++)
+		json_array_append_new(harts, save_hart(vm, i));
+	json_object_set_new(m, "harts", harts);
+	json_object_set_new(m, "devices",
+			    json_pack("{s:s,s:I,s:o}", "file", "devices.bin", "size",
+				      (json_int_t)devs_len, "checksum",
+				      hex(snapshot_hash(FNV_OFFSET, devs, devs_len))));
+	json_object_set_new(m, "memory",
+			    json_pack("{s:s,s:o,s:o,s:o}", "file", "memory.bin", "size",
+				      hex(ram_size), "data_bytes", hex(data), "checksum",
+				      hex(mem_hash)));
+	text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
+	if (!text) {
+		err_set("out of memory writing the manifest");
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* The manifest goes last: a directory without one is not a snapshot. */
+	ret = write_file(dir, "manifest.json", text, strlen(text));
+	if (!ret)
+		log_info("snapshot %s: %" PRIu64 " MiB RAM (%" PRIu64 " MiB data) in %.1f ms", dir,
+			 ram_size >> 20, data >> 20, (clock_ns() - t0) / 1e6);
+out:
+	free(text);
+	json_decref(m);
+	free(devs);
+	return ret;
+}
+
+/* ---- restore ---- */
+
+/* Reads the manifest; one clear sentence for every way it can be wrong. */
+static json_t *read_manifest(const char *dir)
+{
+	char *p = path_in(dir, "manifest.json");
+	json_error_t jerr;
+	json_t *m = NULL, *v;
+	struct stat st;
+
+	if (!p) {
+		err_set("out of memory");
+		return NULL;
+	}
+	if (stat(p, &st)) {
+		err_set("%s is not a kumo snapshot: %s is missing", dir, p);
+		goto out;
+	}
+	if (st.st_size > SNAP_MANIFEST_MAX) {
+		err_set("%s: manifest is too large (%lld bytes)", p, (long long)st.st_size);
+		goto out;
+	}
+	m = json_load_file(p, JSON_REJECT_DUPLICATES, &jerr);
+	if (!m) {
+		err_set("%s is corrupted or truncated: %s (line %d)", p, jerr.text, jerr.line);
+		goto out;
+	}
+	v = json_object_get(m, "format");
+	if (!json_is_string(v) || strcmp(json_string_value(v), SNAP_FORMAT)) {
+		err_set("%s is not a kumo snapshot manifest", p);
+		goto bad;
+	}
+	v = json_object_get(m, "version");
+	if (!json_is_integer(v) || json_integer_value(v) != SNAPSHOT_FORMAT_VERSION) {
+		if (json_is_integer(v))
+			err_set("%s has snapshot format version %lld, this kumo reads version %d", dir,
+				(long long)json_integer_value(v), SNAPSHOT_FORMAT_VERSION);
+		else
+			err_set("%s/manifest.json has no format version", dir);
+		goto bad;
+	}
+	goto out;
+bad:
+	json_decref(m);
+	m = NULL;
+out:
+	free(p);
+	return m;
+}
+
+int snapshot_read_config(const char *dir, struct vm_config *cfg)
+{
+	static __thread char accel[32], bios[PATH_MAX];
+	json_t *m = read_manifest(dir), *c, *v;
+	uint64_t mem = 0;
+	json_int_t n;
+
+	if (!m)
+		return -EINVAL;
+	c = json_object_get(m, "config");
+	v = json_object_get(c, "vcpu_count");
+	n = json_is_integer(v) ? json_integer_value(v) : 0;
+	if (n < 1 || n > VM_MAX_CPUS || !unhex(json_object_get(c, "mem_bytes"), &mem) ||
+	    mem < VM_MIN_MEM || mem > VM_MAX_MEM || mem % SNAP_PAGE ||
+	    !json_is_array(json_object_get(m, "harts")) ||
+	    json_array_size(json_object_get(m, "harts")) != (size_t)n) {
+		err_set("%s/manifest.json is corrupted: bad vcpu_count, mem_bytes or harts", dir);
+		json_decref(m);
+		return -EINVAL;
+	}
+	*cfg = (struct vm_config){.mem = mem, .ncpus = (unsigned)n, .restoring = true};
+	v = json_object_get(c, "accel");
+	snprintf(accel, sizeof(accel), "%s", json_is_string(v) ? json_string_value(v) : "rv64");
+	cfg->accel = accel;
+	v = json_object_get(c, "firmware_path");
+	if (json_is_string(v)) {
+		snprintf(bios, sizeof(bios), "%s", json_string_value(v));
+		cfg->bios = bios; /* not loaded: it only selects M-mode firmware instead of SBI in the VMM */
+	}
+	json_decref(m);
+	return 0;
+}
+
+static void *read_small_file(const char *dir, const char *name, size_t max, size_t *len)
+{
+	char *p = path_in(dir, name);
+	uint8_t *buf = NULL;
+	struct stat st;
+	int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+
+	if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size > max) {
+		err_set("%s/%s is missing or too large", dir, name);
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf || read(fd, buf, (size_t)st.st_size) != st.st_size) {
+		err_set("cannot read %s/%s", dir, name);
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	*len = (size_t)st.st_size;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return buf;
+}
+
+/* Hashes the non-zero pages of the memory file, reading only its data extents. */
+static int verify_memory(int fd, uint64_t size, uint64_t want)
+{
+	uint64_t h = FNV_OFFSET;
+	size_t chunk = 8u << 20;
+	uint8_t *buf = malloc(chunk);
+	off_t data = 0;
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		off_t hole;
+
+		data = lseek(fd, data, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= size)
+			break; /* ENXIO: no more data */
+		data = ALIGN_DOWN(data, (off_t)SNAP_PAGE);
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		hole = ALIGN_UP(hole, (off_t)SNAP_PAGE);
+		while (data < hole) {
+			size_t want_n = (size_t)(hole - data) < chunk ? (size_t)(hole - data) : chunk;
+			ssize_t got = pread(fd, buf, want_n, data);
+
+			if (got <= 0 || (size_t)got % SNAP_PAGE) {
+				ret = -EIO;
+				goto out;
+			}
+			for (size_t o = 0; o < (size_t)got; o += SNAP_PAGE)
+				if (!page_is_zero(buf + o))
+					h = hash_page(h, (uint64_t)data + o, buf + o);
+			data += got;
+		}
+	}
+	if (h != want)
+		ret = -EBADMSG;
+out:
+	free(buf);
+	return ret;
+}
+
+static int restore_hart(struct vm *vm, unsigned i, json_t *hj)
+{
+	const struct accel_ops *ops = vm_accel_ops(vm);
+	struct accel_vcpu *av = vm_accel_vcpu(vm, i);
+	json_t *x = json_object_get(hj, "x"), *f = json_object_get(hj, "f"),
+	       *csr = json_object_get(hj, "csr"), *v;
+	uint64_t val;
+	char name[8];
+	int ret = 0;
+
+	if (json_array_size(x) != 32 || json_array_size(f) != 32 || !json_is_object(csr))
+		return -EINVAL;
+	for (unsigned k = 0; k < ARRAY_SIZE(snap_csrs) && !ret; k++) {
+		snprintf(name, sizeof(name), "0x%03x", snap_csrs[k]);
+		v = json_object_get(csr, name);
+		if (v && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_CSR(snap_csrs[k]), val)))
+			ret = -EINVAL;
+	}
+	for (unsigned k = 0; k < 64 && !ret; k++) {
+		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPADDR0 + k);
+		v = json_object_get(csr, name);
+		if (v && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_CSR(SNAP_PMPADDR0 + k), val)))
+			ret = -EINVAL;
+	}
+	for (unsigned k = 0; k < 16 && !ret; k += 2) {
+		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPCFG0 + k);
+		v = json_object_get(csr, name);
+		if (v && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_CSR(SNAP_PMPCFG0 + k), val)))
+			ret = -EINVAL;
+	}
+	for (unsigned r = 1; r < 32 && !ret; r++)
+		if (!unhex(json_array_get(x, r), &val) || ops->set_reg(av, ACCEL_REG_X(r), val))
+			ret = -EINVAL;
+	for (unsigned r = 0; r < 32 && !ret; r++)
+		if (!unhex(json_array_get(f, r), &val) || ops->set_reg(av, ACCEL_REG_F(r), val))
+			ret = -EINVAL;
+	v = json_object_get(hj, "priv");
+	if (!ret && (!json_is_integer(v) ||
+		     ops->set_reg(av, ACCEL_REG_PRIV, (uint64_t)json_integer_value(v))))
+		ret = -EINVAL;
+	if (!ret && (!unhex(json_object_get(hj, "pc"), &val) || ops->set_reg(av, ACCEL_REG_PC, val)))
+		ret = -EINVAL;
+	v = json_object_get(hj, "hsm");
+	if (!ret && (!json_is_integer(v) || vm_set_hsm_state(vm, i, (int)json_integer_value(v))))
+		ret = -EINVAL;
+	return ret;
+}
+
+int snapshot_restore(struct vm *vm, const char *dir)
+{
+	json_t *m = read_manifest(dir), *mem, *dev, *harts;
+	uint64_t ram_size, size = 0, hash = 0, ticks = 0, t0 = clock_ns();
+	void *ram = vm_ram(vm, &ram_size), *devs = NULL;
+	size_t devs_len = 0;
+	char *mp = NULL;
+	struct stat st;
+	int fd = -1, ret = -EINVAL;
+
+	if (!m)
+		return -EINVAL;
+	mem = json_object_get(m, "memory");
+	dev = json_object_get(m, "devices");
+	harts = json_object_get(m, "harts");
+	if (!unhex(json_object_get(mem, "size"), &size) || size != ram_size ||
+	    !unhex(json_object_get(mem, "checksum"), &hash) ||
+	    !unhex(json_object_get(m, "guest_ticks"), &ticks) ||
+	    json_array_size(harts) != vm_ncpus(vm)) {
+		err_set("%s/manifest.json is corrupted: memory size, checksum, clock or harts", dir);
+		goto out;
+	}
+	/* Device state: its size and checksum. */
+	devs = read_small_file(dir, "devices.bin", SNAP_DEVICES_MAX, &devs_len);
+	if (!devs)
+		goto out;
+	{
+		uint64_t want = 0;
+		json_t *sz = json_object_get(dev, "size");
+
+		if (!json_is_integer(sz) || (size_t)json_integer_value(sz) != devs_len ||
+		    !unhex(json_object_get(dev, "checksum"), &want) ||
+		    snapshot_hash(FNV_OFFSET, devs, devs_len) != want) {
+			err_set("%s/devices.bin is truncated or corrupted (size or checksum mismatch)",
+				dir);
+			goto out;
+		}
+	}
+	/* Memory: size, then the checksum of its data pages. */
+	mp = path_in(dir, "memory.bin");
+	fd = mp ? open(mp, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 || fstat(fd, &st)) {
+		err_set("%s/memory.bin is missing", dir);
+		goto out;
+	}
+	if ((uint64_t)st.st_size != size) {
+		err_set("%s/memory.bin is truncated: %lld bytes, the manifest says %" PRIu64, dir,
+			(long long)st.st_size, size);
+		goto out;
+	}
+	ret = verify_memory(fd, size, hash);
+	if (ret) {
+		err_set("%s/memory.bin is corrupted (checksum mismatch)", dir);
+		ret = -EINVAL;
+		goto out;
+	}
+	/* Lazy: replace the anonymous RAM mapping in place; the accelerator keeps its pointer. */
+	if (mmap(ram, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) ==
+	    MAP_FAILED) {
+		ret = -errno;
+		err_set("cannot map %s: %s", mp, strerror(errno));
+		goto out;
+	}
+	ret = board_load(vm_board(vm), devs, devs_len);
+	if (ret)
+		goto out;
+	/* Guest time continues at the tick the snapshot was taken (the guest never saw later). */
+	clock_guest_set_offset((int64_t)(ticks - (clock_guest_ticks() - clock_guest_get_offset())));
+	for (unsigned i = 0; i < vm_ncpus(vm); i++) {
+		ret = restore_hart(vm, i, json_array_get(harts, i));
+		if (ret) {
+			err_set("%s/manifest.json: hart %u's registers are invalid", dir, i);
+			goto out;
+		}
+	}
+	log_info("restored %s in %.1f ms", dir, (clock_ns() - t0) / 1e6);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(mp);
+	free(devs);
+	json_decref(m);
+	return ret;
+}
