@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds kumo's ext4 root disk from Debian trixie's riscv64 busybox-static: busybox with its
-# applet links, an /sbin/init (guest/rootfs/init) that mounts the kernel file systems, takes a
-# DHCP lease on eth0 (busybox udhcpc with guest/rootfs/udhcpc.script), prints KUMO-ROOTFS-OK and
-# offers a shell. The default guest's initramfs switch_roots to it when the kernel command line
-# has root=, e.g.  kumo run --default-guest --disk rootfs.ext4 --append "console=ttyS0 root=/dev/vda"
+# applet links, busybox init with guest/rootfs/inittab, whose rcS (guest/rootfs/rcS) mounts the
+# kernel file systems, takes a DHCP lease on eth0 (busybox udhcpc with
+# guest/rootfs/udhcpc.script) and prints KUMO-ROOTFS-OK; init then offers a console shell, and
+# poweroff/reboot go through init (sync, remount read-only). The default guest's initramfs
+# switch_roots to it when the kernel command line has root=, e.g.
+#   kumo run --default-guest --disk path=rootfs.ext4 --append "console=ttyS0 root=/dev/vda"
 #
 # Usage: guest/rootfs.sh [--out DIR] [--size MiB] [--quiet]
 #   --out DIR    build into DIR instead of the cache spot (tests use this)
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
 	--size=*) size=${1#--size=}; shift ;;
 	--quiet | -q) quiet=1; shift ;;
 	-h | --help)
-		sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) die "unknown argument '$1' (try --help)" ;;
@@ -61,7 +63,8 @@ done
 	die "--size '$size' is not a number of MiB between 8 and 65536"
 
 target=${out:-$cache/guest/debian-trixie-rootfs}
-recipe=$( (cat "$here/rootfs.sh" "$here/rootfs/init" "$here/rootfs/udhcpc.script"; echo "$size") 2>/dev/null |
+recipe=$( (cat "$here/rootfs.sh" "$here/rootfs/rcS" "$here/rootfs/inittab" "$here/rootfs/udhcpc.script"
+	echo "$size") 2>/dev/null |
 	sha256sum | cut -d' ' -f1) || die "cannot read the recipe files in $here"
 
 print_result() {
@@ -105,8 +108,8 @@ done
 install -m 0755 "$bb" "$root/bin/busybox"
 
 # Applet links: from the riscv64 busybox itself when the host can run it (qemu-user), otherwise
-# from a fixed list of the applets init and the tests use (init's PATH finds the rest through
-# busybox --install at first boot).
+# from a fixed list of the applets init and rcS need (rcS installs the rest with
+# busybox --install at the first boot).
 applets=
 if command -v qemu-riscv64 >/dev/null 2>&1; then
 	applets=$(qemu-riscv64 "$root/bin/busybox" --list-full 2>/dev/null || true)
@@ -123,15 +126,13 @@ while read -r a; do
 	ln -s /bin/busybox "$root/$a"
 done <<<"$applets"
 
-install -m 0755 "$here/rootfs/init" "$root/sbin/init.kumo"
-ln -sf init.kumo "$root/sbin/init" # replaces busybox's init applet link
-# halt/poweroff/reboot: sync, make / read-only, then act at once (see guest/rootfs/init).
-for verb in halt poweroff reboot; do
-	rm -f "$root/sbin/$verb"
-	printf '#!/bin/busybox sh\n# kumo root disk: no services to stop, so %s at once.\nsync\n/bin/busybox mount -o remount,ro / 2>/dev/null\nexec /bin/busybox %s -f "$@"\n' \
-		"$verb" "$verb" >"$root/sbin/$verb"
-	chmod 0755 "$root/sbin/$verb"
-done
+# busybox init (the /sbin/init applet link) runs rcS, then a console shell (inittab).
+[ -L "$root/sbin/init" ] || ln -s /bin/busybox "$root/sbin/init"
+mkdir -p "$root/etc/init.d"
+install -m 0755 "$here/rootfs/rcS" "$root/etc/init.d/rcS"
+install -m 0644 "$here/rootfs/inittab" "$root/etc/inittab"
+printf '%s\n' 'export PATH=/sbin:/usr/sbin:/bin:/usr/bin' 'export HOME=/root' "export PS1='kumo:\\w# '" \
+	>"$root/etc/profile"
 install -m 0755 "$here/rootfs/udhcpc.script" "$root/etc/udhcpc/default.script"
 echo kumo >"$root/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
