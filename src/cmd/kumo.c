@@ -13,20 +13,26 @@
 #include <unistd.h>
 
 #include "devices/backend/net.h"
+#include "kumo/api.h"
 #include "kumo/base.h"
+#include "kumo/control.h"
 #include "kumo/vm.h"
 
 #define KUMO_VERSION "0.1.0"
 #define DEFAULT_APPEND "console=ttyS0"
 
 static struct vm *running_vm;
+static struct control *running_ctl; /* set while waiting for the API to configure a VM */
 
 int pool_cli_main(int argc, char **argv); /* src/cmd/pool_cli.c */
+int vm_cli_main(int argc, char **argv);   /* src/cmd/vm_cli.c */
 
 static void usage(FILE *f)
 {
 	fputs("usage: kumo run [options]          boot a virtual machine\n"
 	      "       kumo image pull              fetch the default Debian riscv64 guest\n"
+	      "       kumo vm start|pause|resume|stop|shutdown|snapshot|restore|metrics|status|configure\n"
+	      "                                    drive a VM through its control API (kumo vm --help)\n"
 	      "       kumo version\n"
 	      "\n"
 	      "compute pool (docs/pool.md):\n"
@@ -59,6 +65,10 @@ static void usage(FILE *f)
 	      "  --console serial|virtio\n"
 	      "                     console device: the UART (default) or virtio-console (hvc0,\n"
 	      "                     kernel console=hvc0 by default); --vconsole = --console virtio\n"
+	      "  --api-sock PATH    serve the control API (docs/api.md) on a Unix socket; without\n"
+	      "                     --kernel the VM waits to be configured and started through it\n"
+	      "  --config FILE      VM configuration as JSON (same bodies as the API, docs/api.md)\n"
+	      "  --restore DIR      continue a snapshot taken with PUT /snapshot/create\n"
 	      "  -v, --verbose      more log output (repeat for debug)\n"
 	      "\n"
 	      "Console: the guest's serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A h helps.\n"
@@ -71,6 +81,8 @@ static void on_signal(int sig)
 {
 	if (running_vm)
 		vm_request_stop(running_vm, VM_EXIT_USER);
+	else if (running_ctl)
+		control_abort(running_ctl);
 }
 
 static int die(const char *fmt, const char *arg)
@@ -221,6 +233,8 @@ static int cmd_run(int argc, char **argv)
 		{"net", required_argument, NULL, 'n'},
 		{"console", required_argument, NULL, 'C'}, {"vconsole", no_argument, NULL, 'V'},
 		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+		{"api-sock", required_argument, NULL, 'A'}, {"config", required_argument, NULL, 'F'},
+		{"restore", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct vm_disk disks[VM_MAX_DISKS];
@@ -229,6 +243,9 @@ static int cmd_run(int argc, char **argv)
 				.console_out = STDOUT_FILENO};
 	static char kernel[PATH_MAX], initrd[PATH_MAX];
 	bool default_guest = false;
+	const char *api_sock = NULL, *config = NULL, *restore = NULL;
+	struct control *ctl = NULL;
+	struct api_server *srv = NULL;
 	struct vm *vm = NULL;
 	int c, ret;
 
@@ -301,6 +318,9 @@ static int cmd_run(int argc, char **argv)
 			cfg.ncpus = (unsigned)n;
 			break;
 		}
+		case 'A': api_sock = optarg; break;
+		case 'F': config = optarg; break;
+		case 'R': restore = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case ':': return die("option %s needs a value (see kumo run --help)", argv[optind - 1]);
 		default: return die("unknown option '%s' (see kumo run --help)", argv[optind - 1]);
@@ -324,13 +344,12 @@ static int cmd_run(int argc, char **argv)
 			cfg.initrd = initrd;
 	}
 
-	ret = vm_new(&cfg, &vm);
-	if (ret) {
-		fprintf(stderr, "kumo: %s\n", *err_get() ? err_get() : strerror(-ret));
-		vm_free(vm);
-		return VM_EXIT_ERROR;
-	}
-	running_vm = vm;
+	if ((config || restore) && (cfg.kernel || cfg.bios))
+		return die("%s", "--config and --restore replace --kernel/--bios/--default-guest");
+	if (config && restore)
+		return die("%s", "--config and --restore cannot be combined");
+	if (control_new(cfg.console_in, cfg.console_out, &ctl))
+		return die("%s", err_get());
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -338,11 +357,49 @@ static int cmd_run(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	ret = 0;
+	if (config)
+		ret = api_config_load(ctl, config);
+	if (!ret && api_sock)
+		ret = api_server_start(api_sock, ctl, &srv);
+	if (!ret && restore)
+		ret = control_restore(ctl, restore);
+	else if (!ret && config)
+		ret = control_start(ctl);
+	if (ret)
+		goto out_err;
+	if (restore || config || (api_sock && !cfg.kernel && !cfg.bios)) {
+		/* Built by control_restore/control_start, now or later from the API. */
+		running_ctl = ctl;
+		vm = control_wait_vm(ctl);
+		running_ctl = NULL;
+		if (!vm) {
+			ret = VM_EXIT_USER;
+			goto out;
+		}
+	} else {
+		ret = vm_new(&cfg, &vm);
+		if (ret) {
+			vm_free(vm);
+			vm = NULL;
+			goto out_err;
+		}
+		control_attach(ctl, vm);
+	}
+	running_vm = vm;
 	ret = vm_run(vm);
 	running_vm = NULL;
+	control_vm_exited(ctl, ret);
 	vm_free(vm);
 	if (ret == VM_EXIT_ERROR && *err_get())
 		fprintf(stderr, "kumo: %s\n", err_get());
+	goto out;
+out_err:
+	fprintf(stderr, "kumo: %s\n", *err_get() ? err_get() : strerror(-ret));
+	ret = VM_EXIT_ERROR;
+out:
+	api_server_stop(srv);
+	control_free(ctl);
 	return ret;
 }
 
@@ -354,6 +411,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vm"))
+		return vm_cli_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "image") && (argc < 3 || !strcmp(argv[2], "pull")))
 		return cmd_image(argc - 1, argv + 1);
 	static const char *const pool_cmds[] = {"controller", "agent", "up",	 "server", "host",
