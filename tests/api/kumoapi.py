@@ -1,0 +1,51 @@
+"""A tiny client for kumo's control API over its Unix socket (http.client + AF_UNIX)."""
+import http.client
+import json
+import os
+import socket
+import time
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def call(sock, method, path, body=None, raw=None, headers=None, timeout=120):
+    """Returns (status, parsed JSON or text or None, response headers)."""
+    c = UnixHTTPConnection(sock, timeout=timeout)
+    try:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        ctype = r.getheader("Content-Type") or ""
+        parsed = json.loads(text) if text and ctype.startswith("application/json") else (text or None)
+        return r.status, parsed, dict(r.getheaders())
+    finally:
+        c.close()
+
+
+def wait_socket(sock, proc=None, timeout=10):
+    """Waits until the API answers GET /vm; False when the process died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if os.path.exists(sock):
+            try:
+                if call(sock, "GET", "/vm", timeout=5)[0] == 200:
+                    return True
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return False

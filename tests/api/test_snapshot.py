@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Pause, resume, snapshot and restore of a real Linux guest through the control API (TAP).
+
+The default Debian guest boots with --api-sock and runs a busy counter loop that prints every
+STEP-th value on the console. Checks:
+  pause      the counter stops (no new lines) and the VMM's host CPU use drops to ~0
+  resume     the counter continues with the next value; the guest clock did not jump
+  snapshot   of the paused VM; the original process is then killed (SIGKILL)
+  restore    `kumo run --restore DIR` in a new process prints exactly the next value first
+  clones     two more processes restore the same snapshot side by side; both continue
+  shell      the restored guest's shell still runs commands and sees the counter in /tmp/c
+  refusals   a snapshot with a wrong version, a truncated memory file or corrupted device
+             state is refused with one line and exit status 1
+
+Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 240 s).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import harness as h  # noqa: E402
+import kumoapi as api  # noqa: E402
+
+STEP = 500
+BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 240)
+COUNTER = re.compile(r"CNT(\d+)\n")
+failures = 0
+
+
+def ok(name):
+    print(f"ok - {name}", flush=True)
+
+
+def not_ok(name, why, extra=()):
+    global failures
+    failures += 1
+    print(f"not ok - {name}: {why}", flush=True)
+    for line in extra:
+        print(f"# {line}", flush=True)
+
+
+def counters(text):
+    return [int(m.group(1)) for m in COUNTER.finditer(text)]
+
+
+def wait_counter_after(con, pos, timeout=60):
+    """First counter value printed after text offset pos."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        vals = counters(con.text()[pos:])
+        if vals:
+            return vals[0]
+        if con.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return None
+
+
+def patch_state(sock, state):
+    st, body, _ = api.call(sock, "PATCH", "/vm", {"state": state})
+    if st != 204:
+        raise RuntimeError(f"PATCH /vm {state}: {st} {body}")
+
+
+def main():
+    try:
+        img = h.default_image()
+    except RuntimeError as e:
+        print(f"not ok - snapshot: setup: {e}")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="kumo-snap-")
+    sock = os.path.join(tmp, "api.sock")
+    snap = os.path.join(tmp, "snap")
+    cons = []
+    try:
+        argv = h.kumo_argv(img["kernel"], img["initramfs"], "console=ttyS0", mem="256M",
+                           extra=["--api-sock", sock])
+        con = h.Console(argv, name="original")
+        cons.append(con)
+        try:
+            con.boot(BOOT_TIMEOUT)
+        except h.GuestFailure as e:
+            not_ok("snapshot: boot", str(e), e.report())
+            return 1
+        ok("snapshot: guest booted with --api-sock")
+        con.send("i=0; while true; do i=$((i+1)); echo $i > /tmp/c; "
+                 f"[ $((i % {STEP})) = 0 ] && echo CNT$i; done &\n")
+        pos = len(con.text())
+        first = wait_counter_after(con, pos, 120)
+        if first is None:
+            not_ok("snapshot: counter", "the counter loop printed nothing", con.tail())
+            return 1
+        time.sleep(1.0)
+
+        # pause: the counter stops and the process uses ~no CPU
+        st, vm, _ = api.call(sock, "GET", "/metrics")
+        patch_state(sock, "paused")
+        t_pause = time.monotonic()
+        time.sleep(0.3)
+        mark = len(con.text())
+        cpu0 = h.proc_cpu_seconds(con.pid)
+        time.sleep(2.0)
+        cpu = h.proc_cpu_seconds(con.pid) - cpu0
+        new = counters(con.text()[mark:])
+        st, vm, _ = api.call(sock, "GET", "/vm")
+        if new:
+            not_ok("pause: counter stops", f"printed {new[:3]} while paused")
+        elif cpu > 0.1:
+            not_ok("pause: host CPU ~0", f"{cpu:.2f} s of CPU in 2 s while paused")
+        elif vm.get("state") != "paused" or any(v["state"] != "paused" for v in vm["vcpus"]):
+            not_ok("pause: state", f"GET /vm says {vm}")
+        else:
+            ok(f"pause: counter stopped, host CPU {cpu:.3f} s over 2 s, state paused")
+        m1 = api.call(sock, "GET", "/metrics")[1]
+        time.sleep(0.3)
+        m2 = api.call(sock, "GET", "/metrics")[1]
+        ins = lambda m: m["kumo_vcpu_instructions_total"][0]["value"]  # noqa: E731
+        if ins(m1) != ins(m2):
+            not_ok("pause: instructions frozen", f"{ins(m1)} -> {ins(m2)}")
+        else:
+            ok("pause: instructions retired do not move while paused")
+
+        # resume: continues from the next value, guest uptime did not jump by the pause
+        before = counters(con.text())[-1]
+        pos = len(con.text())
+        paused_for = time.monotonic() - t_pause
+        patch_state(sock, "running")
+        nxt = wait_counter_after(con, pos, 60)
+        if nxt != before + STEP:
+            not_ok("resume: counter continues", f"last {before} before pause, first {nxt} after")
+        else:
+            ok(f"resume: counter continued {before} -> {nxt} after {paused_for:.1f} s paused")
+        time.sleep(1.0)
+
+        # snapshot of the paused VM, then kill the original
+        patch_state(sock, "paused")
+        time.sleep(0.2)
+        last = counters(con.text())[-1]
+        ran_unpaused = time.monotonic() - con.start_time - paused_for
+        t0 = time.monotonic()
+        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
+        dt = time.monotonic() - t0
+        if st != 204:
+            not_ok("snapshot: create", f"{st} {body}")
+            return 1
+        du = subprocess.run(["du", "-sk", os.path.join(snap, "memory.bin")], capture_output=True, text=True).stdout.split()[0]
+        ok(f"snapshot: created in {dt * 1000:.0f} ms ({du} KiB of 256 MiB on disk: sparse)")
+        os.kill(con.pid, signal.SIGKILL)
+        con.proc.wait()
+
+        # restore in a new process: the first value printed is the next one
+        def restore(name):
+            c = h.Console([h.kumo_bin(), "run", "--restore", snap], name=name)
+            cons.append(c)
+            return c
+
+        t0 = time.monotonic()
+        r1 = restore("restore-1")
+        t_restore = t0
+        got = wait_counter_after(r1, 0, 60)
+        dt = time.monotonic() - t0
+        if got != last + STEP:
+            not_ok("restore: counter continues", f"snapshot after {last}, restored printed {got}",
+                   r1.tail() + r1.stderr_text().splitlines()[-5:])
+        else:
+            ok(f"restore: new process continued {last} -> {got} ({dt * 1000:.0f} ms to the first line)")
+
+        # clones: two more restores side by side
+        r2, r3 = restore("restore-2"), restore("restore-3")
+        g2, g3 = wait_counter_after(r2, 0, 60), wait_counter_after(r3, 0, 60)
+        time.sleep(1.0)
+        alive = all(c.proc.poll() is None for c in (r1, r2, r3))
+        if g2 != last + STEP or g3 != last + STEP or not alive:
+            not_ok("clones: side by side", f"first values {g2}, {g3}; all alive: {alive}")
+        else:
+            ok("clones: two more restores of one snapshot run side by side and continue")
+        for c in (r2, r3):
+            c.close()
+
+        # the restored shell still works
+        try:
+            r1.send("kill %1\n")
+            time.sleep(0.5)
+            up = float(r1.run("cut -d' ' -f1 /proc/uptime", timeout=60).strip().splitlines()[-1])
+            limit = ran_unpaused + (time.monotonic() - t_restore) + 1.0
+            if up <= limit:
+                ok(f"clock: guest uptime {up:.1f} s <= {limit:.1f} s (pauses and the restore gap are not seen)")
+            else:
+                not_ok("clock: guest uptime", f"{up:.1f} s > {limit:.1f} s: the clock jumped")
+            out = r1.run("cat /tmp/c", timeout=60)
+            if int(out.strip().splitlines()[-1]) >= last:
+                ok(f"shell: restored guest runs commands (/tmp/c = {out.strip().splitlines()[-1]})")
+            else:
+                not_ok("shell: restored guest", f"/tmp/c = {out!r} < {last}")
+        except (h.GuestFailure, ValueError, IndexError) as e:
+            not_ok("shell: restored guest", str(e))
+        r1.close()
+
+        # refusals
+        def refused(what, mutate, needle):
+            bad = os.path.join(tmp, "bad-" + what)
+            shutil.copytree(snap, bad)
+            mutate(bad)
+            p = subprocess.run([h.kumo_bin(), "run", "--restore", bad], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+            lines = p.stderr.strip().splitlines()
+            if p.returncode == 1 and len(lines) == 1 and needle in lines[0]:
+                ok(f"refused: {what}: {lines[0]}")
+            else:
+                not_ok(f"refused: {what}", f"status {p.returncode}, stderr {lines[:3]}")
+            shutil.rmtree(bad)
+
+        def wrong_version(d):
+            p = os.path.join(d, "manifest.json")
+            m = json.load(open(p))
+            m["version"] = 99
+            json.dump(m, open(p, "w"))
+
+        def truncate_mem(d):
+            p = os.path.join(d, "memory.bin")
+            os.truncate(p, os.path.getsize(p) // 2)
+
+        def corrupt_dev(d):
+            p = os.path.join(d, "devices.bin")
+            b = bytearray(open(p, "rb").read())
+            b[len(b) // 2] ^= 0xFF
+            open(p, "wb").write(b)
+
+        def corrupt_mem(d):
+            p = os.path.join(d, "memory.bin")
+            with open(p, "r+b") as f:
+                f.seek(0x200000 + 4096 * 7)  # inside the kernel image: surely data
+                byte = f.read(1)
+                f.seek(-1, 1)
+                f.write(bytes([byte[0] ^ 0x5A]))
+
+        refused("wrong version", wrong_version, "version 99")
+        refused("truncated memory", truncate_mem, "truncated")
+        refused("corrupted devices", corrupt_dev, "corrupted")
+        refused("corrupted memory", corrupt_mem, "corrupted")
+    finally:
+        for c in cons:
+            c.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
