@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Snapshot benchmark (called by bench/run.sh): prints a Markdown section on stdout.
+
+For a 256 MiB and a 1 GiB guest (the default Debian guest booted to its shell with --api-sock):
+  create     wall time of PUT /snapshot/create on the paused VM, and the bytes written
+  restore    `kumo run --restore DIR --api-sock S`: time from spawning the process until the
+             API reports "running", and until the guest's shell answers a command
+  overhead   VMM memory overhead: process RSS minus the resident pages of the guest RAM
+             mapping (/proc/PID/smaps), for the booted VM and for a restored one
+  clones     N restores of the 256 MiB snapshot started at once: VMs running per second
+
+Environment: KUMO_BIN, BENCH_SNAPSHOT_MEMS (default "256M 1G"), BENCH_CLONES (default 4),
+BENCH_TIMEOUT (seconds per boot, default 600).
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "api"))
+import harness as h  # noqa: E402
+import kumoapi as api  # noqa: E402
+
+TIMEOUT = h.env_seconds("BENCH_TIMEOUT", 600)
+
+
+def log(msg):
+    print(f"snapshot_bench: {msg}", file=sys.stderr, flush=True)
+
+
+def mem_bytes(s):
+    n = int(s[:-1])
+    return n << {"M": 20, "G": 30}[s[-1]]
+
+
+def overhead_kib(pid, ram_size):
+    """KiB: (RSS, guest RAM resident, RSS - guest, anonymous memory outside guest RAM).
+
+    RSS counts the shared libraries' pages too (libcurl, gnutls, glib, ... are shared by every
+    VMM on the host); the last value is what each VM adds on its own.
+    """
+    rss = guest = anon = guest_anon = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    cur_size = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                cur_size = int(m.group(2), 16) - int(m.group(1), 16)
+            elif line.startswith("Rss:") and cur_size == ram_size:
+                guest += int(line.split()[1])
+            elif line.startswith("Anonymous:"):
+                anon += int(line.split()[1])
+                if cur_size == ram_size:
+                    guest_anon += int(line.split()[1])
+    return rss, guest, rss - guest, anon - guest_anon
+
+
+def restore(snap, tmp, name):
+    sock = os.path.join(tmp, name + ".sock")
+    t0 = time.monotonic()
+    con = h.Console([h.kumo_bin(), "run", "--restore", snap, "--api-sock", sock], name=name)
+    running = None
+    if api.wait_socket(sock, con.proc, 60):
+        st, vm, _ = api.call(sock, "GET", "/vm")
+        if vm.get("state") == "running":
+            running = time.monotonic() - t0
+    return con, t0, running
+
+
+def shell_answer(con, t0, tag):
+    con.send(f"echo {tag}$((40+2))\n")
+    con.expect(f"{tag}42", 60, h.COMMAND_FAILED, "no answer from the restored shell")
+    return time.monotonic() - t0
+
+
+def one_size(img, mem, tmp, rows, over):
+    sock = os.path.join(tmp, f"orig-{mem}.sock")
+    snap = os.path.join(tmp, f"snap-{mem}")
+    size = mem_bytes(mem)
+    con = h.Console(h.kumo_argv(img["kernel"], img["initramfs"], "console=ttyS0", mem=mem,
+                                extra=["--api-sock", sock]), name=f"orig-{mem}")
+    try:
+        con.boot(TIMEOUT)
+        con.run("echo booted")
+        o = overhead_kib(con.pid, size)
+        over.append((f"{mem} booted", o))
+        api.call(sock, "PATCH", "/vm", {"state": "paused"})
+        t0 = time.monotonic()
+        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap}, timeout=600)
+        create = time.monotonic() - t0
+        if st != 204:
+            raise RuntimeError(f"snapshot: {st} {body}")
+        data = int(subprocess.run(["du", "-sk", os.path.join(snap, "memory.bin")], capture_output=True,
+                                  text=True).stdout.split()[0])
+    finally:
+        con.close()
+    r, t0, running = restore(snap, tmp, f"restore-{mem}")
+    try:
+        answer = shell_answer(r, t0, "B")
+        over.append((f"{mem} restored", overhead_kib(r.pid, size)))
+    finally:
+        r.close()
+    rows.append((mem, create, data, running, answer))
+    log(f"{mem}: create {create * 1000:.0f} ms, restore running {running * 1000 if running else -1:.0f} ms, shell {answer * 1000:.0f} ms")
+    return snap
+
+
+def clones(snap, tmp, n):
+    t0 = time.monotonic()
+    cons = []
+    try:
+        for i in range(n):
+            cons.append(h.Console([h.kumo_bin(), "run", "--restore", snap], name=f"clone{i}"))
+        for i, c in enumerate(cons):
+            c.send(f"echo C{i}X$((1+1))\n")
+        for i, c in enumerate(cons):
+            c.expect(f"C{i}X2", 60, h.COMMAND_FAILED, "clone did not answer")
+        return time.monotonic() - t0
+    finally:
+        for c in cons:
+            c.close()
+
+
+def main():
+    mems = os.environ.get("BENCH_SNAPSHOT_MEMS", "256M 1G").split()
+    nclones = int(os.environ.get("BENCH_CLONES", "4"))
+    img = h.default_image()
+    tmp = tempfile.mkdtemp(prefix="kumo-snapbench-")
+    rows, over = [], []
+    try:
+        snaps = {m: one_size(img, m, tmp, rows, over) for m in mems}
+        clone_s = clones(snaps[mems[0]], tmp, nclones) if nclones else None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n## Snapshots (bench/snapshot_bench.py)\n")
+    print("| guest RAM | create | memory.bin on disk | restore to API running | restore to shell answer |")
+    print("| --- | --- | --- | --- | --- |")
+    for mem, create, data, running, answer in rows:
+        print(f"| {mem} | {create * 1000:.0f} ms | {data // 1024} MiB | "
+              f"{running * 1000:.0f} ms | {answer * 1000:.0f} ms |" if running else
+              f"| {mem} | {create * 1000:.0f} ms | {data // 1024} MiB | n/a | {answer * 1000:.0f} ms |")
+    print("\n| VMM memory | RSS | guest RAM resident | RSS - guest | private (anonymous, not guest RAM) |")
+    print("| --- | --- | --- | --- | --- |")
+    for what, (rss, guest, ovh, priv) in over:
+        print(f"| {what} | {rss / 1024:.1f} MiB | {guest / 1024:.1f} MiB | {ovh / 1024:.1f} MiB | {priv / 1024:.1f} MiB |")
+    print("\nRSS - guest includes shared-library pages every VMM process shares; the last column is "
+          "what each VM adds on its own (target: <= 5 MiB).")
+    if clone_s:
+        print(f"\n{nclones} clones of the {mems[0]} snapshot started at once answered their shells in "
+              f"{clone_s:.2f} s: {nclones / clone_s:.1f} VMs started per second on this machine.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
