@@ -100,8 +100,8 @@ int control_resume(struct control *ctl);
  */
 int control_shutdown(struct control *ctl, unsigned grace_ms);
 int control_stop(struct control *ctl);
-/* Paused only: writes a snapshot of the VM into directory `dir` (created if missing). */
-int control_snapshot(struct control *ctl, const char *dir);
+/* Paused only: writes a (full or diff) snapshot of the VM into `dir` (created if missing). */
+int control_snapshot(struct control *ctl, const char *dir, bool diff);
 
 /* GET /vm: state, configuration and vCPUs. New reference. */
 json_t *control_describe(struct control *ctl);
@@ -120,9 +120,12 @@ int control_status(int err);
  * Writes manifest.json (format version, configuration, every hart's registers, the guest
  * clock, checksums), devices.bin (board_save) and memory.bin (guest RAM as a sparse file:
  * all-zero pages are holes) into dir. The VM must be paused. Refuses a VM whose devices
- * cannot be saved.
+ * cannot be saved. diff: memory.bin holds only the 2 MiB chunks written since the previous
+ * snapshot (or restore) of this VM in this process, which becomes the manifest's parent;
+ * restoring it restores the parent chain first. After any snapshot, guest RAM is
+ * write-protected to track the next diff (see snapshot.c).
  */
-int snapshot_save(struct vm *vm, const char *dir);
+int snapshot_save(struct vm *vm, const char *dir, bool diff);
 /*
  * Reads and checks dir's manifest (version, sizes, checksums of the device state and of the
  * memory file) and fills cfg's mem/ncpus/accel/restoring for vm_new(). Strings in cfg point

@@ -276,7 +276,10 @@ static const struct field action_fields[] = {
 	{"action", F_STRING, true},
 	{"grace_ms", F_INT, false},
 };
-static const struct field snapshot_fields[] = {{"snapshot_path", F_STRING, true}};
+static const struct field snapshot_fields[] = {
+	{"snapshot_path", F_STRING, true},
+	{"snapshot_type", F_STRING, false}, /* create only: "full" (default) or "diff" */
+};
 
 static int do_patch_vm(struct control *ctl, json_t *b)
 {
@@ -329,14 +332,23 @@ static int do_action(struct control *ctl, json_t *b)
 
 static int do_snapshot(struct control *ctl, json_t *b, bool load)
 {
-	int ret = validate(b, snapshot_fields, ARRAY_SIZE(snapshot_fields),
-			   load ? "PUT /snapshot/load" : "PUT /snapshot/create");
+	const char *what = load ? "PUT /snapshot/load" : "PUT /snapshot/create", *type;
+	int ret = validate(b, snapshot_fields, ARRAY_SIZE(snapshot_fields), what);
 
 	if (ret)
 		return ret;
+	type = opt_str(b, "snapshot_type");
+	if (type && load) {
+		err_set("%s: snapshot_type only goes with /snapshot/create", what);
+		return -EINVAL;
+	}
+	if (type && strcmp(type, "full") && strcmp(type, "diff")) {
+		err_set("%s: snapshot_type '%s' is not full or diff", what, type);
+		return -EINVAL;
+	}
 	if (load)
 		return control_restore(ctl, opt_str(b, "snapshot_path"));
-	return control_snapshot(ctl, opt_str(b, "snapshot_path"));
+	return control_snapshot(ctl, opt_str(b, "snapshot_path"), type && !strcmp(type, "diff"));
 }
 
 /* "/drives/ID" -> "ID" when the prefix matches and ID has no '/'. */

@@ -314,6 +314,7 @@ static int plic_save(void *dev, void *buf, size_t cap)
 
 	if (cap < need)
 		return -ENOSPC;
+	memset(&h, 0, sizeof(h)); /* padding too: equal states give equal bytes */
 	pthread_mutex_lock(&p->lock);
 	memcpy(h.priority, p->priority, sizeof(h.priority));
 	memcpy(h.level, p->level, sizeof(h.level));

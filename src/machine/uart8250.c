@@ -375,10 +375,11 @@ struct uart8250_state {
 static int uart8250_save(void *dev, void *buf, size_t cap)
 {
 	struct uart8250 *u = dev;
-	struct uart8250_state s = {0};
+	struct uart8250_state s;
 
 	if (cap < sizeof(s))
 		return -ENOSPC;
+	memset(&s, 0, sizeof(s)); /* padding too: equal states give equal bytes */
 	pthread_mutex_lock(&u->lock);
 	memcpy(s.rx, u->rx, sizeof(s.rx));
 	s.rx_head = u->rx_head;

@@ -453,7 +453,7 @@ int board_save(struct board *b, void **out, size_t *len)
 				b->devs[i].cls->name, board_dev_base(&b->devs[i]));
 			return -EOPNOTSUPP;
 		}
-	buf = malloc(cap);
+	buf = calloc(1, cap); /* padding between records is zero: equal states, equal bytes */
 	if (!buf) {
 		err_set("out of memory saving device state");
 		return -ENOMEM;

@@ -614,14 +614,14 @@ int control_stop(struct control *ctl)
 	return ret;
 }
 
-int control_snapshot(struct control *ctl, const char *dir)
+int control_snapshot(struct control *ctl, const char *dir, bool diff)
 {
 	int ret;
 
 	pthread_mutex_lock(&ctl->lock);
 	ret = check(ctl, CONTROL_OP_SNAPSHOT);
 	if (!ret)
-		ret = snapshot_save(ctl->vm, dir);
+		ret = snapshot_save(ctl->vm, dir, diff);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }

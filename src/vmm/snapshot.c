@@ -7,6 +7,15 @@
  *                  of the two other files
  *   devices.bin    board_save(): one record per board device
  *   memory.bin     guest RAM, as large as RAM; all-zero pages are holes (sparse file)
+ *   dirty.bin      diff snapshots only: one byte per 2 MiB chunk of RAM, 1 when memory.bin
+ *                  holds that chunk; the other chunks come from the parent snapshot
+ *
+ * Dirty tracking for diff snapshots: after every snapshot (and after a restore) guest RAM is
+ * write-protected with mprotect; the first write to a 2 MiB chunk faults, the SIGSEGV handler
+ * marks the chunk dirty and unprotects it, and the write is retried. Chunks (not pages) keep
+ * the number of mappings small (RAM / 2 MiB at most). Only VMs without virtio devices can be
+ * snapshotted, so no host system call writes into guest RAM while it is protected (that would
+ * fail with EFAULT instead of faulting). One VM per process: the tracker is process-wide.
  *
  * Checksums are 64-bit FNV-1a style hashes (not cryptographic: they catch truncation and
  * corruption, not tampering). The memory checksum covers the non-zero pages and their offsets,
@@ -22,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,6 +48,9 @@
 #define SNAP_PAGE 4096u
 #define SNAP_MANIFEST_MAX (4u << 20)
 #define SNAP_DEVICES_MAX (16u << 20)
+
+#define SNAP_CHUNK (2u << 20)
+#define SNAP_CHAIN_MAX 64
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
@@ -168,9 +182,94 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
 	return ret;
 }
 
-/* Writes guest RAM as a sparse file; runs of non-zero pages go out in one pwrite. */
+/* ---- dirty tracking (process-wide: one VM per process) ---- */
+
+static struct {
+	uint8_t *ram;
+	uint64_t size;
+	_Atomic uint8_t *dirty; /* [nchunks]: 1 when the chunk was written since track_start */
+	size_t nchunks;
+	char parent[PATH_MAX];  /* the snapshot the next diff is relative to */
+	volatile sig_atomic_t active;
+	bool handler_installed;
+	struct sigaction old;
+} track;
+
+static void track_fault(int sig, siginfo_t *si, void *uctx)
+{
+	uint8_t *a = si->si_addr;
+
+	if (track.active && si->si_code == SEGV_ACCERR && a >= track.ram &&
+	    a < track.ram + track.size) {
+		size_t c = (size_t)(a - track.ram) / SNAP_CHUNK;
+		uint64_t off = (uint64_t)c * SNAP_CHUNK;
+		uint64_t len = track.size - off < SNAP_CHUNK ? track.size - off : SNAP_CHUNK;
+
+		atomic_store_explicit(&track.dirty[c], 1, memory_order_relaxed);
+		if (!mprotect(track.ram + off, len, PROT_READ | PROT_WRITE))
+			return; /* the faulting write runs again */
+	}
+	/* Not a tracked write: the previous disposition handles the fault when it recurs. */
+	sigaction(SIGSEGV, &track.old, NULL);
+}
+
+/*
+ * Starts (or restarts) tracking relative to snapshot `dir`: every chunk clean, guest RAM
+ * write-protected. The vCPUs must be parked.
+ */
+static int track_start(struct vm *vm, const char *dir)
+{
+	uint64_t size;
+	uint8_t *ram = vm_ram(vm, &size);
+	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK);
+	int ret;
+
+	track.active = 0;
+	if (!realpath(dir, track.parent)) {
+		ret = -errno;
+		err_set("cannot resolve %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	if (track.ram != ram || track.nchunks != n) {
+		free((void *)track.dirty);
+		track.dirty = calloc(n, 1);
+		if (!track.dirty) {
+			track.nchunks = 0;
+			err_set("out of memory for dirty tracking");
+			return -ENOMEM;
+		}
+		track.ram = ram;
+		track.size = size;
+		track.nchunks = n;
+	}
+	memset((void *)track.dirty, 0, n);
+	if (!track.handler_installed) {
+		struct sigaction sa = {.sa_sigaction = track_fault, .sa_flags = SA_SIGINFO | SA_RESTART};
+
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGSEGV, &sa, &track.old)) {
+			ret = -errno;
+			err_set("cannot install the dirty-tracking handler: %s", strerror(errno));
+			return ret;
+		}
+		track.handler_installed = true;
+	}
+	if (mprotect(ram, size, PROT_READ)) {
+		ret = -errno;
+		err_set("cannot write-protect guest RAM for dirty tracking: %s", strerror(errno));
+		mprotect(ram, size, PROT_READ | PROT_WRITE);
+		return ret;
+	}
+	track.active = 1;
+	return 0;
+}
+
+/*
+ * Writes guest RAM as a sparse file; runs of non-zero pages go out in one pwrite. With
+ * `chunks` (diff), only chunks marked there are written and hashed.
+ */
 static int save_memory(const char *dir, const uint8_t *ram, uint64_t size, uint64_t *hash,
-		       uint64_t *data_bytes)
+		       uint64_t *data_bytes, const uint8_t *chunks)
 {
 	char *p = path_in(dir, "memory.bin");
 	uint64_t h = FNV_OFFSET, run = 0, nrun = 0;
@@ -186,7 +285,8 @@ static int save_memory(const char *dir, const uint8_t *ram, uint64_t size, uint6
 	}
 	*data_bytes = 0;
 	for (uint64_t off = 0; off <= size; off += SNAP_PAGE) {
-		bool zero = off == size || page_is_zero(ram + off);
+		bool zero = off == size || (chunks && !chunks[off / SNAP_CHUNK]) ||
+			    page_is_zero(ram + off);
 
 		if (!zero) {
 			h = hash_page(h, off, ram + off);
@@ -262,14 +362,15 @@ static json_t *save_hart(struct vm *vm, unsigned i)
 	return o;
 }
 
-int snapshot_save(struct vm *vm, const char *dir)
+int snapshot_save(struct vm *vm, const char *dir, bool diff)
 {
 	const struct vm_config *cfg = vm_get_config(vm);
-	json_t *m = NULL, *harts;
+	json_t *m = NULL, *harts, *memj;
 	void *devs = NULL, *ram;
+	uint8_t *chunks = NULL;
 	size_t devs_len = 0;
 	uint64_t ram_size, mem_hash = 0, data = 0, t0 = clock_ns();
-	char *text = NULL;
+	char *text = NULL, real[PATH_MAX];
 	int ret;
 
 	if (!vm_is_paused(vm)) {
@@ -285,6 +386,26 @@ int snapshot_save(struct vm *vm, const char *dir)
 		err_set("cannot create snapshot directory %s: %s", dir, strerror(errno));
 		return ret;
 	}
+	ram = vm_ram(vm, &ram_size);
+	if (diff) {
+		if (!track.active || track.ram != ram) {
+			err_set("cannot take a diff snapshot: it needs an earlier snapshot (or a restore) "
+				"of this VM in this process");
+			return -EPERM;
+		}
+		if (!realpath(dir, real) || !strcmp(real, track.parent)) {
+			err_set("cannot take a diff snapshot into %s: it is its own parent", dir);
+			return -EINVAL;
+		}
+		/* The vCPUs are parked: the dirty map is stable. */
+		chunks = malloc(track.nchunks);
+		if (!chunks) {
+			err_set("out of memory");
+			return -ENOMEM;
+		}
+		for (size_t c = 0; c < track.nchunks; c++)
+			chunks[c] = atomic_load_explicit(&track.dirty[c], memory_order_relaxed);
+	}
 	ret = board_save(vm_board(vm), &devs, &devs_len);
 	if (ret)
 		return ret;
@@ -297,11 +418,12 @@ int snapshot_save(struct vm *vm, const char *dir)
 			goto out;
 		}
 	}
-	ram = vm_ram(vm, &ram_size);
-	ret = save_memory(dir, ram, ram_size, &mem_hash, &data);
+	ret = save_memory(dir, ram, ram_size, &mem_hash, &data, chunks);
 	if (ret)
 		goto out;
 	ret = write_file(dir, "devices.bin", devs, devs_len);
+	if (!ret && diff)
+		ret = write_file(dir, "dirty.bin", chunks, track.nchunks);
 	if (ret)
 		goto out;
 
@@ -325,10 +447,17 @@ int snapshot_save(struct vm *vm, const char *dir)
 			    json_pack("{s:s,s:I,s:o}", "file", "devices.bin", "size",
 				      (json_int_t)devs_len, "checksum",
 				      hex(snapshot_hash(FNV_OFFSET, devs, devs_len))));
-	json_object_set_new(m, "memory",
-			    json_pack("{s:s,s:o,s:o,s:o}", "file", "memory.bin", "size",
-				      hex(ram_size), "data_bytes", hex(data), "checksum",
-				      hex(mem_hash)));
+	memj = json_pack("{s:s,s:o,s:o,s:o}", "file", "memory.bin", "size", hex(ram_size),
+			 "data_bytes", hex(data), "checksum", hex(mem_hash));
+	if (diff) {
+		json_object_set_new(memj, "parent", json_string(track.parent));
+		json_object_set_new(memj, "dirty",
+				    json_pack("{s:s,s:I,s:I,s:o}", "file", "dirty.bin", "chunk_bytes",
+					      (json_int_t)SNAP_CHUNK, "size", (json_int_t)track.nchunks,
+					      "checksum",
+					      hex(snapshot_hash(FNV_OFFSET, chunks, track.nchunks))));
+	}
+	json_object_set_new(m, "memory", memj);
 	text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
 	if (!text) {
 		err_set("out of memory writing the manifest");
@@ -337,10 +466,15 @@ int snapshot_save(struct vm *vm, const char *dir)
 	}
 	/* The manifest goes last: a directory without one is not a snapshot. */
 	ret = write_file(dir, "manifest.json", text, strlen(text));
-	if (!ret)
-		log_info("snapshot %s: %" PRIu64 " MiB RAM (%" PRIu64 " MiB data) in %.1f ms", dir,
-			 ram_size >> 20, data >> 20, (clock_ns() - t0) / 1e6);
+	if (ret)
+		goto out;
+	log_info("%s snapshot %s: %" PRIu64 " MiB RAM (%" PRIu64 " MiB data) in %.1f ms",
+		 diff ? "diff" : "full", dir, ram_size >> 20, data >> 20, (clock_ns() - t0) / 1e6);
+	/* The next diff snapshot is relative to this one. */
+	if (track_start(vm, dir))
+		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
+	free(chunks);
 	free(text);
 	json_decref(m);
 	free(devs);
@@ -547,16 +681,123 @@ static int restore_hart(struct vm *vm, unsigned i, json_t *hj)
 	return ret;
 }
 
-int snapshot_restore(struct vm *vm, const char *dir)
+static int read_at(int fd, uint8_t *buf, uint64_t len, uint64_t off)
 {
-	json_t *m = read_manifest(dir), *mem, *dev, *harts;
-	uint64_t ram_size, size = 0, hash = 0, ticks = 0, t0 = clock_ns();
-	void *ram = vm_ram(vm, &ram_size), *devs = NULL;
-	size_t devs_len = 0;
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Puts snapshot dir's memory into guest RAM: a full snapshot's memory.bin is mapped lazily
+ * (MAP_PRIVATE over the RAM mapping; the accelerator keeps its pointer); a diff snapshot
+ * first restores its parent (recursively), then reads its dirty chunks over it.
+ */
+static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
+{
+	json_t *m, *mem, *dj;
+	uint64_t ram_size, size = 0, hash = 0, want = 0;
+	uint8_t *ram = vm_ram(vm, &ram_size), *chunks = NULL;
+	size_t n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK), got = 0;
+	const char *parent;
 	char *mp = NULL;
 	struct stat st;
 	int fd = -1, ret = -EINVAL;
 
+	if (depth > SNAP_CHAIN_MAX) {
+		err_set("%s: the chain of diff snapshots is longer than %d", dir, SNAP_CHAIN_MAX);
+		return -EINVAL;
+	}
+	m = read_manifest(dir);
+	if (!m)
+		return -EINVAL;
+	mem = json_object_get(m, "memory");
+	parent = json_string_value(json_object_get(mem, "parent"));
+	dj = json_object_get(mem, "dirty");
+	if (!unhex(json_object_get(mem, "size"), &size) || size != ram_size ||
+	    !unhex(json_object_get(mem, "checksum"), &hash) ||
+	    (parent && (json_integer_value(json_object_get(dj, "chunk_bytes")) != SNAP_CHUNK ||
+			json_integer_value(json_object_get(dj, "size")) != (json_int_t)n ||
+			!unhex(json_object_get(dj, "checksum"), &want)))) {
+		err_set("%s/manifest.json is corrupted: memory size or checksum (or not this VM's)", dir);
+		goto out;
+	}
+	mp = path_in(dir, "memory.bin");
+	fd = mp ? open(mp, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 || fstat(fd, &st)) {
+		err_set("%s/memory.bin is missing", dir);
+		goto out;
+	}
+	if ((uint64_t)st.st_size != size) {
+		err_set("%s/memory.bin is truncated: %lld bytes, the manifest says %" PRIu64, dir,
+			(long long)st.st_size, size);
+		goto out;
+	}
+	ret = verify_memory(fd, size, hash);
+	if (ret) {
+		err_set("%s/memory.bin is corrupted (checksum mismatch)", dir);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (!parent) {
+		if (mmap(ram, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+			 fd, 0) == MAP_FAILED) {
+			ret = -errno;
+			err_set("cannot map %s: %s", mp, strerror(errno));
+		}
+		goto out;
+	}
+	chunks = read_small_file(dir, "dirty.bin", n, &got);
+	if (!chunks || got != n || snapshot_hash(FNV_OFFSET, chunks, n) != want) {
+		if (chunks)
+			err_set("%s/dirty.bin is truncated or corrupted (size or checksum mismatch)", dir);
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = restore_memory(vm, parent, depth + 1);
+	if (ret) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", err_get());
+		err_set("parent of %s: %s", dir, why);
+		goto out;
+	}
+	for (size_t c = 0; c < n && !ret; c++) {
+		uint64_t off = (uint64_t)c * SNAP_CHUNK;
+
+		if (chunks[c])
+			ret = read_at(fd, ram + off, size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK,
+				      off);
+	}
+	if (ret)
+		err_set("cannot read %s: %s", mp, strerror(-ret));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(chunks);
+	free(mp);
+	json_decref(m);
+	return ret;
+}
+
+int snapshot_restore(struct vm *vm, const char *dir)
+{
+	json_t *m = read_manifest(dir), *mem, *dev, *harts;
+	uint64_t ram_size, size = 0, hash = 0, ticks = 0, t0 = clock_ns();
+	void *devs = NULL;
+	size_t devs_len = 0;
+	int ret = -EINVAL;
+
+	vm_ram(vm, &ram_size);
 	if (!m)
 		return -EINVAL;
 	mem = json_object_get(m, "memory");
@@ -585,31 +826,9 @@ int snapshot_restore(struct vm *vm, const char *dir)
 			goto out;
 		}
 	}
-	/* Memory: size, then the checksum of its data pages. */
-	mp = path_in(dir, "memory.bin");
-	fd = mp ? open(mp, O_RDONLY | O_CLOEXEC) : -1;
-	if (fd < 0 || fstat(fd, &st)) {
-		err_set("%s/memory.bin is missing", dir);
+	ret = restore_memory(vm, dir, 0);
+	if (ret)
 		goto out;
-	}
-	if ((uint64_t)st.st_size != size) {
-		err_set("%s/memory.bin is truncated: %lld bytes, the manifest says %" PRIu64, dir,
-			(long long)st.st_size, size);
-		goto out;
-	}
-	ret = verify_memory(fd, size, hash);
-	if (ret) {
-		err_set("%s/memory.bin is corrupted (checksum mismatch)", dir);
-		ret = -EINVAL;
-		goto out;
-	}
-	/* Lazy: replace the anonymous RAM mapping in place; the accelerator keeps its pointer. */
-	if (mmap(ram, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) ==
-	    MAP_FAILED) {
-		ret = -errno;
-		err_set("cannot map %s: %s", mp, strerror(errno));
-		goto out;
-	}
 	ret = board_load(vm_board(vm), devs, devs_len);
 	if (ret)
 		goto out;
@@ -623,10 +842,10 @@ int snapshot_restore(struct vm *vm, const char *dir)
 		}
 	}
 	log_info("restored %s in %.1f ms", dir, (clock_ns() - t0) / 1e6);
+	/* A diff snapshot of the restored VM is relative to this one. */
+	if (track_start(vm, dir))
+		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
-	if (fd >= 0)
-		close(fd);
-	free(mp);
 	free(devs);
 	json_decref(m);
 	return ret;
