@@ -164,6 +164,7 @@ def main():
         expect("unknown path -> 404", s, "GET", "/nope", status=404)
         st, _, hd = expect("wrong method -> 405", s, "DELETE", "/vm", status=405, contains="not allowed")
         check("405 carries Allow", hd.get("Allow") == "GET, PATCH", f"{hd}")
+        expect("snapshot_type on load -> 400", s, "PUT", "/snapshot/load", {"snapshot_path": tmp, "snapshot_type": "full"}, 400, "only goes with")
         expect("load a missing snapshot -> 400", s, "PUT", "/snapshot/load", {"snapshot_path": tmp + "/none"}, 400, "not a kumo snapshot")
 
         # configure and start (virtio-blk drive: the snapshot later refuses it)
@@ -232,6 +233,8 @@ def main():
         check("GET /vm: every vCPU paused", vm["state"] == "paused" and all(x["state"] == "paused" for x in vm["vcpus"]), f"{vm}")
         expect("pause while paused -> 400", s, "PATCH", "/vm", {"state": "paused"}, 400, "already paused")
         expect("start while paused -> 400", s, "PUT", "/actions", {"action": "start"}, 400, "resume it")
+        expect("diff snapshot without an earlier one -> 400", s, "PUT", "/snapshot/create", {"snapshot_path": tmp + "/s", "snapshot_type": "diff"}, 400, "earlier snapshot")
+        expect("snapshot_type 'partial' -> 400", s, "PUT", "/snapshot/create", {"snapshot_path": tmp + "/s", "snapshot_type": "partial"}, 400, "not full or diff")
         expect("snapshot with a virtio device -> 400", s, "PUT", "/snapshot/create", {"snapshot_path": tmp + "/s"}, 400, "cannot be saved")
         st, m, _ = expect("GET /metrics (paused)", s, "GET", "/metrics", status=200)
         ins = [x["value"] for x in m.get("kumo_vcpu_instructions_total", [])]
