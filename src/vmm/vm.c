@@ -828,7 +828,13 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 	bc.ram_size = cfg->mem;
 	bc.isa = vm->ops->isa;
 	bc.mmu_type = "riscv,sv57";
-	bc.bootargs = cfg->append ? cfg->append : cfg->virtio_console ? "console=hvc0" : "console=ttyS0";
+	/*
+	 * With virtio-console, keep ttyS0 first: a kernel whose virtio_mmio is a module (Debian's)
+	 * has no console at all until its initramfs loads it. The last console= is /dev/console.
+	 */
+	bc.bootargs = cfg->append		? cfg->append
+		      : cfg->virtio_console ? "console=ttyS0 console=hvc0"
+					    : "console=ttyS0";
 	bc.hooks = (struct board_hooks){.opaque = vm,
 					.cpu_irq = hook_cpu_irq,
 					.cpu_timer = hook_cpu_timer,
