@@ -9,7 +9,8 @@ sync. The host then replays the journal on a copy (as the next mount would), fin
 e2fsck -fn clean and reads the files back with debugfs. The read-only disk mounts with -o ro
 and rejects a raw dd write; /dev/hwrng gives bytes from virtio-rng.
 
-Flow "vconsole-poweroff" (--console virtio, console=hvc0): the shell runs on hvc0; write
+Flow "vconsole-poweroff" (--console virtio, console=ttyS0 console=hvc0: Debian's virtio_mmio
+is a module, so hvc0 cannot be the only console): the shell runs on hvc0; write
 files, power off (exit 0); e2fsck -fn is clean and debugfs shows the bytes.
 
 Each failure names its phase (did not boot, no shell, command failed, ...). Environment:
@@ -153,7 +154,7 @@ def flow_sigkill(img, tmp):
 
 def flow_vconsole(img):
     flow = "virtio/vconsole-poweroff"
-    argv = h.kumo_argv(kernel=KERNEL, initrd=INITRD, append="console=hvc0",
+    argv = h.kumo_argv(kernel=KERNEL, initrd=INITRD, append="console=ttyS0 console=hvc0",
                        extra=["--console", "virtio", "--disk", "path=%s" % img])
     vm = None
     try:
