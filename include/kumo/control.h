@@ -75,8 +75,14 @@ int control_set_net(struct control *ctl, const char *id, const char *net_spec);
 
 /* Configuring -> running: builds the VM (vm_new) and hands it to control_wait_vm(). */
 int control_start(struct control *ctl);
-/* Configuring -> running: builds a VM from snapshot directory `dir` and hands it over. */
-int control_restore(struct control *ctl, const char *dir);
+/*
+ * Configuring -> running: builds a VM from snapshot directory `dir` and hands it over. Clones:
+ * ndisks > 0 replaces the snapshot's disks (same count, same order: new paths and options),
+ * nnets > 0 its network interfaces (same count: e.g. a new MAC or host forwarding). The
+ * guest keeps what its drivers read at boot (a virtio-net driver keeps the MAC it read).
+ */
+int control_restore(struct control *ctl, const char *dir, const struct vm_disk *disks,
+		    unsigned ndisks, const char *const *nets, unsigned nnets);
 
 /*
  * Main thread: blocks until a VM exists (control_start/control_restore from the API) or
@@ -128,8 +134,9 @@ int control_status(int err);
 int snapshot_save(struct vm *vm, const char *dir, bool diff);
 /*
  * Reads and checks dir's manifest (version, sizes, checksums of the device state and of the
- * memory file) and fills cfg's mem/ncpus/accel/restoring for vm_new(). Strings in cfg point
- * into static storage of this thread until the next call.
+ * memory file) and fills cfg for vm_new(): mem, ncpus, accel, restoring, and the virtio
+ * devices (disks, nets, rng, console) in their slots. Strings and arrays in cfg point into
+ * static storage, valid until the next call (one restore per process).
  */
 int snapshot_read_config(const char *dir, struct vm_config *cfg);
 /*

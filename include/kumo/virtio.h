@@ -317,6 +317,19 @@ int virtio_console_new(struct memmap *mm, const struct virtio_console_backend *b
 
 /* ---- virtio-mmio transport (mmio.c; the board maps it, see machine/devices.h) ---- */
 
+/*
+ * Snapshots: virtio_dev_save() copies the core state (status, features, config space, each
+ * queue's addresses and ring positions) into buf and returns its size or -errno;
+ * virtio_dev_load() puts it back on a device of the same type created with the same
+ * configuration (host ring pointers recomputed, the interrupt line re-driven) or returns
+ * -EINVAL. Requests are completed synchronously on the I/O thread, so a paused VM whose I/O
+ * thread is idle has none in flight; the device model's transient buffers (virtio-net's
+ * received frames not yet delivered) are not saved: those frames are lost, as on a wire.
+ * Call with the vCPUs parked and the I/O thread idle (vm_pause).
+ */
+int virtio_dev_save(struct virtio_dev *d, void *buf, size_t cap);
+int virtio_dev_load(struct virtio_dev *d, const void *buf, size_t len);
+
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VENDOR 0x4f4d554b /* "KUMO" */
 

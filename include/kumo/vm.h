@@ -125,5 +125,7 @@ struct board *vm_board(struct vm *vm);
 int vm_hsm_state(struct vm *vm, unsigned i);
 int vm_set_hsm_state(struct vm *vm, unsigned i, int state);
 void vm_settle_vcpu(struct vm *vm, unsigned i);
+/* After a restore: every ready virtqueue is looked at once (kicks are not saved). */
+void vm_kick_virtio(struct vm *vm);
 
 #endif

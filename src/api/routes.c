@@ -347,7 +347,7 @@ static int do_snapshot(struct control *ctl, json_t *b, bool load)
 		return -EINVAL;
 	}
 	if (load)
-		return control_restore(ctl, opt_str(b, "snapshot_path"));
+		return control_restore(ctl, opt_str(b, "snapshot_path"), NULL, 0, NULL, 0);
 	return control_snapshot(ctl, opt_str(b, "snapshot_path"), type && !strcmp(type, "diff"));
 }
 

@@ -69,7 +69,8 @@ static void usage(FILE *f)
 	      "  --api-sock PATH    serve the control API (docs/api.md) on a Unix socket; without\n"
 	      "                     --kernel the VM waits to be configured and started through it\n"
 	      "  --config FILE      VM configuration as JSON (same bodies as the API, docs/api.md)\n"
-	      "  --restore DIR      continue a snapshot taken with PUT /snapshot/create\n"
+	      "  --restore DIR      continue a snapshot taken with PUT /snapshot/create; with\n"
+	      "                     --disk/--net: a clone with new disk files / interfaces\n"
 	      "  -v, --verbose      more log output (repeat for debug)\n"
 	      "\n"
 	      "Console: the guest's serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A h helps.\n"
@@ -364,7 +365,7 @@ static int cmd_run(int argc, char **argv)
 	if (!ret && api_sock)
 		ret = api_server_start(api_sock, ctl, &srv);
 	if (!ret && restore)
-		ret = control_restore(ctl, restore);
+		ret = control_restore(ctl, restore, cfg.disks, cfg.ndisks, cfg.nets, cfg.nnets);
 	else if (!ret && config)
 		ret = control_start(ctl);
 	if (ret)

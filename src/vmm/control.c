@@ -436,7 +436,8 @@ out:
 	return ret;
 }
 
-int control_restore(struct control *ctl, const char *dir)
+int control_restore(struct control *ctl, const char *dir, const struct vm_disk *disks,
+		    unsigned ndisks, const char *const *nets, unsigned nnets)
 {
 	struct vm_config cfg = {0};
 	struct vm *vm = NULL;
@@ -449,6 +450,16 @@ int control_restore(struct control *ctl, const char *dir)
 	ret = snapshot_read_config(dir, &cfg);
 	if (ret)
 		goto out;
+	if ((ndisks && ndisks != cfg.ndisks) || (nnets && nnets != cfg.nnets)) {
+		err_set("the snapshot has %u disks and %u network interfaces: a clone replaces all "
+			"of them or none", cfg.ndisks, cfg.nnets);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (ndisks)
+		cfg.disks = disks;
+	if (nnets)
+		cfg.nets = nets;
 	cfg.console_in = ctl->console_in;
 	cfg.console_out = ctl->console_out;
 	ret = vm_new(&cfg, &vm);

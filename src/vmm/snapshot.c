@@ -225,6 +225,11 @@ static int track_start(struct vm *vm, const char *dir)
 	int ret;
 
 	track.active = 0;
+	if (vm_nvirtio(vm)) {
+		/* The block and network back ends write guest RAM with system calls (EFAULT). */
+		err_set("diff snapshots need a VM without virtio devices");
+		return -EOPNOTSUPP;
+	}
 	if (!realpath(dir, track.parent)) {
 		ret = -errno;
 		err_set("cannot resolve %s: %s", dir, strerror(errno));
@@ -388,6 +393,11 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff)
 	}
 	ram = vm_ram(vm, &ram_size);
 	if (diff) {
+		if (vm_nvirtio(vm)) {
+			err_set("cannot take a diff snapshot: dirty tracking needs a VM without virtio "
+				"devices (their back ends write guest RAM with system calls)");
+			return -EOPNOTSUPP;
+		}
 		if (!track.active || track.ram != ram) {
 			err_set("cannot take a diff snapshot: it needs an earlier snapshot (or a restore) "
 				"of this VM in this process");
@@ -438,6 +448,26 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff)
 			  "firmware_path", cfg->bios ? json_string(cfg->bios) : json_null(),
 			  "kernel_image_path", cfg->kernel ? json_string(cfg->kernel) : json_null(),
 			  "boot_args", cfg->append ? json_string(cfg->append) : json_null()));
+	{
+		json_t *drives = json_array(), *nets = json_array();
+
+		for (unsigned i = 0; i < cfg->ndisks; i++) {
+			const struct vm_disk *dk = &cfg->disks[i];
+
+			json_array_append_new(
+				drives, json_pack("{s:s,s:b,s:o,s:b,s:b}", "path_on_host", dk->path,
+						  "is_read_only", dk->readonly, "serial",
+						  dk->serial ? json_string(dk->serial) : json_null(),
+						  "direct", dk->direct, "discard", dk->discard));
+		}
+		for (unsigned i = 0; i < cfg->nnets; i++)
+			json_array_append_new(nets, json_string(cfg->nets[i]));
+		json_object_set_new(json_object_get(m, "config"), "drives", drives);
+		json_object_set_new(json_object_get(m, "config"), "nets", nets);
+		json_object_set_new(json_object_get(m, "config"), "rng", json_boolean(cfg->rng));
+		json_object_set_new(json_object_get(m, "config"), "virtio_console",
+				    json_boolean(cfg->virtio_console));
+	}
 	json_object_set_new(m, "guest_ticks", hex(vm_paused_ticks(vm)));
 	harts = json_array();
 	for (unsigned i = 0; i < vm_ncpus(vm); i++)
@@ -471,7 +501,7 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff)
 	log_info("%s snapshot %s: %" PRIu64 " MiB RAM (%" PRIu64 " MiB data) in %.1f ms",
 		 diff ? "diff" : "full", dir, ram_size >> 20, data >> 20, (clock_ns() - t0) / 1e6);
 	/* The next diff snapshot is relative to this one. */
-	if (track_start(vm, dir))
+	if (track_start(vm, dir) && !vm_nvirtio(vm))
 		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
 	free(chunks);
@@ -531,9 +561,62 @@ out:
 	return m;
 }
 
+/* Strings of the configuration snapshot_read_config() returns (valid until the next call). */
+static struct {
+	char accel[32], bios[PATH_MAX];
+	char paths[VM_MAX_DISKS][PATH_MAX], serials[VM_MAX_DISKS][24];
+	char nets[VM_MAX_NETS][512];
+	struct vm_disk disks[VM_MAX_DISKS];
+	const char *net_ptrs[VM_MAX_NETS];
+} rcfg;
+
+static int read_devices(const char *dir, json_t *c, struct vm_config *cfg)
+{
+	json_t *drives = json_object_get(c, "drives"), *nets = json_object_get(c, "nets");
+
+	if (json_array_size(drives) > VM_MAX_DISKS || json_array_size(nets) > VM_MAX_NETS)
+		goto bad;
+	for (size_t i = 0; i < json_array_size(drives); i++) {
+		json_t *d = json_array_get(drives, i);
+		const char *path = json_string_value(json_object_get(d, "path_on_host"));
+		const char *serial = json_string_value(json_object_get(d, "serial"));
+
+		if (!path || strlen(path) >= PATH_MAX || (serial && strlen(serial) > 20))
+			goto bad;
+		snprintf(rcfg.paths[i], PATH_MAX, "%s", path);
+		rcfg.disks[i] = (struct vm_disk){
+			.path = rcfg.paths[i],
+			.readonly = json_is_true(json_object_get(d, "is_read_only")),
+			.direct = json_is_true(json_object_get(d, "direct")),
+			.discard = json_is_true(json_object_get(d, "discard"))};
+		if (serial) {
+			snprintf(rcfg.serials[i], sizeof(rcfg.serials[i]), "%s", serial);
+			rcfg.disks[i].serial = rcfg.serials[i];
+		}
+	}
+	for (size_t i = 0; i < json_array_size(nets); i++) {
+		const char *s = json_string_value(json_array_get(nets, i));
+
+		if (!s || strlen(s) >= sizeof(rcfg.nets[i]))
+			goto bad;
+		snprintf(rcfg.nets[i], sizeof(rcfg.nets[i]), "%s", s);
+		rcfg.net_ptrs[i] = rcfg.nets[i];
+	}
+	cfg->disks = rcfg.disks;
+	cfg->ndisks = (unsigned)json_array_size(drives);
+	cfg->nets = rcfg.net_ptrs;
+	cfg->nnets = (unsigned)json_array_size(nets);
+	cfg->rng = json_is_true(json_object_get(c, "rng"));
+	cfg->virtio_console = json_is_true(json_object_get(c, "virtio_console"));
+	return 0;
+bad:
+	err_set("%s/manifest.json is corrupted: bad drives or nets", dir);
+	return -EINVAL;
+}
+
 int snapshot_read_config(const char *dir, struct vm_config *cfg)
 {
-	static __thread char accel[32], bios[PATH_MAX];
+	char *accel = rcfg.accel, *bios = rcfg.bios;
 	json_t *m = read_manifest(dir), *c, *v;
 	uint64_t mem = 0;
 	json_int_t n;
@@ -552,12 +635,16 @@ int snapshot_read_config(const char *dir, struct vm_config *cfg)
 		return -EINVAL;
 	}
 	*cfg = (struct vm_config){.mem = mem, .ncpus = (unsigned)n, .restoring = true};
+	if (read_devices(dir, c, cfg)) {
+		json_decref(m);
+		return -EINVAL;
+	}
 	v = json_object_get(c, "accel");
-	snprintf(accel, sizeof(accel), "%s", json_is_string(v) ? json_string_value(v) : "rv64");
+	snprintf(accel, sizeof(rcfg.accel), "%s", json_is_string(v) ? json_string_value(v) : "rv64");
 	cfg->accel = accel;
 	v = json_object_get(c, "firmware_path");
 	if (json_is_string(v)) {
-		snprintf(bios, sizeof(bios), "%s", json_string_value(v));
+		snprintf(bios, sizeof(rcfg.bios), "%s", json_string_value(v));
 		cfg->bios = bios; /* not loaded: it only selects M-mode firmware instead of SBI in the VMM */
 	}
 	json_decref(m);
@@ -832,6 +919,7 @@ int snapshot_restore(struct vm *vm, const char *dir)
 	ret = board_load(vm_board(vm), devs, devs_len);
 	if (ret)
 		goto out;
+	vm_kick_virtio(vm);
 	/* Guest time continues at the tick the snapshot was taken (the guest never saw later). */
 	clock_guest_set_offset((int64_t)(ticks - (clock_guest_ticks() - clock_guest_get_offset())));
 	for (unsigned i = 0; i < vm_ncpus(vm); i++) {
@@ -843,7 +931,7 @@ int snapshot_restore(struct vm *vm, const char *dir)
 	}
 	log_info("restored %s in %.1f ms", dir, (clock_ns() - t0) / 1e6);
 	/* A diff snapshot of the restored VM is relative to this one. */
-	if (track_start(vm, dir))
+	if (track_start(vm, dir) && !vm_nvirtio(vm))
 		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
 	free(devs);

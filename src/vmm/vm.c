@@ -106,6 +106,10 @@ struct vm {
 
 	struct iothread *io;             /* virtio queue processing */
 	struct virtio_dev *virtio[VIRT_VIRTIO_COUNT]; /* owned by the board */
+	struct io_slot {
+		struct vm *vm;
+		struct virtio_dev *dev;
+	} io_slots[VIRT_VIRTIO_COUNT];                /* the I/O thread's callback arguments */
 	unsigned nvirtio;
 	struct virtio_dev *vcon;         /* virtio-console, when it is the console */
 
@@ -116,6 +120,8 @@ struct vm {
 	pthread_cond_t pause_cond; /* parked count changed, or pause_req cleared, or stopping */
 	_Atomic bool pause_req;
 	unsigned parked;           /* vCPU threads parked, under pause_lock */
+	bool io_paused;            /* the I/O thread must not process virtio queues */
+	bool io_busy;              /* the I/O thread is processing a device, under pause_lock */
 	bool paused;               /* every thread parked and the guest clock frozen */
 	uint64_t pause_ticks;      /* guest time when the pause completed */
 
@@ -658,7 +664,20 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg)
 
 static void io_virtio(void *opaque, int fd, uint32_t events)
 {
-	virtio_dev_process(opaque);
+	struct io_slot *slot = opaque;
+	struct vm *vm = slot->vm;
+
+	/* A paused VM's devices touch neither guest RAM nor their rings (snapshots). */
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->io_paused && !stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->io_busy = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	virtio_dev_process(slot->dev);
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->io_busy = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static size_t vcon_pending(void *opaque)
@@ -696,7 +715,9 @@ static int attach_virtio(struct vm *vm, struct virtio_dev *dev)
 		return ret;
 	}
 	vm->virtio[vm->nvirtio++] = dev;
-	ret = iothread_add_fd(vm->io, dev->notify_fd, EPOLLIN, io_virtio, dev);
+	vm->io_slots[vm->nvirtio - 1] = (struct io_slot){.vm = vm, .dev = dev};
+	ret = iothread_add_fd(vm->io, dev->notify_fd, EPOLLIN, io_virtio,
+			      &vm->io_slots[vm->nvirtio - 1]);
 	if (ret)
 		err_set("cannot watch a virtio device: %s", strerror(-ret));
 	return ret;
@@ -1044,6 +1065,8 @@ void vm_free(struct vm *vm)
 
 int vm_pause(struct vm *vm)
 {
+	bool paused;
+
 	pthread_mutex_lock(&vm->pause_lock);
 	if (stopping(vm)) {
 		pthread_mutex_unlock(&vm->pause_lock);
@@ -1066,10 +1089,19 @@ int vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->pause_lock);
 	while (vm->parked < vm->ncpus && !stopping(vm))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
-	vm->paused = vm->parked == vm->ncpus;
+	/* Then the I/O thread: finish the device it is serving, take no more. */
+	vm->io_paused = true;
+	while (vm->io_busy && !stopping(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	paused = vm->paused = vm->parked == vm->ncpus && !vm->io_busy;
 	vm->pause_ticks = clock_guest_ticks();
+	if (!paused) {
+		/* Stopping: let the I/O thread go too; vm_resume() is not going to come. */
+		vm->io_paused = false;
+		pthread_cond_broadcast(&vm->pause_cond);
+	}
 	pthread_mutex_unlock(&vm->pause_lock);
-	return vm->paused ? 0 : -ESHUTDOWN;
+	return paused ? 0 : -ESHUTDOWN;
 }
 
 int vm_resume(struct vm *vm)
@@ -1086,6 +1118,7 @@ int vm_resume(struct vm *vm)
 		clock_guest_set_offset(clock_guest_get_offset() - (int64_t)(now - vm->pause_ticks));
 	}
 	vm->paused = false;
+	vm->io_paused = false;
 	atomic_store(&vm->pause_req, false);
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
@@ -1242,6 +1275,14 @@ int vm_set_hsm_state(struct vm *vm, unsigned i, int state)
 	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 	return 0;
+}
+
+void vm_kick_virtio(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvirtio; i++)
+		for (unsigned q = 0; q < vm->virtio[i]->num_queues; q++)
+			if (vm->virtio[i]->vq[q].ready)
+				virtio_dev_kick(vm->virtio[i], q);
 }
 
 void vm_settle_vcpu(struct vm *vm, unsigned i)

@@ -280,10 +280,55 @@ static void vmmio_free(void *dev)
 	free(m);
 }
 
+/* Snapshot image: the transport's selectors, then the device's core state. */
+struct vmmio_state {
+	uint32_t device_features_sel, driver_features_sel, queue_sel, pad;
+};
+
+static int vmmio_save(void *dev, void *buf, size_t cap)
+{
+	struct virtio_mmio *m = dev;
+	struct vmmio_state s = {0};
+	int n;
+
+	if (cap < sizeof(s))
+		return -ENOSPC;
+	pthread_mutex_lock(&m->dev->lock);
+	s.device_features_sel = m->device_features_sel;
+	s.driver_features_sel = m->driver_features_sel;
+	s.queue_sel = m->queue_sel;
+	pthread_mutex_unlock(&m->dev->lock);
+	memcpy(buf, &s, sizeof(s));
+	n = virtio_dev_save(m->dev, (uint8_t *)buf + sizeof(s), cap - sizeof(s));
+	return n < 0 ? n : n + (int)sizeof(s);
+}
+
+static int vmmio_load(void *dev, const void *buf, size_t len)
+{
+	struct virtio_mmio *m = dev;
+	struct vmmio_state s;
+	int ret;
+
+	if (len < sizeof(s))
+		return -EINVAL;
+	memcpy(&s, buf, sizeof(s));
+	ret = virtio_dev_load(m->dev, (const uint8_t *)buf + sizeof(s), len - sizeof(s));
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&m->dev->lock);
+	m->device_features_sel = s.device_features_sel;
+	m->driver_features_sel = s.driver_features_sel;
+	m->queue_sel = s.queue_sel;
+	pthread_mutex_unlock(&m->dev->lock);
+	return 0;
+}
+
 const struct vdev_class virtio_mmio_class = {
 	.name = "virtio-mmio",
 	.mmio = &virtio_mmio_ops,
 	.reset = vmmio_reset,
 	.dt_node = vmmio_dt_node,
 	.free = vmmio_free,
+	.save = vmmio_save,
+	.load = vmmio_load,
 };

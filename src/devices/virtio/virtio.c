@@ -548,3 +548,116 @@ int virtq_elem_slice(const struct virtq_elem *e, bool writable, uint64_t off, ui
 	}
 	return len ? -ENOSPC : (int)cnt;
 }
+
+/* ---- snapshots (src/vmm/snapshot.c through the virtio-mmio transport) ---- */
+
+/* Fixed part of a device's snapshot image; config bytes and queues follow. */
+struct virtio_state_head {
+	uint32_t device_id, num_queues, config_size, status, isr, config_generation;
+	uint64_t device_features, driver_features;
+};
+
+struct virtio_state_queue {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint32_t gen;
+	uint16_t num, last_avail, used_idx, signalled_used;
+	uint8_t ready, signalled_valid, pad[6];
+};
+
+int virtio_dev_save(struct virtio_dev *d, void *buf, size_t cap)
+{
+	struct virtio_state_head h;
+	size_t need = sizeof(h) + ALIGN_UP(d->ops->config_size, 8) +
+		      d->num_queues * sizeof(struct virtio_state_queue);
+	uint8_t *out = buf;
+
+	if (cap < need)
+		return -ENOSPC;
+	memset(out, 0, need);
+	pthread_mutex_lock(&d->lock);
+	h = (struct virtio_state_head){.device_id = d->ops->device_id,
+				       .num_queues = d->num_queues,
+				       .config_size = (uint32_t)d->ops->config_size,
+				       .status = d->status,
+				       .isr = d->isr,
+				       .config_generation = d->config_generation,
+				       .device_features = d->device_features,
+				       .driver_features = d->driver_features};
+	memcpy(out, &h, sizeof(h));
+	if (d->ops->config_size)
+		memcpy(out + sizeof(h), d->config, d->ops->config_size);
+	for (unsigned q = 0; q < d->num_queues; q++) {
+		const struct virtq *vq = &d->vq[q];
+		struct virtio_state_queue s;
+
+		memset(&s, 0, sizeof(s));
+		s.desc_gpa = vq->desc_gpa;
+		s.avail_gpa = vq->avail_gpa;
+		s.used_gpa = vq->used_gpa;
+		s.gen = vq->gen;
+		s.num = vq->num;
+		s.last_avail = vq->last_avail;
+		s.used_idx = vq->used_idx;
+		s.signalled_used = vq->signalled_used;
+		s.ready = vq->ready;
+		s.signalled_valid = vq->signalled_valid;
+		memcpy(out + sizeof(h) + ALIGN_UP(d->ops->config_size, 8) + q * sizeof(s), &s,
+		       sizeof(s));
+	}
+	pthread_mutex_unlock(&d->lock);
+	return (int)need;
+}
+
+int virtio_dev_load(struct virtio_dev *d, const void *buf, size_t len)
+{
+	const uint8_t *in = buf;
+	struct virtio_state_head h;
+	size_t cfg_len = ALIGN_UP(d->ops->config_size, 8);
+	int ret = 0;
+
+	if (len < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, in, sizeof(h));
+	if (h.device_id != d->ops->device_id || h.num_queues != d->num_queues ||
+	    h.config_size != d->ops->config_size ||
+	    len != sizeof(h) + cfg_len + d->num_queues * sizeof(struct virtio_state_queue) ||
+	    (h.driver_features & ~d->device_features))
+		return -EINVAL;
+	pthread_mutex_lock(&d->lock);
+	reset_locked(d);
+	d->status = h.status;
+	d->driver_features = h.driver_features;
+	d->config_generation = h.config_generation;
+	if (d->ops->config_size)
+		memcpy(d->config, in + sizeof(h), d->ops->config_size);
+	for (unsigned q = 0; q < d->num_queues && !ret; q++) {
+		struct virtq *vq = &d->vq[q];
+		struct virtio_state_queue s;
+
+		memcpy(&s, in + sizeof(h) + cfg_len + q * sizeof(s), sizeof(s));
+		vq->num = s.num;
+		vq->desc_gpa = s.desc_gpa;
+		vq->avail_gpa = s.avail_gpa;
+		vq->used_gpa = s.used_gpa;
+		vq->gen = s.gen;
+		if (!s.ready)
+			continue;
+		/* Recomputes the host pointers (and checks the areas), then the ring positions. */
+		if (!virtio_queue_enable(d, q)) {
+			ret = -EINVAL;
+			break;
+		}
+		vq->last_avail = s.last_avail;
+		vq->used_idx = s.used_idx;
+		vq->signalled_used = s.signalled_used;
+		vq->signalled_valid = s.signalled_valid;
+	}
+	if (ret) {
+		reset_locked(d);
+	} else {
+		d->isr = h.isr; /* re-drives the line: a pending interrupt stays pending */
+		update_irq_locked(d);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}

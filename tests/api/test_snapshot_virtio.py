@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Snapshots of a Linux guest with virtio devices: a disk and user-mode networking (TAP).
+
+The default Debian guest boots with --disk and --net user and --api-sock. Checks:
+  before     the guest reads a marker from /dev/vda and gets a DHCP lease on eth0
+  snapshot   of the paused VM (virtio-mmio and virtqueue state in devices.bin)
+  restore    in a new process: the disk still reads (a different sector: no cached page) and
+             takes a write, DHCP on the network works again
+  clone      `--restore DIR --disk path=COPY`: a clone on its own copy of the disk sees the
+             copy's content and writes go to the copy only; a clone with the wrong number of
+             disks is refused with one line
+  diff       a diff snapshot of a VM with virtio devices is refused with a sentence
+
+Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 240 s).
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import harness as h  # noqa: E402
+import kumoapi as api  # noqa: E402
+
+BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 240)
+failures = 0
+SECTOR = 512
+
+
+def ok(name):
+    print(f"ok - {name}", flush=True)
+
+
+def not_ok(name, why, extra=()):
+    global failures
+    failures += 1
+    print(f"not ok - {name}: {why}", flush=True)
+    for line in extra:
+        print(f"# {line}", flush=True)
+
+
+def make_disk(path, tag):
+    with open(path, "wb") as f:
+        f.truncate(16 << 20)
+        for n in (1, 2, 3):  # marker strings in sectors 8, 16, 24 (one per phase)
+            f.seek(8 * n * SECTOR)
+            f.write(f"{tag}-{n}-END".encode())
+
+
+def read_marker(con, n):
+    """The marker in sector 8n, read with O_DIRECT so no page cache can answer."""
+    out = con.run(f"dd if=/dev/vda bs=512 skip={8 * n} count=1 iflag=direct 2>/dev/null | head -c 12; echo", timeout=60)
+    return out.strip()[-12:]
+
+
+def dhcp(con):
+    out = con.run("ip link set eth0 up; udhcpc -i eth0 -n -q -t 5 -s /bin/true 2>&1 | tail -2", timeout=90, check=False)
+    return "10.0.2.15" in out, out
+
+
+def main():
+    try:
+        img = h.default_image()
+    except RuntimeError as e:
+        print(f"not ok - virtio snapshot: setup: {e}")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="kumo-vsnap-")
+    sock = os.path.join(tmp, "api.sock")
+    snap = os.path.join(tmp, "snap")
+    disk, copy = os.path.join(tmp, "disk.img"), os.path.join(tmp, "copy.img")
+    make_disk(disk, "ORIGINAL")
+    cons = []
+    try:
+        con = h.Console(h.kumo_argv(img["kernel"], img["initramfs"], "console=ttyS0", mem="256M",
+                                    extra=["--api-sock", sock, "--disk", f"path={disk}", "--net", "user"]),
+                        name="original")
+        cons.append(con)
+        try:
+            con.boot(BOOT_TIMEOUT)
+            m1 = read_marker(con, 1)
+            got, out = dhcp(con)
+        except h.GuestFailure as e:
+            not_ok("virtio: boot", str(e), e.report())
+            return 1
+        if m1 == "ORIGINAL-1-E" and got:
+            ok("virtio: the guest reads its disk and gets a DHCP lease")
+        else:
+            not_ok("virtio: before", f"marker {m1!r}, dhcp {out!r}")
+
+        api.call(sock, "PATCH", "/vm", {"state": "paused"})
+        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
+        if st != 204:
+            not_ok("virtio: snapshot", f"{st} {body}")
+            return 1
+        ok("virtio: snapshot of a paused VM with a disk and a network interface")
+        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap + "-d", "snapshot_type": "diff"})
+        if st == 400 and "virtio" in body.get("error", ""):
+            ok("virtio: a diff snapshot is refused with a sentence")
+        else:
+            not_ok("virtio: diff refused", f"{st} {body}")
+        os.kill(con.pid, signal.SIGKILL)
+        con.proc.wait()
+        shutil.copy(disk, copy)
+        with open(copy, "r+b") as f:
+            f.seek(16 * SECTOR)
+            f.write(b"THECOPY!-2-E")
+
+        r = h.Console([h.kumo_bin(), "run", "--restore", snap], name="restored")
+        cons.append(r)
+        try:
+            r.send("\n")
+            r.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+            m2 = read_marker(r, 2)
+            r.run("echo RESTORED-W > /tmp/w; dd if=/tmp/w of=/dev/vda bs=512 seek=40 conv=notrunc,fsync 2>/dev/null")
+            got, out = dhcp(r)
+        except h.GuestFailure as e:
+            not_ok("virtio: restore", str(e), e.report())
+            return 1
+        with open(disk, "rb") as f:
+            f.seek(40 * SECTOR)
+            written = f.read(10)
+        if m2 == "ORIGINAL-2-E" and written == b"RESTORED-W":
+            ok("virtio: the restored guest reads and writes its disk")
+        else:
+            not_ok("virtio: restored disk", f"read {m2!r}, host sees {written!r}")
+        if got:
+            ok("virtio: the restored guest gets a DHCP lease again")
+        else:
+            not_ok("virtio: restored network", f"{out!r}")
+        r.close()
+
+        c = h.Console([h.kumo_bin(), "run", "--restore", snap, "--disk", f"path={copy}", "--net", "user"], name="clone")
+        cons.append(c)
+        try:
+            c.send("\n")
+            c.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+            m2 = read_marker(c, 2)
+            c.run("echo CLONEWRITE > /tmp/w; dd if=/tmp/w of=/dev/vda bs=512 seek=48 conv=notrunc,fsync 2>/dev/null")
+        except h.GuestFailure as e:
+            not_ok("virtio: clone", str(e), e.report())
+            return 1
+        with open(copy, "rb") as f:
+            f.seek(48 * SECTOR)
+            in_copy = f.read(10)
+        with open(disk, "rb") as f:
+            f.seek(48 * SECTOR)
+            in_orig = f.read(10)
+        if m2 == "THECOPY!-2-E" and in_copy == b"CLONEWRITE" and in_orig != b"CLONEWRITE":
+            ok("virtio: a clone restored with --disk path=COPY uses its own disk")
+        else:
+            not_ok("virtio: clone disk", f"read {m2!r}, copy {in_copy!r}, original {in_orig!r}")
+        c.close()
+        p = subprocess.run([h.kumo_bin(), "run", "--restore", snap, "--disk", f"path={copy}", "--disk", f"path={disk}"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        lines = p.stderr.strip().splitlines()
+        if p.returncode == 1 and len(lines) == 1 and "replaces all" in lines[0]:
+            ok("virtio: a clone with the wrong number of disks is refused")
+        else:
+            not_ok("virtio: clone disk count", f"{p.returncode} {lines}")
+    finally:
+        for c in cons:
+            c.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
