@@ -116,6 +116,11 @@ struct rv64_cpu {
 	struct accel_run run;
 	struct accel_stats stats;
 	bool sbi_pending; /* an ACCEL_EXIT_SBI awaits its return values */
+
+	/* Decode cache (exec.c) and decoded-code tracking (mmu.c). */
+	struct rv64_dcache *dcache; /* NULL: none, every instruction is fetched and decoded */
+	bool code_written;          /* a store of this hart just invalidated decoded code */
+	uint64_t code_epoch_seen;   /* vm->code_epoch at the last rv64_code_sync() (atomic) */
 };
 
 struct rv64_vm {
@@ -126,6 +131,12 @@ struct rv64_vm {
 	unsigned ncpus;
 	uint32_t ecall_exit_mask;
 	struct rv64_cpu **cpus; /* [ncpus], NULL until vcpu_new */
+	/*
+	 * Per RAM page: generation << 1 | 1 when some hart holds decoded code of it; NULL: no
+	 * tracking (then there is no decode cache). Atomic builtins only.
+	 */
+	uint32_t *code_state;
+	uint64_t code_epoch; /* bumped whenever a page gains decoded code (atomic) */
 };
 
 /* --- mmu.c: translation and memory access. Each returns 0, or -1 with exc_cause/exc_tval set. */
@@ -202,6 +213,10 @@ int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val);
 /* MRET / SRET with their privilege and TSR checks: 0, or -1 with illegal instruction set. */
 int rv64_mret(struct rv64_cpu *cpu);
 int rv64_sret(struct rv64_cpu *cpu);
+/* Decode cache (exec.c): allocate, free, and drop every decoded page of this hart (O(1)). */
+int rv64_dcache_new(struct rv64_cpu *cpu);
+void rv64_dcache_free(struct rv64_cpu *cpu);
+void rv64_dcache_flush(struct rv64_cpu *cpu);
 /* Resets the architectural state of a hart (M-mode, pc 0, mhartid kept). */
 void rv64_cpu_reset(struct rv64_cpu *cpu);
 

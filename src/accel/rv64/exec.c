@@ -6,10 +6,15 @@
  * equivalents (unpriv 20191213 §16.8 tables) and run through the same switch. x[0] is forced
  * back to zero after every instruction, so handlers write rd unconditionally.
  */
+#include <errno.h>
+#include <stdlib.h>
+
 #include "accel/rv64/cpu.h"
 #include "accel/rv64/mmu.h"
 #include "kumo/base.h"
 
+#define MS_SIE (1ULL << 1)
+#define MS_MIE (1ULL << 3)
 #define MS_FS (3ULL << 13)
 #define MS_TVM (1ULL << 20)
 #define MS_TW (1ULL << 21)
@@ -677,325 +682,1178 @@ static bool wfi_wakes(struct rv64_cpu *cpu)
 	return rv64_irq_pending(cpu, clock_guest_ticks()) & cpu->mie;
 }
 
-int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
+
+/* What interp_one() did, besides the RV64_STOP_* values it shares with rv64_exec(). */
+enum {
+	STEP_EXC = -1, /* not retired; exc_cause/exc_tval set (tval of illegal: `raw`) */
+	STEP_NEXT = 0, /* retired; cpu->pc is the next instruction */
+	STEP_JUMP = 8, /* retired; cpu->pc set; the code must be looked up again */
+};
+
+/* Interrupt-relevant state a CSR write may change (then the run loop must look again). */
+struct irq_state {
+	uint64_t mstatus_ie, mie, mip, mideleg, stimecmp, menvcfg;
+	uint32_t priv;
+};
+
+static void irq_state_get(const struct rv64_cpu *cpu, struct irq_state *s)
+{
+	s->mstatus_ie = cpu->mstatus & (MS_MIE | MS_SIE);
+	s->mie = cpu->mie;
+	s->mip = cpu->mip;
+	s->mideleg = cpu->mideleg;
+	s->stimecmp = cpu->stimecmp;
+	s->menvcfg = cpu->menvcfg;
+	s->priv = cpu->priv;
+}
+
+static bool irq_state_same(const struct irq_state *a, const struct irq_state *b)
+{
+	return a->mstatus_ie == b->mstatus_ie && a->mie == b->mie && a->mip == b->mip &&
+	       a->mideleg == b->mideleg && a->stimecmp == b->stimecmp &&
+	       a->menvcfg == b->menvcfg && a->priv == b->priv;
+}
+
+/*
+ * Executes one instruction (`insn`, RVC already expanded; `raw` as fetched, for tval) at pc,
+ * `len` bytes long, with x[0] kept zero. The caller has retired the instructions before it, so
+ * counters read here are exact. Returns STEP_* or RV64_STOP_EVENT/WFI/SBI (EVENT and WFI
+ * retired with cpu->pc = next; SBI not retired, cpu->pc at the ECALL).
+ */
+static int interp_one(struct rv64_cpu *cpu, uint32_t insn, uint32_t raw, uint64_t pc,
+		      unsigned len)
 {
 	uint64_t *x = cpu->x;
-	uint64_t n = 0; /* retired, not yet added to instret */
-	uint64_t steps = 0;
-	int stop = RV64_STOP_BUDGET;
+	uint64_t npc = pc + len, a, v;
+	unsigned rd = BITS(insn, 11, 7), rs1 = BITS(insn, 19, 15), rs2 = BITS(insn, 24, 20);
+	unsigned f3 = BITS(insn, 14, 12);
+	int ret = STEP_NEXT;
+	bool ok = true;
 
-	/* Traps count against the budget too, so a trap loop still returns to the run loop. */
-	while (steps++ < budget) {
-		uint64_t pc = cpu->pc, npc, a, v;
-		uint32_t raw = 0, insn;
-		unsigned rd, rs1, rs2, f3;
-		bool ok = true;
-
-		n++;
-		if (unlikely(rv64_mmu_fetch(cpu, pc, &raw)))
-			goto exception;
-		if (likely((raw & 3) == 3)) {
-			insn = raw;
-			npc = pc + 4;
-		} else {
-			insn = rvc_table[raw & 0xffff];
-			npc = pc + 2;
-			if (unlikely(!insn))
-				goto illegal;
-		}
-		rd = BITS(insn, 11, 7);
-		rs1 = BITS(insn, 19, 15);
-		rs2 = BITS(insn, 24, 20);
-		f3 = BITS(insn, 14, 12);
-
-		switch (insn & 0x7f) {
-		case 0x37: /* LUI */
-			x[rd] = (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000u);
-			break;
-		case 0x17: /* AUIPC */
-			x[rd] = pc + (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000u);
-			break;
-		case 0x6f: /* JAL */
-			x[rd] = npc;
-			npc = pc + imm_j(insn);
-			break;
-		case 0x67: /* JALR */
-			if (f3)
-				goto illegal;
-			a = (x[rs1] + imm_i(insn)) & ~1ULL;
-			x[rd] = npc;
-			npc = a;
-			break;
-		case 0x63: /* BRANCH */
-			if (f3 == 2 || f3 == 3)
-				goto illegal;
-			if (branch_taken(f3, x[rs1], x[rs2]))
-				npc = pc + imm_b(insn);
-			break;
-		case 0x03: /* LOAD */
-			a = x[rs1] + imm_i(insn);
-			switch (f3) {
-			case 0:
-				if (rv64_mmu_load(cpu, a, 1, &v))
-					goto exception;
-				v = (uint64_t)(int64_t)(int8_t)v;
-				break;
-			case 1:
-				if (rv64_mmu_load(cpu, a, 2, &v))
-					goto exception;
-				v = (uint64_t)(int64_t)(int16_t)v;
-				break;
-			case 2:
-				if (rv64_mmu_load(cpu, a, 4, &v))
-					goto exception;
-				v = sext32(v);
-				break;
-			case 3:
-				if (rv64_mmu_load(cpu, a, 8, &v))
-					goto exception;
-				break;
-			case 4:
-				if (rv64_mmu_load(cpu, a, 1, &v))
-					goto exception;
-				break;
-			case 5:
-				if (rv64_mmu_load(cpu, a, 2, &v))
-					goto exception;
-				break;
-			case 6:
-				if (rv64_mmu_load(cpu, a, 4, &v))
-					goto exception;
-				break;
-			default:
-				goto illegal;
-			}
-			x[rd] = v;
-			break;
-		case 0x23: /* STORE */
-			a = x[rs1] + imm_s(insn);
-			switch (f3) {
-			case 0:
-				if (rv64_mmu_store(cpu, a, 1, x[rs2]))
-					goto exception;
-				break;
-			case 1:
-				if (rv64_mmu_store(cpu, a, 2, x[rs2]))
-					goto exception;
-				break;
-			case 2:
-				if (rv64_mmu_store(cpu, a, 4, x[rs2]))
-					goto exception;
-				break;
-			case 3:
-				if (rv64_mmu_store(cpu, a, 8, x[rs2]))
-					goto exception;
-				break;
-			default:
-				goto illegal;
-			}
-			break;
-		case 0x13: /* OP-IMM */
-			a = x[rs1];
-			switch (f3) {
-			case 0:
-				x[rd] = a + imm_i(insn);
-				break;
-			case 2:
-				x[rd] = (int64_t)a < (int64_t)imm_i(insn);
-				break;
-			case 3:
-				x[rd] = a < imm_i(insn);
-				break;
-			case 4:
-				x[rd] = a ^ imm_i(insn);
-				break;
-			case 6:
-				x[rd] = a | imm_i(insn);
-				break;
-			case 7:
-				x[rd] = a & imm_i(insn);
-				break;
-			default:
-				v = op_imm_shift(insn, a, &ok);
-				if (!ok)
-					goto illegal;
-				x[rd] = v;
-				break;
-			}
-			break;
-		case 0x1b: /* OP-IMM-32 */
-			v = op_imm32(insn, x[rs1], &ok);
-			if (!ok)
-				goto illegal;
-			x[rd] = v;
-			break;
-		case 0x33: /* OP */
-			v = op_reg(insn, x[rs1], x[rs2], &ok);
-			if (!ok)
-				goto illegal;
-			x[rd] = v;
-			break;
-		case 0x3b: /* OP-32 */
-			v = op_reg32(insn, x[rs1], x[rs2], &ok);
-			if (!ok)
-				goto illegal;
-			x[rd] = v;
-			break;
-		case 0x0f: /* MISC-MEM */
-			if (f3 == 0) {
-				/*
-				 * FENCE. Loads and stores are plain host accesses; on a TSO host
-				 * only store->load ordering needs a real barrier.
-				 */
-#if defined(__x86_64__) || defined(__i386__)
-				if ((insn & (1u << 24)) && (insn & (1u << 21)))
-					__atomic_thread_fence(__ATOMIC_SEQ_CST);
-#else
-				__atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-				break;
-			}
-			if (f3 == 1) { /* FENCE.I: no decoded state to drop yet */
-				cpu->pc = npc;
-				stop = RV64_STOP_EVENT;
-				goto out;
-			}
+	switch (insn & 0x7f) {
+	case 0x37: /* LUI */
+		x[rd] = (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000u);
+		break;
+	case 0x17: /* AUIPC */
+		x[rd] = pc + (uint64_t)(int64_t)(int32_t)(insn & 0xfffff000u);
+		break;
+	case 0x6f: /* JAL */
+		x[rd] = npc;
+		npc = pc + imm_j(insn);
+		ret = STEP_JUMP;
+		break;
+	case 0x67: /* JALR */
+		if (f3)
 			goto illegal;
-		case 0x2f: /* AMO */
-			if (exec_amo(cpu, insn, rd, rs1, rs2)) {
-				if (cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
-					goto illegal;
-				goto exception;
-			}
+		a = (x[rs1] + imm_i(insn)) & ~1ULL;
+		x[rd] = npc;
+		npc = a;
+		ret = STEP_JUMP;
+		break;
+	case 0x63: /* BRANCH */
+		if (f3 == 2 || f3 == 3)
+			goto illegal;
+		if (branch_taken(f3, x[rs1], x[rs2])) {
+			npc = pc + imm_b(insn);
+			ret = STEP_JUMP;
+		}
+		break;
+	case 0x03: /* LOAD */
+		a = x[rs1] + imm_i(insn);
+		switch (f3) {
+		case 0:
+			if (rv64_mmu_load(cpu, a, 1, &v))
+				return STEP_EXC;
+			v = (uint64_t)(int64_t)(int8_t)v;
 			break;
-		case 0x07: /* LOAD-FP */
-			if (fs_off(cpu) || (f3 != 2 && f3 != 3))
-				goto illegal;
-			a = x[rs1] + imm_i(insn);
-			if (f3 == 2) {
-				if (rv64_mmu_load(cpu, a, 4, &v))
-					goto exception;
-				v |= 0xffffffff00000000ULL; /* NaN-box, unpriv 20191213 §12.2 */
-			} else if (rv64_mmu_load(cpu, a, 8, &v)) {
-				goto exception;
-			}
-			cpu->f[rd] = v;
-			cpu->mstatus |= MS_FS;
+		case 1:
+			if (rv64_mmu_load(cpu, a, 2, &v))
+				return STEP_EXC;
+			v = (uint64_t)(int64_t)(int16_t)v;
 			break;
-		case 0x27: /* STORE-FP */
-			if (fs_off(cpu) || (f3 != 2 && f3 != 3))
-				goto illegal;
-			a = x[rs1] + imm_s(insn);
-			if (rv64_mmu_store(cpu, a, f3 == 2 ? 4 : 8, cpu->f[rs2]))
-				goto exception;
+		case 2:
+			if (rv64_mmu_load(cpu, a, 4, &v))
+				return STEP_EXC;
+			v = sext32(v);
 			break;
-		case 0x43:
-		case 0x47:
-		case 0x4b:
-		case 0x4f:
-		case 0x53: /* FMADD family, OP-FP */
-			if (fs_off(cpu))
-				goto illegal;
-			if (rv64_fpu_exec(cpu, insn)) {
-				if (cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
-					goto illegal;
-				goto exception;
-			}
-			cpu->mstatus |= MS_FS;
+		case 3:
+			if (rv64_mmu_load(cpu, a, 8, &v))
+				return STEP_EXC;
 			break;
-		case 0x73: /* SYSTEM */
-			if (f3 == 0) {
-				switch (insn) {
-				case 0x00000073: /* ECALL */
-					if (cpu->vm->ecall_exit_mask & (1u << cpu->priv)) {
-						struct accel_run *run = &cpu->run;
-
-						run->sbi.ext = x[17];
-						run->sbi.fid = x[16];
-						for (unsigned i = 0; i < 6; i++)
-							run->sbi.args[i] = x[10 + i];
-						run->sbi.ret[0] = run->sbi.ret[1] = 0;
-						run->sbi.priv = cpu->priv;
-						cpu->sbi_pending = true;
-						n--;
-						stop = RV64_STOP_SBI;
-						goto out;
-					}
-					cpu->exc_cause = RV64_EXC_ECALL_U + cpu->priv;
-					cpu->exc_tval = 0;
-					goto exception;
-				case 0x00100073: /* EBREAK: tval = pc (priv 1.12 §3.1.16) */
-					cpu->exc_cause = RV64_EXC_BREAKPOINT;
-					cpu->exc_tval = pc;
-					goto exception;
-				case 0x30200073: /* MRET */
-					if (rv64_mret(cpu))
-						goto illegal;
-					stop = RV64_STOP_EVENT;
-					goto out;
-				case 0x10200073: /* SRET */
-					if (rv64_sret(cpu))
-						goto illegal;
-					stop = RV64_STOP_EVENT;
-					goto out;
-				case 0x10500073: /* WFI, priv 1.12 §3.1.6.5 */
-					if (cpu->priv == RV64_PRIV_U ||
-					    (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TW)))
-						goto illegal;
-					cpu->pc = npc;
-					stop = wfi_wakes(cpu) ? RV64_STOP_EVENT : RV64_STOP_WFI;
-					goto out;
-				}
-				if ((insn & 0xfe007fffu) == 0x12000073u) { /* SFENCE.VMA */
-					if (cpu->priv == RV64_PRIV_U ||
-					    (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TVM)))
-						goto illegal;
-					if (rs1)
-						rv64_tlb_flush_page(cpu, x[rs1]);
-					else
-						rv64_tlb_flush(cpu);
-					cpu->pc = npc;
-					stop = RV64_STOP_EVENT;
-					goto out;
-				}
-				goto illegal;
-			}
-			if (f3 == 4)
-				goto illegal;
-			{
-				unsigned csr = insn >> 20, op = f3 & 3;
-				uint64_t src = (f3 & 4) ? rs1 : x[rs1];
-				bool wr = op == 1 || rs1 != 0;
-
-				/* Counters read inside the block see the instructions before. */
-				rv64_retire(cpu, n - 1);
-				n = 1;
-				if (rv64_csr_insn(cpu, csr, op, src, rd != 0, wr, &v))
-					goto illegal;
-				x[rd] = v;
-				if (wr) {
-					x[0] = 0;
-					cpu->pc = npc;
-					stop = RV64_STOP_EVENT;
-					goto out;
-				}
-			}
+		case 4:
+			if (rv64_mmu_load(cpu, a, 1, &v))
+				return STEP_EXC;
+			break;
+		case 5:
+			if (rv64_mmu_load(cpu, a, 2, &v))
+				return STEP_EXC;
+			break;
+		case 6:
+			if (rv64_mmu_load(cpu, a, 4, &v))
+				return STEP_EXC;
 			break;
 		default:
 			goto illegal;
 		}
-		x[0] = 0;
-		cpu->pc = npc;
-		continue;
-	illegal:
+		x[rd] = v;
+		break;
+	case 0x23: /* STORE */
+		a = x[rs1] + imm_s(insn);
+		if (f3 > 3)
+			goto illegal;
+		if (rv64_mmu_store(cpu, a, 1u << f3, x[rs2]) < 0)
+			return STEP_EXC;
+		break;
+	case 0x13: /* OP-IMM */
+		a = x[rs1];
+		switch (f3) {
+		case 0:
+			x[rd] = a + imm_i(insn);
+			break;
+		case 2:
+			x[rd] = (int64_t)a < (int64_t)imm_i(insn);
+			break;
+		case 3:
+			x[rd] = a < imm_i(insn);
+			break;
+		case 4:
+			x[rd] = a ^ imm_i(insn);
+			break;
+		case 6:
+			x[rd] = a | imm_i(insn);
+			break;
+		case 7:
+			x[rd] = a & imm_i(insn);
+			break;
+		default:
+			v = op_imm_shift(insn, a, &ok);
+			if (!ok)
+				goto illegal;
+			x[rd] = v;
+			break;
+		}
+		break;
+	case 0x1b: /* OP-IMM-32 */
+		v = op_imm32(insn, x[rs1], &ok);
+		if (!ok)
+			goto illegal;
+		x[rd] = v;
+		break;
+	case 0x33: /* OP */
+		v = op_reg(insn, x[rs1], x[rs2], &ok);
+		if (!ok)
+			goto illegal;
+		x[rd] = v;
+		break;
+	case 0x3b: /* OP-32 */
+		v = op_reg32(insn, x[rs1], x[rs2], &ok);
+		if (!ok)
+			goto illegal;
+		x[rd] = v;
+		break;
+	case 0x0f: /* MISC-MEM */
+		if (f3 == 0) {
+			/*
+			 * FENCE. Loads and stores are plain host accesses; on a TSO host only
+			 * store->load ordering needs a real barrier.
+			 */
+#if defined(__x86_64__) || defined(__i386__)
+			if ((insn & (1u << 24)) && (insn & (1u << 21)))
+				__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#else
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+			break;
+		}
+		if (f3 == 1) {
+			/*
+			 * FENCE.I (unpriv 20191213 §3.2). Stores of this hart and of harts that
+			 * have synced since the page became code have already invalidated their
+			 * pages; the next lookup sees that. A hart that has not synced yet may have
+			 * written through an old fast TLB entry: then drop everything decoded.
+			 */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (!rv64_code_all_synced(cpu))
+				rv64_dcache_flush(cpu);
+			ret = STEP_JUMP;
+			break;
+		}
+		goto illegal;
+	case 0x2f: /* AMO */
+		if (exec_amo(cpu, insn, rd, rs1, rs2)) {
+			if (cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
+				goto illegal;
+			return STEP_EXC;
+		}
+		break;
+	case 0x07: /* LOAD-FP */
+		if (fs_off(cpu) || (f3 != 2 && f3 != 3))
+			goto illegal;
+		a = x[rs1] + imm_i(insn);
+		if (f3 == 2) {
+			if (rv64_mmu_load(cpu, a, 4, &v))
+				return STEP_EXC;
+			v |= 0xffffffff00000000ULL; /* NaN-box, unpriv 20191213 §12.2 */
+		} else if (rv64_mmu_load(cpu, a, 8, &v)) {
+			return STEP_EXC;
+		}
+		cpu->f[rd] = v;
+		cpu->mstatus |= MS_FS;
+		break;
+	case 0x27: /* STORE-FP */
+		if (fs_off(cpu) || (f3 != 2 && f3 != 3))
+			goto illegal;
+		a = x[rs1] + imm_s(insn);
+		if (rv64_mmu_store(cpu, a, f3 == 2 ? 4 : 8, cpu->f[rs2]) < 0)
+			return STEP_EXC;
+		break;
+	case 0x43:
+	case 0x47:
+	case 0x4b:
+	case 0x4f:
+	case 0x53: /* FMADD family, OP-FP */
+		if (fs_off(cpu))
+			goto illegal;
+		if (rv64_fpu_exec(cpu, insn)) {
+			if (cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
+				goto illegal;
+			return STEP_EXC;
+		}
+		cpu->mstatus |= MS_FS;
+		break;
+	case 0x73: /* SYSTEM */
+		if (f3 == 0) {
+			switch (insn) {
+			case 0x00000073: /* ECALL */
+				if (cpu->vm->ecall_exit_mask & (1u << cpu->priv)) {
+					struct accel_run *run = &cpu->run;
+
+					run->sbi.ext = x[17];
+					run->sbi.fid = x[16];
+					for (unsigned i = 0; i < 6; i++)
+						run->sbi.args[i] = x[10 + i];
+					run->sbi.ret[0] = run->sbi.ret[1] = 0;
+					run->sbi.priv = cpu->priv;
+					cpu->sbi_pending = true;
+					cpu->pc = pc;
+					return RV64_STOP_SBI;
+				}
+				cpu->exc_cause = RV64_EXC_ECALL_U + cpu->priv;
+				cpu->exc_tval = 0;
+				return STEP_EXC;
+			case 0x00100073: /* EBREAK: tval = pc (priv 1.12 §3.1.16) */
+				cpu->exc_cause = RV64_EXC_BREAKPOINT;
+				cpu->exc_tval = pc;
+				return STEP_EXC;
+			case 0x30200073: /* MRET */
+				if (rv64_mret(cpu))
+					goto illegal;
+				return RV64_STOP_EVENT;
+			case 0x10200073: /* SRET */
+				if (rv64_sret(cpu))
+					goto illegal;
+				return RV64_STOP_EVENT;
+			case 0x10500073: /* WFI, priv 1.12 §3.1.6.5 */
+				if (cpu->priv == RV64_PRIV_U ||
+				    (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TW)))
+					goto illegal;
+				cpu->pc = npc;
+				return wfi_wakes(cpu) ? RV64_STOP_EVENT : RV64_STOP_WFI;
+			}
+			if ((insn & 0xfe007fffu) == 0x12000073u) { /* SFENCE.VMA */
+				if (cpu->priv == RV64_PRIV_U ||
+				    (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TVM)))
+					goto illegal;
+				if (rs1)
+					rv64_tlb_flush_page(cpu, x[rs1]);
+				else
+					rv64_tlb_flush(cpu);
+				ret = STEP_JUMP;
+				break;
+			}
+			goto illegal;
+		}
+		if (f3 == 4)
+			goto illegal;
+		{
+			unsigned csr = insn >> 20, op = f3 & 3;
+			uint64_t src = (f3 & 4) ? rs1 : x[rs1];
+			bool wr = op == 1 || rs1 != 0;
+			struct irq_state before, after;
+
+			irq_state_get(cpu, &before);
+
+			if (rv64_csr_insn(cpu, csr, op, src, rd != 0, wr, &v))
+				goto illegal;
+			x[rd] = v;
+			if (wr) {
+				/*
+				 * A write may enable an interrupt (the run loop must look) or change
+				 * translation (satp, PMP: look the code up again).
+				 */
+				x[0] = 0;
+				cpu->pc = npc;
+				irq_state_get(cpu, &after);
+				if (!irq_state_same(&before, &after))
+					return RV64_STOP_EVENT;
+				return STEP_JUMP;
+			}
+		}
+		break;
+	default:
+		goto illegal;
+	}
+	x[0] = 0;
+	cpu->pc = npc;
+	return ret;
+
+illegal:
+	x[0] = 0;
+	cpu->exc_cause = RV64_EXC_ILLEGAL_INSN;
+	cpu->exc_tval = raw;
+	return STEP_EXC;
+}
+
+/*
+ * --- The decode cache (DESIGN.md §4).
+ *
+ * Each guest-physical RAM page that runs code gets a page of pre-decoded ops, one slot per
+ * 2-byte parcel (an instruction may start at any even offset) plus a sentinel that leaves the
+ * page. Slots are decoded lazily, the first time control reaches them: a fresh page has every
+ * slot pointing at the decoder. An op holds the address of its handler inside rv64_exec()
+ * (computed goto) and its operands unpacked. Within a page, sequential flow and branches whose
+ * target lies in the same page move the op pointer without any lookup; the pc is derived from
+ * the op's slot when needed. Leaving the page (far jumps, falling off its end, traps) goes
+ * through the instruction TLB and this cache again.
+ *
+ * Validity: a page is decoded under a generation of vm->code_state (mmu.c); any store that
+ * reaches a page with decoded code bumps it (stores to such pages take the TLB slow path), and
+ * a lookup compares generations. A per-hart epoch drops everything at once (FENCE.I when some
+ * hart may have written code unnoticed, set_reg(PC) after the VMM wrote guest memory).
+ * Translation changes need nothing here: the cache is physical and every page entry goes
+ * through the TLB.
+ */
+#define DC_SLOTS 2048 /* parcels per page */
+#define DC_SETS 1024
+#define DC_WAYS 2
+
+struct dc_op {
+	const void *h; /* handler label in rv64_exec() */
+	int32_t imm;   /* immediate; slot delta for in-page jumps; expanded insn for generic ops */
+	uint8_t rd, rs1, rs2;
+	uint8_t len; /* slots (2-byte parcels) to the next op */
+};
+
+struct dc_page {
+	uint64_t pa;    /* guest-physical page address */
+	uint64_t epoch; /* rv64_dcache.epoch it belongs to */
+	uint32_t gen;   /* code_state generation it was decoded under */
+	const uint8_t *host;
+	struct dc_op ops[DC_SLOTS + 1]; /* + the sentinel: leave at the end of the page */
+};
+
+struct rv64_dcache {
+	uint64_t epoch;                          /* pages of other epochs are empty */
+	struct dc_page *set[DC_SETS][DC_WAYS]; /* [0] most recently used */
+};
+
+int rv64_dcache_new(struct rv64_cpu *cpu)
+{
+	if (!cpu->vm->code_state)
+		return 0; /* no tracking, no cache: every instruction is fetched */
+	cpu->dcache = calloc(1, sizeof(*cpu->dcache));
+	if (!cpu->dcache)
+		return -ENOMEM;
+	cpu->dcache->epoch = 1;
+	return 0;
+}
+
+void rv64_dcache_free(struct rv64_cpu *cpu)
+{
+	struct rv64_dcache *dc = cpu->dcache;
+
+	if (!dc)
+		return;
+	for (unsigned i = 0; i < DC_SETS; i++)
+		for (unsigned w = 0; w < DC_WAYS; w++)
+			free(dc->set[i][w]);
+	free(dc);
+	cpu->dcache = NULL;
+}
+
+void rv64_dcache_flush(struct rv64_cpu *cpu)
+{
+	if (cpu->dcache)
+		cpu->dcache->epoch++;
+}
+
+static bool dc_valid(const struct dc_page *p, uint64_t pa, uint64_t epoch, uint32_t gen)
+{
+	return p && p->pa == pa && p->epoch == epoch && p->gen == gen;
+}
+
+/*
+ * The decoded page for RAM page pa (from a fast instruction-TLB entry, so pa is RAM), reset to
+ * undecoded when new or stale; NULL when out of memory (the caller interprets instead).
+ */
+static struct dc_page *dc_get(struct rv64_cpu *cpu, uint64_t pa, const void *decode,
+			      const void *leave)
+{
+	struct rv64_dcache *dc = cpu->dcache;
+	struct rv64_vm *vm = cpu->vm;
+	uint64_t pfn = (pa - vm->ram_base) >> RV64_PAGE_SHIFT;
+	struct dc_page **set = dc->set[(pfn ^ (pfn >> 10)) & (DC_SETS - 1)];
+	uint32_t gen = rv64_code_gen(vm, pa);
+	struct dc_page *p = set[0];
+
+	if (likely(dc_valid(p, pa, dc->epoch, gen))) {
+		cpu->stats.dcache_hits++;
+		return p;
+	}
+	p = set[1];
+	if (dc_valid(p, pa, dc->epoch, gen)) {
+		set[1] = set[0];
+		set[0] = p;
+		cpu->stats.dcache_hits++;
+		return p;
+	}
+	cpu->stats.dcache_misses++;
+	/* Reuse a stale copy of the same page, else the least recently used way. */
+	if (set[0] && set[0]->pa == pa) {
+		p = set[0];
+	} else {
+		if (!(set[1] && set[1]->pa == pa)) {
+			if (!p) {
+				p = malloc(sizeof(*p));
+				if (!p)
+					return NULL;
+			}
+		}
+		set[1] = set[0];
+		set[0] = p;
+	}
+	p->pa = pa;
+	p->epoch = dc->epoch;
+	p->host = vm->ram + (pa - vm->ram_base);
+	/* Mark first, decode later: stores from now on invalidate what we decode. */
+	p->gen = rv64_code_mark(cpu, pa);
+	for (unsigned i = 0; i < DC_SLOTS; i++)
+		p->ops[i].h = decode;
+	p->ops[DC_SLOTS].h = leave;
+	p->ops[DC_SLOTS].len = 0;
+	return p;
+}
+
+/* Handlers of decoded ops; H_ names index the label table in rv64_exec(). */
+#define DC_HANDLERS(X)                                                                         \
+	X(DECODE) X(LEAVE) X(STEP) X(ILLEGAL) X(GENERIC) X(NOP) X(FPU)                         \
+	X(LUI) X(AUIPC) X(LI) X(LLA) X(CALL)                                                   \
+	X(JAL) X(J) X(JAL_FAR) X(J_FAR) X(JALR) X(JR)                                          \
+	X(BEQ) X(BNE) X(BLT) X(BGE) X(BLTU) X(BGEU)                                            \
+	X(BEQ_FAR) X(BNE_FAR) X(BLT_FAR) X(BGE_FAR) X(BLTU_FAR) X(BGEU_FAR)                    \
+	X(LB) X(LH) X(LW) X(LD) X(LBU) X(LHU) X(LWU) X(SB) X(SH) X(SW) X(SD)                   \
+	X(FLW) X(FLD) X(FSW) X(FSD)                                                            \
+	X(ADDI) X(SLTI) X(SLTIU) X(XORI) X(ORI) X(ANDI) X(SLLI) X(SRLI) X(SRAI)                \
+	X(ADDIW) X(SLLIW) X(SRLIW) X(SRAIW)                                                    \
+	X(ADD) X(SUB) X(SLL) X(SLT) X(SLTU) X(XOR) X(SRL) X(SRA) X(OR) X(AND)                  \
+	X(ADDW) X(SUBW) X(SLLW) X(SRLW) X(SRAW)                                                \
+	X(MUL) X(MULH) X(MULHSU) X(MULHU) X(DIV) X(DIVU) X(REM) X(REMU)                        \
+	X(MULW) X(DIVW) X(DIVUW) X(REMW) X(REMUW)                                              \
+	X(SH1ADD) X(SH2ADD) X(SH3ADD) X(ADDUW) X(OPG) X(OP32G) X(OPIMMG) X(OPIMM32G)
+
+#define DC_ENUM(n) H_##n,
+enum dc_handler { DC_HANDLERS(DC_ENUM) H__COUNT };
+#undef DC_ENUM
+
+static inline uint32_t dc_parcel(const uint8_t *page, unsigned slot)
+{
+	/* Other harts may store to the page meanwhile: read each parcel once, atomically. */
+	return __atomic_load_n((const uint16_t *)(page + 2 * slot), __ATOMIC_RELAXED);
+}
+
+/* The instruction at `slot` expanded to 32 bits (0: illegal), its length in slots in *len. */
+static uint32_t dc_fetch(const uint8_t *page, unsigned slot, unsigned *len)
+{
+	uint32_t lo = dc_parcel(page, slot);
+
+	if ((lo & 3) != 3) {
+		*len = 1;
+		return rvc_table[lo];
+	}
+	*len = 2;
+	return lo | dc_parcel(page, slot + 1) << 16;
+}
+
+static bool fits_i32(int64_t v)
+{
+	return v == (int64_t)(int32_t)v;
+}
+
+/*
+ * Fuses `lui/auipc rd` at `slot` (its 32-bit value hi) with the next instruction when that
+ * one completes it: lui+addi(w) (a constant), auipc+addi (an address), auipc+jalr with the
+ * same rd (a call). Returns the handler, or H__COUNT when nothing fuses.
+ */
+static unsigned dc_fuse(struct dc_op *op, const uint8_t *page, unsigned slot, bool lui,
+			unsigned rd, int64_t hi)
+{
+	unsigned next = slot + op->len, len2;
+	uint32_t i2;
+	int64_t lo, v;
+
+	if (next >= DC_SLOTS || ((dc_parcel(page, next) & 3) == 3 && next + 1 >= DC_SLOTS))
+		return H__COUNT;
+	i2 = dc_fetch(page, next, &len2);
+	if (!i2 || BITS(i2, 19, 15) != rd)
+		return H__COUNT;
+	lo = (int64_t)imm_i(i2);
+	if (lui && (i2 & 0x707f) == 0x0013 && BITS(i2, 11, 7) == rd) { /* addi */
+		v = hi + lo;
+		if (!fits_i32(v))
+			return H__COUNT;
+	} else if (lui && (i2 & 0x707f) == 0x001b && BITS(i2, 11, 7) == rd) { /* addiw */
+		v = (int64_t)(int32_t)(uint32_t)(hi + lo);
+	} else if (!lui && (i2 & 0x707f) == 0x0013 && BITS(i2, 11, 7) == rd) { /* addi */
+		v = hi + lo;
+		if (!fits_i32(v))
+			return H__COUNT;
+	} else if (!lui && (i2 & 0x707f) == 0x0067 && BITS(i2, 11, 7) == rd) { /* jalr */
+		v = hi + lo;
+		if (!fits_i32(v))
+			return H__COUNT;
+		op->imm = (int32_t)v;
+		op->len += len2;
+		return H_CALL;
+	} else {
+		return H__COUNT;
+	}
+	op->imm = (int32_t)v;
+	op->len += len2;
+	return lui ? H_LI : H_LLA;
+}
+
+/* Jump or branch at `slot` by byte offset `off`: an in-page slot delta, or a far jump. */
+static bool dc_near(struct dc_op *op, unsigned slot, int64_t off)
+{
+	int64_t t = (int64_t)slot * 2 + off;
+
+	if (t >= 0 && t < (int64_t)RV64_PAGE_SIZE) {
+		op->imm = (int32_t)(off / 2);
+		return true;
+	}
+	op->imm = (int32_t)off;
+	return false;
+}
+
+/* Decodes the instruction at `slot` of `page` into op; returns its handler (enum dc_handler). */
+static unsigned dc_decode(struct dc_op *op, const uint8_t *page, unsigned slot)
+{
+	uint32_t lo = dc_parcel(page, slot), insn;
+	unsigned len, rd, rs1, f3, f7;
+	bool ok = true;
+
+	if ((lo & 3) == 3 && slot == DC_SLOTS - 1) {
+		op->len = 2;
+		return H_STEP; /* straddles two pages: fetched and run one at a time */
+	}
+	insn = dc_fetch(page, slot, &len);
+	op->len = (uint8_t)len;
+	if (!insn)
+		return H_ILLEGAL;
+	rd = BITS(insn, 11, 7);
+	rs1 = BITS(insn, 19, 15);
+	f3 = BITS(insn, 14, 12);
+	f7 = insn >> 25;
+	op->rd = (uint8_t)rd;
+	op->rs1 = (uint8_t)rs1;
+	op->rs2 = (uint8_t)BITS(insn, 24, 20);
+	op->imm = (int32_t)imm_i(insn);
+
+	switch (insn & 0x7f) {
+	case 0x37: { /* LUI */
+		int64_t hi = (int32_t)(insn & 0xfffff000u);
+		unsigned h;
+
+		if (!rd)
+			return H_NOP;
+		h = dc_fuse(op, page, slot, true, rd, hi);
+		if (h != H__COUNT)
+			return h;
+		op->imm = (int32_t)hi;
+		return H_LUI;
+	}
+	case 0x17: { /* AUIPC */
+		int64_t hi = (int32_t)(insn & 0xfffff000u);
+		unsigned h;
+
+		if (!rd)
+			return H_NOP;
+		h = dc_fuse(op, page, slot, false, rd, hi);
+		if (h != H__COUNT)
+			return h;
+		op->imm = (int32_t)hi;
+		return H_AUIPC;
+	}
+	case 0x6f: /* JAL */
+		if (dc_near(op, slot, (int64_t)imm_j(insn)))
+			return rd ? H_JAL : H_J;
+		return rd ? H_JAL_FAR : H_J_FAR;
+	case 0x67: /* JALR */
+		if (f3)
+			return H_ILLEGAL;
+		return rd ? H_JALR : H_JR;
+	case 0x63: { /* BRANCH */
+		static const uint8_t near[8] = {H_BEQ, H_BNE, 0, 0, H_BLT, H_BGE, H_BLTU, H_BGEU};
+		static const uint8_t far[8] = {H_BEQ_FAR, H_BNE_FAR, 0, 0,
+					       H_BLT_FAR, H_BGE_FAR, H_BLTU_FAR, H_BGEU_FAR};
+
+		if (f3 == 2 || f3 == 3)
+			return H_ILLEGAL;
+		return dc_near(op, slot, (int64_t)imm_b(insn)) ? near[f3] : far[f3];
+	}
+	case 0x03: { /* LOAD */
+		static const uint8_t h[8] = {H_LB, H_LH, H_LW, H_LD, H_LBU, H_LHU, H_LWU, 0};
+
+		if (f3 == 7)
+			return H_ILLEGAL;
+		if (rd)
+			return h[f3];
+		op->imm = (int32_t)insn; /* a load to x0 still accesses memory */
+		return H_GENERIC;
+	}
+	case 0x23: { /* STORE */
+		static const uint8_t h[4] = {H_SB, H_SH, H_SW, H_SD};
+
+		if (f3 > 3)
+			return H_ILLEGAL;
+		op->imm = (int32_t)imm_s(insn);
+		return h[f3];
+	}
+	case 0x07: /* LOAD-FP */
+		if (f3 != 2 && f3 != 3)
+			return H_ILLEGAL;
+		return f3 == 2 ? H_FLW : H_FLD;
+	case 0x27: /* STORE-FP */
+		if (f3 != 2 && f3 != 3)
+			return H_ILLEGAL;
+		op->imm = (int32_t)imm_s(insn);
+		return f3 == 2 ? H_FSW : H_FSD;
+	case 0x13: { /* OP-IMM */
+		static const uint8_t h[8] = {H_ADDI, 0, H_SLTI, H_SLTIU, H_XORI, 0, H_ORI, H_ANDI};
+		unsigned r;
+
+		if (f3 != 1 && f3 != 5)
+			return rd ? h[f3] : H_NOP;
+		op->imm = (int32_t)BITS(insn, 25, 20);
+		if (f3 == 1 && (insn >> 26) == 0)
+			r = H_SLLI;
+		else if (f3 == 5 && (insn >> 26) == 0)
+			r = H_SRLI;
+		else if (f3 == 5 && (insn >> 26) == 0x10)
+			r = H_SRAI;
+		else {
+			op_imm_shift(insn, 0, &ok);
+			if (!ok)
+				return H_ILLEGAL;
+			op->imm = (int32_t)insn;
+			r = H_OPIMMG;
+		}
+		return rd ? r : H_NOP;
+	}
+	case 0x1b: { /* OP-IMM-32 */
+		unsigned r;
+
+		op_imm32(insn, 0, &ok);
+		if (!ok)
+			return H_ILLEGAL;
+		if (f3 == 0) {
+			r = H_ADDIW;
+		} else {
+			op->imm = (int32_t)BITS(insn, 24, 20);
+			if (f3 == 1 && f7 == 0)
+				r = H_SLLIW;
+			else if (f3 == 5 && f7 == 0)
+				r = H_SRLIW;
+			else if (f3 == 5 && f7 == 0x20)
+				r = H_SRAIW;
+			else {
+				op->imm = (int32_t)insn;
+				r = H_OPIMM32G;
+			}
+		}
+		return rd ? r : H_NOP;
+	}
+	case 0x33: { /* OP */
+		unsigned r;
+
+		op_reg(insn, 0, 0, &ok);
+		if (!ok)
+			return H_ILLEGAL;
+		switch (f7 << 3 | f3) {
+		case 0x00 << 3 | 0: r = H_ADD; break;
+		case 0x20 << 3 | 0: r = H_SUB; break;
+		case 0x00 << 3 | 1: r = H_SLL; break;
+		case 0x00 << 3 | 2: r = H_SLT; break;
+		case 0x00 << 3 | 3: r = H_SLTU; break;
+		case 0x00 << 3 | 4: r = H_XOR; break;
+		case 0x00 << 3 | 5: r = H_SRL; break;
+		case 0x20 << 3 | 5: r = H_SRA; break;
+		case 0x00 << 3 | 6: r = H_OR; break;
+		case 0x00 << 3 | 7: r = H_AND; break;
+		case 0x01 << 3 | 0: r = H_MUL; break;
+		case 0x01 << 3 | 1: r = H_MULH; break;
+		case 0x01 << 3 | 2: r = H_MULHSU; break;
+		case 0x01 << 3 | 3: r = H_MULHU; break;
+		case 0x01 << 3 | 4: r = H_DIV; break;
+		case 0x01 << 3 | 5: r = H_DIVU; break;
+		case 0x01 << 3 | 6: r = H_REM; break;
+		case 0x01 << 3 | 7: r = H_REMU; break;
+		case 0x10 << 3 | 2: r = H_SH1ADD; break;
+		case 0x10 << 3 | 4: r = H_SH2ADD; break;
+		case 0x10 << 3 | 6: r = H_SH3ADD; break;
+		default:
+			op->imm = (int32_t)insn;
+			r = H_OPG;
+			break;
+		}
+		return rd ? r : H_NOP;
+	}
+	case 0x3b: { /* OP-32 */
+		unsigned r;
+
+		op_reg32(insn, 0, 0, &ok);
+		if (!ok)
+			return H_ILLEGAL;
+		switch (f7 << 3 | f3) {
+		case 0x00 << 3 | 0: r = H_ADDW; break;
+		case 0x20 << 3 | 0: r = H_SUBW; break;
+		case 0x00 << 3 | 1: r = H_SLLW; break;
+		case 0x00 << 3 | 5: r = H_SRLW; break;
+		case 0x20 << 3 | 5: r = H_SRAW; break;
+		case 0x01 << 3 | 0: r = H_MULW; break;
+		case 0x01 << 3 | 4: r = H_DIVW; break;
+		case 0x01 << 3 | 5: r = H_DIVUW; break;
+		case 0x01 << 3 | 6: r = H_REMW; break;
+		case 0x01 << 3 | 7: r = H_REMUW; break;
+		case 0x04 << 3 | 0: r = H_ADDUW; break;
+		default:
+			op->imm = (int32_t)insn;
+			r = H_OP32G;
+			break;
+		}
+		return rd ? r : H_NOP;
+	}
+	case 0x43:
+	case 0x47:
+	case 0x4b:
+	case 0x4f:
+	case 0x53: /* FMADD family, OP-FP */
+		op->imm = (int32_t)insn;
+		return H_FPU;
+	default: /* SYSTEM, MISC-MEM, AMO, and anything the interpreter refuses */
+		op->imm = (int32_t)insn;
+		return H_GENERIC;
+	}
+}
+
+/*
+ * Runs up to about `budget` instructions from cpu->pc (checked at taken jumps and page
+ * changes; traps count too, so a trap loop still returns). Retired instructions are counted
+ * in a local and added to instret when the slice ends or before an instruction that reads
+ * the counters.
+ */
+int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
+{
+#define DC_LABEL(n) [H_##n] = &&h_##n,
+	static const void *const label[H__COUNT] = {DC_HANDLERS(DC_LABEL)};
+#undef DC_LABEL
+	uint64_t *const x = cpu->x;
+	uint64_t n = 0;       /* instructions retired in this slice */
+	uint64_t retired = 0; /* of which already added to instret */
+	uint64_t spent = 0;   /* traps taken */
+	uint64_t pc = cpu->pc, page_va = 0;
+	struct dc_page *dp = NULL;
+	struct dc_op *ops = NULL, *op = NULL;
+	int stop = RV64_STOP_BUDGET, r;
+
+#define PC() (page_va + ((uint64_t)(op - ops) << 1))
+#define DISPATCH() goto *op->h
+#define NEXT()                                                                                 \
+	do {                                                                                   \
+		n++;                                                                           \
+		op += op->len;                                                                 \
+		DISPATCH();                                                                    \
+	} while (0)
+#define IMM ((uint64_t)(int64_t)op->imm)
+#define RD x[op->rd]
+#define RS1 x[op->rs1]
+#define RS2 x[op->rs2]
+/* A taken in-page jump: the slot delta is in imm. */
+#define JUMP_NEAR()                                                                            \
+	do {                                                                                   \
+		n++;                                                                           \
+		op += op->imm;                                                                 \
+		if (unlikely(n >= budget))                                                     \
+			goto out_op;                                                           \
+		DISPATCH();                                                                    \
+	} while (0)
+/* A taken jump to a computed address: stays in the page without a lookup when it can. */
+#define JUMP_TO(target)                                                                        \
+	do {                                                                                   \
+		uint64_t t_ = (target);                                                        \
+		n++;                                                                           \
+		if (likely(((t_ ^ page_va) & RV64_PAGE_MASK) == 0 && n < budget)) {            \
+			op = ops + ((t_ & ~RV64_PAGE_MASK) >> 1);                              \
+			DISPATCH();                                                            \
+		}                                                                              \
+		pc = t_;                                                                       \
+		goto lookup;                                                                   \
+	} while (0)
+#define BRANCH(name, cond)                                                                     \
+	h_##name : if (cond) JUMP_NEAR();                                                      \
+	NEXT();                                                                                \
+	h_##name##_FAR : if (cond) JUMP_TO(PC() + IMM);                                        \
+	NEXT();
+#define ALU(name, expr)                                                                        \
+	h_##name : RD = (expr);                                                                \
+	NEXT();
+#define LOAD(name, size, ext)                                                                  \
+	h_##name : {                                                                           \
+		uint64_t v_;                                                                   \
+		if (unlikely(rv64_mmu_load(cpu, RS1 + IMM, size, &v_)))                        \
+			goto exc;                                                              \
+		RD = (ext);                                                                    \
+		NEXT();                                                                        \
+	}
+#define STORE(name, size, val)                                                                 \
+	h_##name : {                                                                           \
+		int r_ = rv64_mmu_store(cpu, RS1 + IMM, size, val);                            \
+		if (unlikely(r_)) {                                                            \
+			if (r_ < 0)                                                            \
+				goto exc;                                                      \
+			goto code_written; /* this page may be the one rewritten */            \
+		}                                                                              \
+		NEXT();                                                                        \
+	}
+
+	rv64_code_sync(cpu);
+
+lookup: /* pc: where to go on; looks its page up in the TLB and the decode cache */
+	if (unlikely(n + spent >= budget))
+		goto out_pc;
+	cpu->code_written = false;
+	if (likely(cpu->dcache && !(pc & 1))) {
+		struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_EXEC, pc);
+		uint64_t pa;
+
+		if (likely(rv64_tlb_match(cpu, e, RV64_ACC_EXEC, pc, 2))) {
+			cpu->stats.tlb_hits++;
+			pa = e->paddr;
+		} else {
+			r = rv64_mmu_code_page(cpu, pc, &pa);
+			if (r < 0)
+				goto exc_pc;
+			if (r > 0)
+				goto step;
+		}
+		dp = dc_get(cpu, pa, &&h_DECODE, &&h_LEAVE);
+		if (unlikely(!dp))
+			goto step;
+		ops = dp->ops;
+		page_va = pc & RV64_PAGE_MASK;
+		op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);
+		DISPATCH();
+	}
+	goto step;
+
+h_DECODE:
+	op->h = label[dc_decode(op, dp->host, (unsigned)(op - ops))];
+	DISPATCH();
+h_LEAVE: /* fell off the end of the page */
+	pc = page_va + RV64_PAGE_SIZE;
+	goto lookup;
+h_STEP:
+	pc = PC();
+	goto step;
+h_NOP:
+	NEXT();
+h_ILLEGAL:
+	goto illegal;
+
+h_GENERIC : {
+	unsigned len = (unsigned)op->len << 1;
+
+	pc = PC();
+	cpu->pc = pc;
+	rv64_retire(cpu, n - retired); /* counters read by this instruction are exact */
+	retired = n;
+	r = interp_one(cpu, (uint32_t)op->imm, (uint32_t)op->imm, pc, len);
+	if (r == STEP_EXC && cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
+		goto illegal;
+	goto stepped;
+}
+
+h_FPU:
+	if (unlikely(fs_off(cpu)))
+		goto illegal;
+	if (unlikely(rv64_fpu_exec(cpu, (uint32_t)op->imm))) {
+		if (cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
+			goto illegal;
+		goto exc;
+	}
+	cpu->mstatus |= MS_FS;
+	NEXT();
+
+	/* Constants, fused pairs. */
+	ALU(LUI, IMM)
+	ALU(AUIPC, PC() + IMM)
+h_LI: /* lui + addi(w) */
+	RD = IMM;
+	n += 2;
+	op += op->len;
+	DISPATCH();
+h_LLA: /* auipc + addi */
+	RD = PC() + IMM;
+	n += 2;
+	op += op->len;
+	DISPATCH();
+h_CALL : { /* auipc ra + jalr ra: link, then jump */
+	uint64_t here = PC();
+
+	RD = here + ((uint64_t)op->len << 1);
+	n++;
+	JUMP_TO(here + IMM);
+}
+
+	/* Jumps and branches. */
+h_JAL:
+	RD = PC() + ((uint64_t)op->len << 1);
+	JUMP_NEAR();
+h_J:
+	JUMP_NEAR();
+h_JAL_FAR : {
+	uint64_t here = PC();
+
+	RD = here + ((uint64_t)op->len << 1);
+	JUMP_TO(here + IMM);
+}
+h_J_FAR:
+	JUMP_TO(PC() + IMM);
+h_JALR : {
+	uint64_t t = (RS1 + IMM) & ~1ULL; /* before the link: rd may be rs1 */
+
+	RD = PC() + ((uint64_t)op->len << 1);
+	JUMP_TO(t);
+}
+h_JR:
+	JUMP_TO((RS1 + IMM) & ~1ULL);
+
+	BRANCH(BEQ, RS1 == RS2)
+	BRANCH(BNE, RS1 != RS2)
+	BRANCH(BLT, (int64_t)RS1 < (int64_t)RS2)
+	BRANCH(BGE, (int64_t)RS1 >= (int64_t)RS2)
+	BRANCH(BLTU, RS1 < RS2)
+	BRANCH(BGEU, RS1 >= RS2)
+
+	/* Loads and stores. */
+	LOAD(LB, 1, (uint64_t)(int64_t)(int8_t)v_)
+	LOAD(LH, 2, (uint64_t)(int64_t)(int16_t)v_)
+	LOAD(LW, 4, sext32(v_))
+	LOAD(LD, 8, v_)
+	LOAD(LBU, 1, v_)
+	LOAD(LHU, 2, v_)
+	LOAD(LWU, 4, v_)
+	STORE(SB, 1, RS2)
+	STORE(SH, 2, RS2)
+	STORE(SW, 4, RS2)
+	STORE(SD, 8, RS2)
+
+h_FLW : {
+	uint64_t v;
+
+	if (unlikely(fs_off(cpu)))
+		goto illegal;
+	if (unlikely(rv64_mmu_load(cpu, RS1 + IMM, 4, &v)))
+		goto exc;
+	cpu->f[op->rd] = v | 0xffffffff00000000ULL; /* NaN-box, unpriv 20191213 §12.2 */
+	cpu->mstatus |= MS_FS;
+	NEXT();
+}
+h_FLD : {
+	uint64_t v;
+
+	if (unlikely(fs_off(cpu)))
+		goto illegal;
+	if (unlikely(rv64_mmu_load(cpu, RS1 + IMM, 8, &v)))
+		goto exc;
+	cpu->f[op->rd] = v;
+	cpu->mstatus |= MS_FS;
+	NEXT();
+}
+h_FSW:
+	if (unlikely(fs_off(cpu)))
+		goto illegal;
+	goto h_FSW_go;
+h_FSD:
+	if (unlikely(fs_off(cpu)))
+		goto illegal;
+	goto h_FSD_go;
+	STORE(FSW_go, 4, cpu->f[op->rs2])
+	STORE(FSD_go, 8, cpu->f[op->rs2])
+
+	/* Integer computation. */
+	ALU(ADDI, RS1 + IMM)
+	ALU(SLTI, (int64_t)RS1 < (int64_t)IMM)
+	ALU(SLTIU, RS1 < IMM)
+	ALU(XORI, RS1 ^ IMM)
+	ALU(ORI, RS1 | IMM)
+	ALU(ANDI, RS1 & IMM)
+	ALU(SLLI, RS1 << op->imm)
+	ALU(SRLI, RS1 >> op->imm)
+	ALU(SRAI, (uint64_t)((int64_t)RS1 >> op->imm))
+	ALU(ADDIW, sext32(RS1 + IMM))
+	ALU(SLLIW, sext32((uint32_t)RS1 << op->imm))
+	ALU(SRLIW, sext32((uint32_t)RS1 >> op->imm))
+	ALU(SRAIW, (uint64_t)(int64_t)((int32_t)RS1 >> op->imm))
+	ALU(ADD, RS1 + RS2)
+	ALU(SUB, RS1 - RS2)
+	ALU(SLL, RS1 << (RS2 & 63))
+	ALU(SLT, (int64_t)RS1 < (int64_t)RS2)
+	ALU(SLTU, RS1 < RS2)
+	ALU(XOR, RS1 ^ RS2)
+	ALU(SRL, RS1 >> (RS2 & 63))
+	ALU(SRA, (uint64_t)((int64_t)RS1 >> (RS2 & 63)))
+	ALU(OR, RS1 | RS2)
+	ALU(AND, RS1 & RS2)
+	ALU(ADDW, sext32(RS1 + RS2))
+	ALU(SUBW, sext32(RS1 - RS2))
+	ALU(SLLW, sext32((uint32_t)RS1 << (RS2 & 31)))
+	ALU(SRLW, sext32((uint32_t)RS1 >> (RS2 & 31)))
+	ALU(SRAW, (uint64_t)(int64_t)((int32_t)RS1 >> (RS2 & 31)))
+	ALU(MUL, RS1 * RS2)
+	ALU(MULH, (uint64_t)(((__int128)(int64_t)RS1 * (__int128)(int64_t)RS2) >> 64))
+	ALU(MULHSU, (uint64_t)(((__int128)(int64_t)RS1 * (__int128)RS2) >> 64))
+	ALU(MULHU, (uint64_t)(((unsigned __int128)RS1 * RS2) >> 64))
+	ALU(DIV, do_div((int64_t)RS1, (int64_t)RS2))
+	ALU(DIVU, RS2 ? RS1 / RS2 : UINT64_MAX)
+	ALU(REM, do_rem((int64_t)RS1, (int64_t)RS2))
+	ALU(REMU, RS2 ? RS1 % RS2 : RS1)
+	ALU(MULW, sext32((uint32_t)RS1 * (uint32_t)RS2))
+	ALU(DIVW, do_divw((int32_t)RS1, (int32_t)RS2))
+	ALU(DIVUW, (uint32_t)RS2 ? sext32((uint32_t)RS1 / (uint32_t)RS2) : UINT64_MAX)
+	ALU(REMW, do_remw((int32_t)RS1, (int32_t)RS2))
+	ALU(REMUW, (uint32_t)RS2 ? sext32((uint32_t)RS1 % (uint32_t)RS2) : sext32(RS1))
+	ALU(SH1ADD, (RS1 << 1) + RS2)
+	ALU(SH2ADD, (RS1 << 2) + RS2)
+	ALU(SH3ADD, (RS1 << 3) + RS2)
+	ALU(ADDUW, (uint64_t)(uint32_t)RS1 + RS2)
+h_OPG : {
+	bool ok = true; /* validated when decoded */
+
+	RD = op_reg((uint32_t)op->imm, RS1, RS2, &ok);
+	NEXT();
+}
+h_OP32G : {
+	bool ok = true;
+
+	RD = op_reg32((uint32_t)op->imm, RS1, RS2, &ok);
+	NEXT();
+}
+h_OPIMMG : {
+	bool ok = true;
+
+	RD = op_imm_shift((uint32_t)op->imm, RS1, &ok);
+	NEXT();
+}
+h_OPIMM32G : {
+	bool ok = true;
+
+	RD = op_imm32((uint32_t)op->imm, RS1, &ok);
+	NEXT();
+}
+
+code_written: /* a store of the op at `op` rewrote decoded code: go on from a fresh lookup */
+	n++;
+	pc = PC() + ((uint64_t)op->len << 1);
+	goto lookup;
+
+step : { /* one instruction at pc without the cache (straddling, uncacheable, misaligned) */
+	uint32_t raw, insn;
+	unsigned len;
+
+	cpu->pc = pc;
+	if (unlikely(rv64_mmu_fetch(cpu, pc, &raw)))
+		goto trap;
+	len = (raw & 3) == 3 ? 4 : 2;
+	insn = len == 4 ? raw : rvc_table[raw & 0xffff];
+	if (unlikely(!insn)) {
 		cpu->exc_cause = RV64_EXC_ILLEGAL_INSN;
 		cpu->exc_tval = raw;
-	exception:
-		x[0] = 0;
-		n--;
-		rv64_trap(cpu, cpu->exc_cause, cpu->exc_tval);
+		goto trap;
 	}
+	rv64_retire(cpu, n - retired);
+	retired = n;
+	r = interp_one(cpu, insn, raw, pc, len);
+	goto stepped;
+}
+
+stepped: /* after interp_one() of the instruction at cpu->pc: r says what happened */
+	if (r == STEP_EXC)
+		goto trap;
+	if (r == RV64_STOP_SBI) {
+		stop = r;
+		goto out;
+	}
+	n++;
+	if (r == RV64_STOP_EVENT || r == RV64_STOP_WFI) {
+		stop = r;
+		goto out;
+	}
+	pc = cpu->pc;
+	goto lookup;
+
+illegal: /* the op at `op`: tval is the instruction as fetched (priv 1.12 §3.1.16) */
+	{
+		uint32_t raw = 0;
+
+		pc = PC();
+		if (rv64_mmu_fetch(cpu, pc, &raw))
+			raw = 0;
+		cpu->exc_cause = RV64_EXC_ILLEGAL_INSN;
+		cpu->exc_tval = raw;
+		goto exc_pc;
+	}
+exc: /* the op at `op` raised cpu->exc_cause */
+	pc = PC();
+exc_pc:
+	cpu->pc = pc;
+trap:
+	x[0] = 0;
+	rv64_trap(cpu, cpu->exc_cause, cpu->exc_tval);
+	spent++;
+	pc = cpu->pc;
+	goto lookup;
+
+out_op:
+	pc = PC();
+out_pc:
+	cpu->pc = pc;
 out:
-	rv64_retire(cpu, n);
+	rv64_retire(cpu, n - retired);
+	rv64_code_sync(cpu);
 	return stop;
+
+#undef PC
+#undef DISPATCH
+#undef NEXT
+#undef IMM
+#undef RD
+#undef RS1
+#undef RS2
+#undef JUMP_NEAR
+#undef JUMP_TO
+#undef BRANCH
+#undef ALU
+#undef LOAD
+#undef STORE
 }

@@ -382,6 +382,136 @@ static int mmu_walk(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, uns
 	}
 }
 
+/* --- decoded-code tracking (see mmu.h) */
+
+static uint32_t *code_word(const struct rv64_vm *vm, uint64_t pa)
+{
+	if (!vm->code_state || pa < vm->ram_base || pa - vm->ram_base >= vm->ram_size)
+		return NULL;
+	return &vm->code_state[(pa - vm->ram_base) >> RV64_PAGE_SHIFT];
+}
+
+static bool page_is_code(const struct rv64_vm *vm, uint64_t pa)
+{
+	const uint32_t *w = code_word(vm, pa);
+
+	return w && (__atomic_load_n(w, __ATOMIC_ACQUIRE) & 1);
+}
+
+/* Drops decoded copies of pa's page: next generation, no code. True if it had code. */
+static bool code_invalidate(const struct rv64_vm *vm, uint64_t pa)
+{
+	uint32_t *w = code_word(vm, pa);
+	uint32_t old;
+
+	if (!w)
+		return false;
+	old = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+	do {
+		if (!(old & 1))
+			return false;
+	} while (!__atomic_compare_exchange_n(w, &old, (old | 1) + 1, true, __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
+	return true;
+}
+
+/* Applies `code` (true: require RV64_TLB_REQ_CODE) to this hart's write entries for page pa. */
+static void tlb_set_code(struct rv64_cpu *cpu, uint64_t pa, bool code)
+{
+	for (unsigned i = 0; i < RV64_TLB_SIZE + RV64_TLB_VICTIM; i++) {
+		struct rv64_tlb_entry *e = i < RV64_TLB_SIZE ? &cpu->tlb[RV64_ACC_WRITE][i]
+							 : &cpu->tlb_victim[RV64_ACC_WRITE][i - RV64_TLB_SIZE];
+
+		if (!e->tag || e->paddr != pa)
+			continue;
+		if (code)
+			e->tag &= ~RV64_TLB_REQ_CODE;
+		else
+			e->tag |= RV64_TLB_REQ_CODE;
+	}
+}
+
+uint32_t rv64_code_mark(struct rv64_cpu *cpu, uint64_t pa)
+{
+	struct rv64_vm *vm = cpu->vm;
+	uint32_t *w = code_word(vm, pa);
+	uint32_t old;
+
+	if (!w)
+		return 0;
+	/* Seq-cst pairs with the load in tlb_fill(): a racing fill sees the bit or the epoch. */
+	old = __atomic_fetch_or(w, 1, __ATOMIC_SEQ_CST);
+	if (!(old & 1)) {
+		__atomic_fetch_add(&vm->code_epoch, 1, __ATOMIC_SEQ_CST);
+		tlb_set_code(cpu, pa & RV64_PAGE_MASK, true);
+	}
+	return old >> 1;
+}
+
+void rv64_code_ram_written(struct rv64_vm *vm, uint64_t pa, uint64_t len)
+{
+	uint64_t end = pa + len;
+
+	if (!len || end < pa)
+		return;
+	for (uint64_t p = pa & RV64_PAGE_MASK; p < end; p += RV64_PAGE_SIZE)
+		code_invalidate(vm, p);
+}
+
+void rv64_code_sync(struct rv64_cpu *cpu)
+{
+	struct rv64_vm *vm = cpu->vm;
+	uint64_t epoch = __atomic_load_n(&vm->code_epoch, __ATOMIC_SEQ_CST);
+
+	if (epoch == cpu->code_epoch_seen)
+		return;
+	for (unsigned i = 0; i < RV64_TLB_SIZE + RV64_TLB_VICTIM; i++) {
+		struct rv64_tlb_entry *e = i < RV64_TLB_SIZE ? &cpu->tlb[RV64_ACC_WRITE][i]
+							 : &cpu->tlb_victim[RV64_ACC_WRITE][i - RV64_TLB_SIZE];
+
+		if (!e->tag || !(e->tag & RV64_TLB_REQ_CODE) || !page_is_code(vm, e->paddr))
+			continue;
+		/* It may have written the page through the fast path since it became code. */
+		e->tag &= ~RV64_TLB_REQ_CODE;
+		code_invalidate(vm, e->paddr);
+	}
+	__atomic_store_n(&cpu->code_epoch_seen, epoch, __ATOMIC_RELEASE);
+}
+
+bool rv64_code_all_synced(struct rv64_cpu *cpu)
+{
+	struct rv64_vm *vm = cpu->vm;
+	uint64_t epoch = __atomic_load_n(&vm->code_epoch, __ATOMIC_SEQ_CST);
+
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct rv64_cpu *c = vm->cpus ? vm->cpus[i] : NULL;
+
+		if (c && c != cpu && __atomic_load_n(&c->code_epoch_seen, __ATOMIC_ACQUIRE) != epoch)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * After a slow-path store of this hart to RAM at pa: drops decoded copies of the page and lets
+ * later stores take the fast path again. 1 when decoded code was invalidated, else 0.
+ */
+static int code_store(struct rv64_cpu *cpu, uint64_t va, uint64_t pa)
+{
+	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_WRITE, va);
+	bool had, guarded;
+
+	if (!cpu->vm->code_state)
+		return 0;
+	had = code_invalidate(cpu->vm, pa);
+	if (had)
+		cpu->code_written = true;
+	guarded = e->tag && !(e->tag & RV64_TLB_REQ_CODE) && e->paddr == (pa & RV64_PAGE_MASK);
+	if ((had || guarded) && !page_is_code(cpu->vm, pa))
+		tlb_set_code(cpu, pa & RV64_PAGE_MASK, false);
+	return had;
+}
+
 /*
  * Caches the translation of va's 4 KiB page. RAM pages with uniform PMP permission for `acc`
  * get a fast entry; anything else an entry that only the slow path uses (it skips the walk, but
@@ -402,6 +532,8 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 	}
 	if (!host || perm < 0 || ((unsigned)perm & pmp_need[acc]) != pmp_need[acc])
 		req |= RV64_TLB_REQ_SLOW;
+	else if (acc == RV64_ACC_WRITE && page_is_code(cpu->vm, page))
+		req |= RV64_TLB_REQ_CODE;
 	e->tag = (va & RV64_PAGE_MASK) | (RV64_TLB_FLAGS & ~req);
 	e->host_addend = host ? (uintptr_t)host - (uintptr_t)(va & RV64_PAGE_MASK) : 0;
 	e->paddr = page;
@@ -413,7 +545,7 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 static bool tlb_usable(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *e,
 		       enum rv64_access acc, uint64_t va)
 {
-	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW) ==
+	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW | RV64_TLB_REQ_CODE) ==
 	       ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS);
 }
 
@@ -608,7 +740,7 @@ int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64
 		if (!lo.host)
 			return mmio_store(cpu, va, lo.pa, size, val);
 		host_write(lo.host, size, val);
-		return 0;
+		return code_store(cpu, va, lo.pa);
 	}
 	/* Both portions are translated (D set) and checked before any byte is written. */
 	if (mmu_lookup(cpu, va, first, RV64_ACC_WRITE, PMP_W, &lo))
@@ -621,7 +753,7 @@ int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64
 		return fault(cpu, RV64_EXC_STORE_ACCESS, va + first);
 	memcpy(lo.host, &val, first);
 	memcpy(hi.host, (uint8_t *)&val + first, size - first);
-	return 0;
+	return code_store(cpu, va, lo.pa) | code_store(cpu, va + first, hi.pa);
 }
 
 int rv64_mmu_fetch_slow(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn)
@@ -649,6 +781,19 @@ int rv64_mmu_fetch_slow(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn)
 	return 0;
 }
 
+int rv64_mmu_code_page(struct rv64_cpu *cpu, uint64_t va, uint64_t *pa)
+{
+	struct mmu_loc loc;
+
+	mmu_sync(cpu);
+	if (mmu_lookup(cpu, va, 2, RV64_ACC_EXEC, PMP_X, &loc))
+		return -1;
+	if (!rv64_tlb_match(cpu, rv64_tlb_slot(cpu, RV64_ACC_EXEC, va), RV64_ACC_EXEC, va, 2))
+		return 1;
+	*pa = loc.pa & RV64_PAGE_MASK;
+	return 0;
+}
+
 int rv64_mem_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val)
 {
 	return rv64_mmu_load(cpu, va, size, val);
@@ -656,7 +801,7 @@ int rv64_mem_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *va
 
 int rv64_mem_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
 {
-	return rv64_mmu_store(cpu, va, size, val);
+	return rv64_mmu_store(cpu, va, size, val) < 0 ? -1 : 0;
 }
 
 int rv64_mem_fetch(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn)
@@ -679,6 +824,8 @@ int rv64_mem_atomic_ptr(struct rv64_cpu *cpu, uint64_t va, unsigned size, bool l
 	/* Atomics on devices are not supported (a PMA): access fault. */
 	if (!loc.host)
 		return fault(cpu, access_fault_cause[acc], va);
+	if (!lr)
+		code_store(cpu, va, loc.pa); /* sets code_written: the executor leaves the page */
 	*host = loc.host;
 	*pa = loc.pa;
 	return 0;

@@ -24,6 +24,11 @@
  * privilege class, SUM for U pages touched from S, MXR for execute-only pages read). The access
  * hits when (tag | cpu->tlb_allow[acc]) equals the page address with all flag bits set and the
  * low address bits (va & (size - 1)) zero: one OR, one compare, and misaligned accesses miss.
+ *
+ * Stores and decoded code: rv64_mmu_store() returns 1 (the store was done) when it wrote to a
+ * page whose decoded instructions it just invalidated (it also sets cpu->code_written); the
+ * executor must then leave the page and look its code up again. Pages with decoded code have
+ * RV64_TLB_REQ_CODE required in their write entries, so the store fast path stays one compare.
  */
 #ifndef KUMO_RV64_MMU_H
 #define KUMO_RV64_MMU_H
@@ -35,6 +40,37 @@
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the rv64 software CPU accesses guest RAM in host byte order: little-endian hosts only"
+/*
+ * Decoded-code tracking (the decode cache lives in exec.c; the per-page state in
+ * rv64_vm.code_state). Each RAM page has a state word: generation << 1 | has-decoded-code.
+ */
+
+/*
+ * Marks the RAM page at `pa` as holding decoded code on this hart's behalf and returns the
+ * generation the decoded copy is valid for. This hart's write-TLB entries for the page stop
+ * using the fast path at once; other harts' at their next rv64_code_sync().
+ */
+uint32_t rv64_code_mark(struct rv64_cpu *cpu, uint64_t pa);
+/* Current generation of the RAM page at pa (decoded copies of older generations are stale). */
+static inline uint32_t rv64_code_gen(const struct rv64_vm *vm, uint64_t pa)
+{
+	return __atomic_load_n(&vm->code_state[(pa - vm->ram_base) >> RV64_PAGE_SHIFT],
+			       __ATOMIC_ACQUIRE) >> 1;
+}
+/*
+ * A write to guest RAM [pa, pa + len) that bypassed the TLB (device DMA, the VMM): decoded
+ * copies of those pages become stale. Any thread.
+ */
+void rv64_code_ram_written(struct rv64_vm *vm, uint64_t pa, uint64_t len);
+/*
+ * Catches up with pages other harts marked as code since the last call: this hart's fast write
+ * entries for them become slow ones, and since the hart may have stored through them already,
+ * those pages are invalidated. Called at every entry to and exit from rv64_exec().
+ */
+void rv64_code_sync(struct rv64_cpu *cpu);
+/* True when every other hart has run rv64_code_sync() since the last page was marked. */
+bool rv64_code_all_synced(struct rv64_cpu *cpu);
+
 #endif
 
 #define RV64_PAGE_SHIFT 12
@@ -48,11 +84,24 @@
 #define RV64_TLB_REQ_U (1ull << 6)    /* translated U page: privilege U, or S loads/stores with SUM */
 #define RV64_TLB_REQ_MXR (1ull << 7)  /* load from an execute-only page: needs mstatus.MXR */
 #define RV64_TLB_REQ_SLOW (1ull << 8) /* never allowed: MMIO, or PMP not uniform over the page */
+/*
+ * Never allowed, write entries only: the page holds decoded code (the decode cache, dcache.c),
+ * so stores take the slow path, which drops the decoded copy and then clears this requirement.
+ */
+#define RV64_TLB_REQ_CODE (1ull << 9)
 #define RV64_TLB_FLAGS 0xff8ull       /* every flag bit (bits 3..11) */
 
 int rv64_mmu_load_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val);
+/* 0, 1 when the store invalidated decoded code (done all the same), or -1 with the exception. */
 int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val);
 int rv64_mmu_fetch_slow(struct rv64_cpu *cpu, uint64_t va, uint32_t *insn);
+/*
+ * For the decode cache: translates va (even) for execution and fills the instruction TLB.
+ * 0 with the guest-physical page in *pa when the page can be cached (RAM, PMP uniform: a fast
+ * TLB entry now serves it); 1 when each instruction must be fetched on its own; -1 with the
+ * fetch's exception set.
+ */
+int rv64_mmu_code_page(struct rv64_cpu *cpu, uint64_t va, uint64_t *pa);
 
 static inline struct rv64_tlb_entry *rv64_tlb_slot(struct rv64_cpu *cpu, enum rv64_access acc,
 						   uint64_t va)
@@ -96,6 +145,7 @@ static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size
 	return rv64_mmu_load_slow(cpu, va, size, val);
 }
 
+/* 0; 1: done, and it invalidated decoded code (see above); -1 with exc_cause/exc_tval set. */
 static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
 {
 	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_WRITE, va);
@@ -140,5 +190,36 @@ static inline int rv64_mmu_fetch(struct rv64_cpu *cpu, uint64_t va, uint32_t *in
 	}
 	return rv64_mmu_fetch_slow(cpu, va, insn);
 }
+
+/*
+ * Decoded-code tracking (the decode cache lives in exec.c; the per-page state in
+ * rv64_vm.code_state). Each RAM page has a state word: generation << 1 | has-decoded-code.
+ */
+
+/*
+ * Marks the RAM page at `pa` as holding decoded code on this hart's behalf and returns the
+ * generation the decoded copy is valid for. This hart's write-TLB entries for the page stop
+ * using the fast path at once; other harts' at their next rv64_code_sync().
+ */
+uint32_t rv64_code_mark(struct rv64_cpu *cpu, uint64_t pa);
+/* Current generation of the RAM page at pa (decoded copies of older generations are stale). */
+static inline uint32_t rv64_code_gen(const struct rv64_vm *vm, uint64_t pa)
+{
+	return __atomic_load_n(&vm->code_state[(pa - vm->ram_base) >> RV64_PAGE_SHIFT],
+			       __ATOMIC_ACQUIRE) >> 1;
+}
+/*
+ * A write to guest RAM [pa, pa + len) that bypassed the TLB (device DMA, the VMM): decoded
+ * copies of those pages become stale. Any thread.
+ */
+void rv64_code_ram_written(struct rv64_vm *vm, uint64_t pa, uint64_t len);
+/*
+ * Catches up with pages other harts marked as code since the last call: this hart's fast write
+ * entries for them become slow ones, and since the hart may have stored through them already,
+ * those pages are invalidated. Called at every entry to and exit from rv64_exec().
+ */
+void rv64_code_sync(struct rv64_cpu *cpu);
+/* True when every other hart has run rv64_code_sync() since the last page was marked. */
+bool rv64_code_all_synced(struct rv64_cpu *cpu);
 
 #endif

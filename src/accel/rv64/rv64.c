@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "accel/rv64/cpu.h"
+#include "accel/rv64/mmu.h"
 #include "kumo/accel.h"
 #include "kumo/base.h"
 
@@ -47,6 +48,10 @@ static int rv64_vm_new(const struct accel_vm_config *cfg, struct accel_vm **out)
 	vm->cpus = calloc(cfg->ncpus, sizeof(*vm->cpus));
 	if (!vm->cpus)
 		goto out_vm;
+	/* One word per RAM page for the decode cache's invalidation (mmu.h). */
+	vm->code_state = calloc((cfg->ram_size + 4095) / 4096, sizeof(*vm->code_state));
+	if (!vm->code_state)
+		goto out_cpus;
 	vm->ram = cfg->ram;
 	vm->ram_base = cfg->ram_base;
 	vm->ram_size = cfg->ram_size;
@@ -56,6 +61,8 @@ static int rv64_vm_new(const struct accel_vm_config *cfg, struct accel_vm **out)
 	*out = (struct accel_vm *)vm;
 	return 0;
 
+out_cpus:
+	free(vm->cpus);
 out_vm:
 	free(vm);
 	return -ENOMEM;
@@ -63,6 +70,7 @@ out_vm:
 
 static void cpu_destroy(struct rv64_cpu *cpu)
 {
+	rv64_dcache_free(cpu);
 	pthread_cond_destroy(&cpu->wait_cond);
 	pthread_mutex_destroy(&cpu->wait_lock);
 	free(cpu);
@@ -78,6 +86,7 @@ static void rv64_vm_free(struct accel_vm *v)
 		if (vm->cpus[i])
 			cpu_destroy(vm->cpus[i]);
 	free(vm->cpus);
+	free(vm->code_state);
 	free(vm);
 }
 
@@ -110,11 +119,17 @@ static int rv64_vcpu_new(struct accel_vm *v, unsigned id, struct accel_vcpu **ou
 		goto out_mutex;
 	cpu->vm = vm;
 	cpu->mhartid = id;
+	cpu->code_epoch_seen = __atomic_load_n(&vm->code_epoch, __ATOMIC_ACQUIRE);
+	ret = rv64_dcache_new(cpu);
+	if (ret)
+		goto out_cond;
 	rv64_cpu_reset(cpu);
 	vm->cpus[id] = cpu;
 	*out = (struct accel_vcpu *)cpu;
 	return 0;
 
+out_cond:
+	pthread_cond_destroy(&cpu->wait_cond);
 out_mutex:
 	pthread_mutex_destroy(&cpu->wait_lock);
 out_cpu:
@@ -189,6 +204,13 @@ static int rv64_vcpu_run(struct accel_vcpu *v)
 		if (unlikely(atomic_load_explicit(&cpu->flush_request, memory_order_acquire))) {
 			atomic_store_explicit(&cpu->flush_request, 0, memory_order_relaxed);
 			rv64_tlb_flush(cpu);
+			/*
+			 * A remote FENCE.I (the VMM sends one request for every fence kind): like
+			 * FENCE.I, decoded code survives unless a hart may have written code unnoticed.
+			 */
+			rv64_code_sync(cpu);
+			if (!rv64_code_all_synced(cpu))
+				rv64_dcache_flush(cpu);
 		}
 		if (!have_clock || cpu->stats.instret - clock_at >= CLOCK_EVERY) {
 			now = clock_guest_ticks();
@@ -327,6 +349,8 @@ static int rv64_set_reg(struct accel_vcpu *v, uint32_t id, uint64_t val)
 		/* Redirecting the hart drops a pending SBI completion (it would step pc by 4). */
 		cpu->pc = val & ~1ULL;
 		cpu->sbi_pending = false;
+		/* The VMM may have written guest code (loader, tests) without telling anyone. */
+		rv64_dcache_flush(cpu);
 	} else if (id == ACCEL_REG_PRIV) {
 		if (val != RV64_PRIV_U && val != RV64_PRIV_S && val != RV64_PRIV_M)
 			return -EINVAL;
