@@ -107,6 +107,10 @@ int board_dt_build(struct board *b, void *buf, size_t size);
  * when hooks.console_rx_ready fires, or later). Never blocks.
  */
 size_t board_console_input(struct board *b, const uint8_t *buf, size_t len);
+/* A serial BREAK on the console UART (any thread); false while its receive FIFO is not empty. */
+bool board_console_break(struct board *b);
+/* Free room in the console UART's receive FIFO, in bytes (any thread). */
+size_t board_console_room(struct board *b);
 
 struct virtio_dev;
 /*

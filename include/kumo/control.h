@@ -100,9 +100,9 @@ void control_vm_exited(struct control *ctl, int status);
 int control_pause(struct control *ctl);
 int control_resume(struct control *ctl);
 /*
- * Graceful shutdown request. kumo has no guest-visible power button yet (see docs/api.md):
- * the VM keeps running for grace_ms so that in-flight work ends, then stops like
- * control_stop() with exit status 0 if the guest has not powered off by itself.
+ * Graceful shutdown request (see docs/api.md): a paused VM is resumed; on a serial console
+ * the guest gets a BREAK + Magic SysRq s, u, o (sync, remount read-only, power off); if it has
+ * not powered off after grace_ms, it is stopped like control_stop() (exit status 4).
  */
 int control_shutdown(struct control *ctl, unsigned grace_ms);
 int control_stop(struct control *ctl);

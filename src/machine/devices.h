@@ -79,6 +79,11 @@ int uart8250_new(const struct uart8250_config *cfg, struct uart8250 **out);
 size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len);
 /* Free room in the receive FIFO, in bytes. */
 size_t uart8250_rx_room(struct uart8250 *u);
+/*
+ * A line break from the host (the serial "BREAK" signal): LSR.BI with a NUL character, as
+ * the 16550 reports one. Only when the receive FIFO is empty; false otherwise (retry later).
+ */
+bool uart8250_break(struct uart8250 *u);
 
 /* --- SiFive CLINT / ACLINT MSWI + MTIMER (aclint.c) --- */
 struct aclint;

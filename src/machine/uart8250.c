@@ -64,6 +64,7 @@ enum {
 
 #define LSR_DR 0x01
 #define LSR_OE 0x02
+#define LSR_BI 0x10
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
@@ -287,6 +288,21 @@ size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len)
 	uart_update_irq(u);
 	pthread_mutex_unlock(&u->lock);
 	return n;
+}
+
+bool uart8250_break(struct uart8250 *u)
+{
+	bool ok;
+
+	pthread_mutex_lock(&u->lock);
+	/* A break arrives as a NUL character with LSR.BI set while it is at the FIFO's head. */
+	ok = !(u->mcr & MCR_LOOP) && !u->rx_count && uart_rx_push(u, 0);
+	if (ok) {
+		u->lsr_err |= LSR_BI;
+		uart_update_irq(u);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return ok;
 }
 
 size_t uart8250_rx_room(struct uart8250 *u)

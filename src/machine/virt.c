@@ -420,6 +420,16 @@ size_t board_console_input(struct board *b, const uint8_t *buf, size_t len)
 	return uart8250_receive(b->uart, buf, len);
 }
 
+bool board_console_break(struct board *b)
+{
+	return uart8250_break(b->uart);
+}
+
+size_t board_console_room(struct board *b)
+{
+	return uart8250_rx_room(b->uart);
+}
+
 void board_reset(struct board *b)
 {
 	for (unsigned i = b->ndevs; i-- > 0;)

@@ -15,6 +15,7 @@
 
 #include "kumo/accel.h"
 #include "kumo/base.h"
+#include "kumo/board.h"
 #include "kumo/control.h"
 #include "kumo/sbi.h"
 #include "kumo/vm.h"
@@ -565,12 +566,60 @@ int control_resume(struct control *ctl)
 	return ret;
 }
 
+/* Waits ms on ctl->cond (lock held, released while waiting). False when the VM is gone. */
+static bool wait_ms(struct control *ctl, unsigned ms)
+{
+	uint64_t until = clock_ns() + ms * 1000000ULL;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ULL),
+			      .tv_nsec = (long)(until % 1000000000ULL)};
+
+	while (ctl->vm && !ctl->aborted && clock_ns() < until)
+		pthread_cond_timedwait(&ctl->cond, &ctl->lock, &ts);
+	return ctl->vm && !ctl->aborted;
+}
+
+/*
+ * The guest's power button on a serial console: a BREAK followed by a Magic SysRq key, the way
+ * a terminal server asks Linux (drivers/tty/serial: uart_handle_break, CONFIG_MAGIC_SYSRQ_SERIAL)
+ * — "s" emergency sync, "u" remount read-only, "o" power off, which ends in SBI SRST. A key is
+ * sent only after the guest's driver consumed the break, so a kernel that is not listening
+ * (still booting, console elsewhere) never sees stray characters. Lock held.
+ */
+static void sysrq_shutdown(struct control *ctl)
+{
+	static const char keys[] = "suo";
+
+	for (const char *k = keys; *k; k++) {
+		struct board *b = vm_board(ctl->vm);
+		size_t room = board_console_room(b);
+		unsigned waited = 0;
+
+		while (!board_console_break(b)) {
+			if (waited++ >= 100 || !wait_ms(ctl, 10))
+				return;
+			b = vm_board(ctl->vm);
+			room = board_console_room(b);
+		}
+		for (waited = 0; board_console_room(b) != room; waited++) {
+			if (waited >= 100 || !wait_ms(ctl, 10))
+				return; /* nobody read the break: the kernel is not listening */
+			b = vm_board(ctl->vm);
+		}
+		if (board_console_input(b, (const uint8_t *)k, 1) != 1 || !wait_ms(ctl, 300))
+			return;
+	}
+}
+
 static void *shutdown_timer(void *arg)
 {
 	struct control *ctl = arg;
 	struct timespec ts;
+	const struct vm_config *cfg;
 
 	pthread_mutex_lock(&ctl->lock);
+	cfg = ctl->vm ? vm_get_config(ctl->vm) : NULL;
+	if (cfg && !cfg->virtio_console && (!cfg->append || strstr(cfg->append, "console=ttyS0")))
+		sysrq_shutdown(ctl);
 	ts.tv_sec = (time_t)(ctl->shutdown_deadline_ns / 1000000000ULL);
 	ts.tv_nsec = (long)(ctl->shutdown_deadline_ns % 1000000000ULL);
 	while (ctl->vm && !ctl->aborted && clock_ns() < ctl->shutdown_deadline_ns)
@@ -578,7 +627,8 @@ static void *shutdown_timer(void *arg)
 	if (ctl->vm) {
 		if (ctl->state == VM_STATE_PAUSED)
 			vm_resume(ctl->vm); /* let the threads see the stop */
-		vm_request_stop(ctl->vm, VM_EXIT_POWEROFF);
+		log_warn("the guest did not power off within the shutdown grace period: stopping it");
+		vm_request_stop(ctl->vm, VM_EXIT_USER);
 	}
 	pthread_mutex_unlock(&ctl->lock);
 	return NULL;
@@ -593,6 +643,11 @@ int control_shutdown(struct control *ctl, unsigned grace_ms)
 	if (!ret && ctl->shutdown_started) {
 		err_set("cannot shutdown: a shutdown is already under way");
 		ret = -EALREADY;
+	}
+	if (!ret && ctl->state == VM_STATE_PAUSED) {
+		/* The guest must run to shut down. */
+		if (!vm_resume(ctl->vm))
+			ctl->state = VM_STATE_RUNNING;
 	}
 	if (!ret) {
 		ctl->shutdown_deadline_ns = clock_ns() + (uint64_t)grace_ms * 1000000ULL;

@@ -250,6 +250,19 @@ def main():
                 not_ok("shell: restored guest", f"output {out!r}")
         except (h.GuestFailure, ValueError, IndexError) as e:
             not_ok("shell: restored guest", str(e))
+
+        # graceful shutdown: BREAK + SysRq s, u, o on the serial console; the guest powers off
+        t0 = time.monotonic()
+        st, b, _ = api.call(sock1, "PUT", "/actions", {"action": "shutdown", "grace_ms": 60000})
+        try:
+            rc = r1.proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            rc = None
+        dt = time.monotonic() - t0
+        if st == 204 and rc == 0 and "sysrq: Power Off" in r1.text():
+            ok(f"shutdown: the guest powered itself off after SysRq s/u/o in {dt:.1f} s (exit status 0)")
+        else:
+            not_ok("shutdown: graceful", f"PUT {st} {b}, exit status {rc} after {dt:.1f} s", r1.tail(8))
         r1.close()
 
         # refusals

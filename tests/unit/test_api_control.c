@@ -221,6 +221,28 @@ static void test_board_save_load(void **state)
 	board_free(c);
 }
 
+/* A serial BREAK (the shutdown request's first half): LSR.BI with a NUL, only on an empty FIFO. */
+static void test_uart_break(void **state)
+{
+	struct board *b = new_board(1);
+	uint8_t s = 's';
+
+	wr(b, VIRT_UART0_BASE + 2, 1, 0x01); /* FIFO on */
+	assert_int_equal(board_console_room(b), 16);
+	assert_true(board_console_break(b));
+	assert_false(board_console_break(b)); /* the NUL is still in the FIFO */
+	assert_int_equal(board_console_room(b), 15);
+	assert_int_equal(rd(b, VIRT_UART0_BASE + 5, 1) & 0x11, 0x11); /* BI | DR */
+	assert_int_equal(rd(b, VIRT_UART0_BASE + 5, 1) & 0x10, 0);    /* BI clears on read */
+	assert_int_equal(rd(b, VIRT_UART0_BASE + 0, 1), 0);
+	assert_int_equal(board_console_room(b), 16);
+	assert_int_equal(board_console_input(b, &s, 1), 1);
+	assert_false(board_console_break(b));
+	assert_int_equal(rd(b, VIRT_UART0_BASE + 0, 1), 's');
+	assert_true(board_console_break(b));
+	board_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_table_lifecycle),
 		cmocka_unit_test(test_api_handle_configuring),
 		cmocka_unit_test(test_board_save_load),
+		cmocka_unit_test(test_uart_break),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
