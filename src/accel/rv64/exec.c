@@ -1144,6 +1144,14 @@ static struct dc_page *dc_get(struct rv64_cpu *cpu, uint64_t pa, const void *dec
 	return p;
 }
 
+#define DC_RECENT 8
+
+struct dc_recent {
+	uint64_t va; /* guest-virtual page address */
+	struct dc_page *dp;
+	uint32_t stamp; /* valid while equal to rv64_exec()'s stamp */
+};
+
 /* Handlers of decoded ops; H_ names index the label table in rv64_exec(). */
 #define DC_HANDLERS(X)                                                                         \
 	X(DECODE) X(LEAVE) X(STEP) X(ILLEGAL) X(GENERIC) X(NOP) X(FPU)                         \
@@ -1471,9 +1479,18 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 	uint64_t n = 0;       /* instructions retired in this slice */
 	uint64_t retired = 0; /* of which already added to instret */
 	uint64_t spent = 0;   /* traps taken */
+	uint64_t hits = 0;    /* TLB fast-path hits of loads and stores */
+	uint64_t misses;
 	uint64_t pc = cpu->pc, page_va = 0;
 	struct dc_page *dp = NULL;
 	struct dc_op *ops = NULL, *op = NULL;
+	/*
+	 * Pages entered recently in this slice, so far jumps between them (calls and returns)
+	 * skip the lookup. Nothing that could change a translation or drop decoded code happens
+	 * without passing `stepped`, `trap` or `code_written`, which forget them (stamp++).
+	 */
+	struct dc_recent recent[DC_RECENT] = {{0}};
+	uint32_t stamp = 1;
 	int stop = RV64_STOP_BUDGET, r;
 
 #define PC() (page_va + ((uint64_t)(op - ops) << 1))
@@ -1506,6 +1523,16 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 			op = ops + ((t_ & ~RV64_PAGE_MASK) >> 1);                              \
 			DISPATCH();                                                            \
 		}                                                                              \
+		if (likely(n < budget)) {                                                      \
+			struct dc_recent *q_ = &recent[(t_ >> RV64_PAGE_SHIFT) & (DC_RECENT - 1)]; \
+			if (q_->stamp == stamp && q_->va == (t_ & RV64_PAGE_MASK)) {           \
+				dp = q_->dp;                                                   \
+				ops = dp->ops;                                                 \
+				page_va = q_->va;                                              \
+				op = ops + ((t_ & ~RV64_PAGE_MASK) >> 1);                      \
+				DISPATCH();                                                    \
+			}                                                                      \
+		}                                                                              \
 		pc = t_;                                                                       \
 		goto lookup;                                                                   \
 	} while (0)
@@ -1517,17 +1544,25 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 #define ALU(name, expr)                                                                        \
 	h_##name : RD = (expr);                                                                \
 	NEXT();
+/* Memory ops count TLB fast-path hits in a local; the slow paths count their own. */
 #define LOAD(name, size, ext)                                                                  \
 	h_##name : {                                                                           \
-		uint64_t v_;                                                                   \
-		if (unlikely(rv64_mmu_load(cpu, RS1 + IMM, size, &v_)))                        \
+		uint64_t v_, a_ = RS1 + IMM;                                                   \
+		if (likely(rv64_mmu_load_fast(cpu, a_, size, &v_)))                            \
+			hits++;                                                                \
+		else if (unlikely(rv64_mmu_load_slow(cpu, a_, size, &v_)))                     \
 			goto exc;                                                              \
 		RD = (ext);                                                                    \
 		NEXT();                                                                        \
 	}
 #define STORE(name, size, val)                                                                 \
 	h_##name : {                                                                           \
-		int r_ = rv64_mmu_store(cpu, RS1 + IMM, size, val);                            \
+		uint64_t a_ = RS1 + IMM;                                                       \
+		int r_ = 0;                                                                    \
+		if (likely(rv64_mmu_store_fast(cpu, a_, size, val)))                           \
+			hits++;                                                                \
+		else                                                                           \
+			r_ = rv64_mmu_store_slow(cpu, a_, size, val);                          \
 		if (unlikely(r_)) {                                                            \
 			if (r_ < 0)                                                            \
 				goto exc;                                                      \
@@ -1556,12 +1591,22 @@ lookup: /* pc: where to go on; looks its page up in the TLB and the decode cache
 			if (r > 0)
 				goto step;
 		}
+		misses = cpu->stats.dcache_misses;
 		dp = dc_get(cpu, pa, &&h_DECODE, &&h_LEAVE);
 		if (unlikely(!dp))
 			goto step;
+		if (unlikely(misses != cpu->stats.dcache_misses))
+			stamp++; /* it may have recycled a page that `recent` points to */
 		ops = dp->ops;
 		page_va = pc & RV64_PAGE_MASK;
 		op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);
+		{
+			struct dc_recent *q = &recent[(pc >> RV64_PAGE_SHIFT) & (DC_RECENT - 1)];
+
+			q->va = page_va;
+			q->dp = dp;
+			q->stamp = stamp;
+		}
 		DISPATCH();
 	}
 	goto step;
@@ -1773,6 +1818,7 @@ h_OPIMM32G : {
 }
 
 code_written: /* a store of the op at `op` rewrote decoded code: go on from a fresh lookup */
+	stamp++;
 	n++;
 	pc = PC() + ((uint64_t)op->len << 1);
 	goto lookup;
@@ -1798,6 +1844,7 @@ step : { /* one instruction at pc without the cache (straddling, uncacheable, mi
 }
 
 stepped: /* after interp_one() of the instruction at cpu->pc: r says what happened */
+	stamp++;
 	if (r == STEP_EXC)
 		goto trap;
 	if (r == RV64_STOP_SBI) {
@@ -1828,7 +1875,7 @@ exc: /* the op at `op` raised cpu->exc_cause */
 exc_pc:
 	cpu->pc = pc;
 trap:
-	x[0] = 0;
+	stamp++;
 	rv64_trap(cpu, cpu->exc_cause, cpu->exc_tval);
 	spent++;
 	pc = cpu->pc;
@@ -1839,6 +1886,7 @@ out_op:
 out_pc:
 	cpu->pc = pc;
 out:
+	cpu->stats.tlb_hits += hits;
 	rv64_retire(cpu, n - retired);
 	rv64_code_sync(cpu);
 	return stop;

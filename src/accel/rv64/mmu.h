@@ -117,7 +117,12 @@ static inline bool rv64_tlb_match(const struct rv64_cpu *cpu, const struct rv64_
 	       ((va & (RV64_PAGE_MASK | (size - 1))) | RV64_TLB_FLAGS);
 }
 
-static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val)
+/*
+ * The fast paths alone, for the executor: true when the TLB served the access (nothing is
+ * counted); false when the caller must use rv64_mmu_load_slow/store_slow.
+ */
+static inline bool rv64_mmu_load_fast(struct rv64_cpu *cpu, uint64_t va, unsigned size,
+				      uint64_t *val)
 {
 	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_READ, va);
 
@@ -139,14 +144,22 @@ static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size
 			*val = __atomic_load_n((const uint64_t *)h, __ATOMIC_RELAXED);
 			break;
 		}
+		return true;
+	}
+	return false;
+}
+
+static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val)
+{
+	if (likely(rv64_mmu_load_fast(cpu, va, size, val))) {
 		cpu->stats.tlb_hits++;
 		return 0;
 	}
 	return rv64_mmu_load_slow(cpu, va, size, val);
 }
 
-/* 0; 1: done, and it invalidated decoded code (see above); -1 with exc_cause/exc_tval set. */
-static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
+static inline bool rv64_mmu_store_fast(struct rv64_cpu *cpu, uint64_t va, unsigned size,
+				       uint64_t val)
 {
 	const struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_WRITE, va);
 
@@ -167,6 +180,15 @@ static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned siz
 			__atomic_store_n((uint64_t *)h, val, __ATOMIC_RELAXED);
 			break;
 		}
+		return true;
+	}
+	return false;
+}
+
+/* 0; 1: done, and it invalidated decoded code (see above); -1 with exc_cause/exc_tval set. */
+static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
+{
+	if (likely(rv64_mmu_store_fast(cpu, va, size, val))) {
 		cpu->stats.tlb_hits++;
 		return 0;
 	}
