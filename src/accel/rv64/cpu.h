@@ -121,6 +121,7 @@ struct rv64_cpu {
 	struct rv64_dcache *dcache; /* NULL: none, every instruction is fetched and decoded */
 	bool code_written;          /* a store of this hart just invalidated decoded code */
 	uint64_t code_epoch_seen;   /* vm->code_epoch at the last rv64_code_sync() (atomic) */
+	uint32_t in_exec;           /* inside rv64_exec(), between its two syncs (atomic) */
 };
 
 struct rv64_vm {

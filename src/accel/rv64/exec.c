@@ -1571,6 +1571,7 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 		NEXT();                                                                        \
 	}
 
+	__atomic_store_n(&cpu->in_exec, 1, __ATOMIC_SEQ_CST);
 	rv64_code_sync(cpu);
 
 lookup: /* pc: where to go on; looks its page up in the TLB and the decode cache */
@@ -1889,6 +1890,7 @@ out:
 	cpu->stats.tlb_hits += hits;
 	rv64_retire(cpu, n - retired);
 	rv64_code_sync(cpu);
+	__atomic_store_n(&cpu->in_exec, 0, __ATOMIC_SEQ_CST);
 	return stop;
 
 #undef PC

@@ -486,7 +486,12 @@ bool rv64_code_all_synced(struct rv64_cpu *cpu)
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct rv64_cpu *c = vm->cpus ? vm->cpus[i] : NULL;
 
-		if (c && c != cpu && __atomic_load_n(&c->code_epoch_seen, __ATOMIC_ACQUIRE) != epoch)
+		/*
+		 * A hart outside rv64_exec() synced when it left and has stored nothing since
+		 * (a halted hart must not force flushes on the others).
+		 */
+		if (c && c != cpu && __atomic_load_n(&c->in_exec, __ATOMIC_SEQ_CST) &&
+		    __atomic_load_n(&c->code_epoch_seen, __ATOMIC_ACQUIRE) != epoch)
 			return false;
 	}
 	return true;

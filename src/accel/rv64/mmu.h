@@ -40,37 +40,6 @@
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the rv64 software CPU accesses guest RAM in host byte order: little-endian hosts only"
-/*
- * Decoded-code tracking (the decode cache lives in exec.c; the per-page state in
- * rv64_vm.code_state). Each RAM page has a state word: generation << 1 | has-decoded-code.
- */
-
-/*
- * Marks the RAM page at `pa` as holding decoded code on this hart's behalf and returns the
- * generation the decoded copy is valid for. This hart's write-TLB entries for the page stop
- * using the fast path at once; other harts' at their next rv64_code_sync().
- */
-uint32_t rv64_code_mark(struct rv64_cpu *cpu, uint64_t pa);
-/* Current generation of the RAM page at pa (decoded copies of older generations are stale). */
-static inline uint32_t rv64_code_gen(const struct rv64_vm *vm, uint64_t pa)
-{
-	return __atomic_load_n(&vm->code_state[(pa - vm->ram_base) >> RV64_PAGE_SHIFT],
-			       __ATOMIC_ACQUIRE) >> 1;
-}
-/*
- * A write to guest RAM [pa, pa + len) that bypassed the TLB (device DMA, the VMM): decoded
- * copies of those pages become stale. Any thread.
- */
-void rv64_code_ram_written(struct rv64_vm *vm, uint64_t pa, uint64_t len);
-/*
- * Catches up with pages other harts marked as code since the last call: this hart's fast write
- * entries for them become slow ones, and since the hart may have stored through them already,
- * those pages are invalidated. Called at every entry to and exit from rv64_exec().
- */
-void rv64_code_sync(struct rv64_cpu *cpu);
-/* True when every other hart has run rv64_code_sync() since the last page was marked. */
-bool rv64_code_all_synced(struct rv64_cpu *cpu);
-
 #endif
 
 #define RV64_PAGE_SHIFT 12
