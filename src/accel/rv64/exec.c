@@ -1634,6 +1634,10 @@ h_GENERIC : {
 	rv64_retire(cpu, n - retired); /* counters read by this instruction are exact */
 	retired = n;
 	r = interp_one(cpu, (uint32_t)op->imm, (uint32_t)op->imm, pc, len);
+	if (likely(r == STEP_NEXT && !cpu->code_written)) {
+		/* Nothing here changes translations or decoded code: stay on the page. */
+		NEXT();
+	}
 	if (r == STEP_EXC && cpu->exc_cause == RV64_EXC_ILLEGAL_INSN)
 		goto illegal;
 	goto stepped;
