@@ -107,7 +107,7 @@ int control_resume(struct control *ctl);
 int control_shutdown(struct control *ctl, unsigned grace_ms);
 int control_stop(struct control *ctl);
 /* Paused only: writes a (full or diff) snapshot of the VM into `dir` (created if missing). */
-int control_snapshot(struct control *ctl, const char *dir, bool diff);
+int control_snapshot(struct control *ctl, const char *dir, bool diff, bool compress);
 
 /* GET /vm: state, configuration and vCPUs. New reference. */
 json_t *control_describe(struct control *ctl);
@@ -129,9 +129,11 @@ int control_status(int err);
  * cannot be saved. diff: memory.bin holds only the 2 MiB chunks written since the previous
  * snapshot (or restore) of this VM in this process, which becomes the manifest's parent;
  * restoring it restores the parent chain first. After any snapshot, guest RAM is
- * write-protected to track the next diff (see snapshot.c).
+ * write-protected to track the next diff (see snapshot.c). compress: memory.zst (one zstd
+ * frame per non-zero 2 MiB chunk) and memory.idx instead of memory.bin; restoring it
+ * decompresses every chunk at once (not lazy).
  */
-int snapshot_save(struct vm *vm, const char *dir, bool diff);
+int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress);
 /*
  * Reads and checks dir's manifest (version, sizes, checksums of the device state and of the
  * memory file) and fills cfg for vm_new(): mem, ncpus, accel, restoring, and the virtio

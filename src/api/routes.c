@@ -279,6 +279,7 @@ static const struct field action_fields[] = {
 static const struct field snapshot_fields[] = {
 	{"snapshot_path", F_STRING, true},
 	{"snapshot_type", F_STRING, false}, /* create only: "full" (default) or "diff" */
+	{"compress", F_BOOL, false},        /* create only: zstd */
 };
 
 static int do_patch_vm(struct control *ctl, json_t *b)
@@ -338,8 +339,8 @@ static int do_snapshot(struct control *ctl, json_t *b, bool load)
 	if (ret)
 		return ret;
 	type = opt_str(b, "snapshot_type");
-	if (type && load) {
-		err_set("%s: snapshot_type only goes with /snapshot/create", what);
+	if ((type || json_object_get(b, "compress")) && load) {
+		err_set("%s: snapshot_type and compress only go with /snapshot/create", what);
 		return -EINVAL;
 	}
 	if (type && strcmp(type, "full") && strcmp(type, "diff")) {
@@ -348,7 +349,8 @@ static int do_snapshot(struct control *ctl, json_t *b, bool load)
 	}
 	if (load)
 		return control_restore(ctl, opt_str(b, "snapshot_path"), NULL, 0, NULL, 0);
-	return control_snapshot(ctl, opt_str(b, "snapshot_path"), type && !strcmp(type, "diff"));
+	return control_snapshot(ctl, opt_str(b, "snapshot_path"), type && !strcmp(type, "diff"),
+				opt_bool(b, "compress"));
 }
 
 /* "/drives/ID" -> "ID" when the prefix matches and ID has no '/'. */

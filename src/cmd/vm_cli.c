@@ -104,8 +104,10 @@ static void usage(FILE *f)
 	      "  start | stop                 PUT /actions {\"action\": ...}\n"
 	      "  shutdown [--grace MS]        PUT /actions {\"action\": \"shutdown\"}\n"
 	      "  pause | resume               PATCH /vm {\"state\": \"paused\" | \"running\"}\n"
-	      "  snapshot DIR [--diff]        PUT /snapshot/create (the VM must be paused; --diff:\n"
-	      "                               only memory written since the last snapshot)\n"
+	      "  snapshot DIR [--diff] [--compress]\n"
+	      "                               PUT /snapshot/create (the VM must be paused; --diff:\n"
+	      "                               only memory written since the last snapshot; --compress:\n"
+	      "                               zstd, restored eagerly)\n"
 	      "  restore DIR                  PUT /snapshot/load (into a VMM not yet started)\n"
 	      "  metrics [--prometheus]       GET /metrics\n"
 	      "  console                      (the console is the kumo run process's terminal)\n",
@@ -215,9 +217,22 @@ int vm_cli_main(int argc, char **argv)
 	if ((!strcmp(cmd, "pause") || !strcmp(cmd, "resume")) && argc == i + 1)
 		return call(sock, "PATCH", "/vm",
 			    json_pack("{s:s}", "state", cmd[0] == 'p' ? "paused" : "running"));
-	if (!strcmp(cmd, "snapshot") && argc == i + 3 && !strcmp(argv[i + 2], "--diff"))
-		return call(sock, "PUT", "/snapshot/create",
-			    json_pack("{s:s,s:s}", "snapshot_path", argv[i + 1], "snapshot_type", "diff"));
+	if (!strcmp(cmd, "snapshot") && argc > i + 2) {
+		json_t *b = json_pack("{s:s}", "snapshot_path", argv[i + 1]);
+
+		for (int k = i + 2; k < argc; k++) {
+			if (!strcmp(argv[k], "--diff")) {
+				json_object_set_new(b, "snapshot_type", json_string("diff"));
+			} else if (!strcmp(argv[k], "--compress")) {
+				json_object_set_new(b, "compress", json_true());
+			} else {
+				json_decref(b);
+				usage(stderr);
+				return 1;
+			}
+		}
+		return call(sock, "PUT", "/snapshot/create", b);
+	}
 	if ((!strcmp(cmd, "snapshot") || !strcmp(cmd, "restore")) && argc == i + 2)
 		return call(sock, "PUT", cmd[0] == 's' ? "/snapshot/create" : "/snapshot/load",
 			    json_pack("{s:s}", "snapshot_path", argv[i + 1]));

@@ -680,14 +680,14 @@ int control_stop(struct control *ctl)
 	return ret;
 }
 
-int control_snapshot(struct control *ctl, const char *dir, bool diff)
+int control_snapshot(struct control *ctl, const char *dir, bool diff, bool compress)
 {
 	int ret;
 
 	pthread_mutex_lock(&ctl->lock);
 	ret = check(ctl, CONTROL_OP_SNAPSHOT);
 	if (!ret)
-		ret = snapshot_save(ctl->vm, dir, diff);
+		ret = snapshot_save(ctl->vm, dir, diff, compress);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }

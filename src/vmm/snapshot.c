@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "kumo/accel.h"
 #include "kumo/base.h"
@@ -323,6 +324,86 @@ out:
 	return ret;
 }
 
+/* ---- zstd-compressed memory (memory.zst + memory.idx) ---- */
+
+/* One index entry per 2 MiB chunk: where its zstd frame is in memory.zst; len 0: all zero. */
+struct snap_zidx {
+	uint64_t off, len;
+};
+
+/*
+ * Writes guest RAM (only the chunks marked in `chunks`, when given) as one zstd frame per
+ * non-zero chunk into memory.zst and the index into memory.idx. The checksum is the one of
+ * the uncompressed form (non-zero pages and their offsets), so both forms verify alike.
+ */
+static int save_memory_zstd(const char *dir, const uint8_t *ram, uint64_t size, uint64_t *hash,
+			    uint64_t *data_bytes, const uint8_t *chunks, uint64_t *idx_hash)
+{
+	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK), bound = ZSTD_compressBound(SNAP_CHUNK);
+	struct snap_zidx *idx = calloc(n, sizeof(*idx));
+	uint8_t *zbuf = malloc(bound);
+	char *p = path_in(dir, "memory.zst");
+	uint64_t h = FNV_OFFSET, pos = 0;
+	int fd = -1, ret = 0;
+
+	if (!idx || !zbuf || !p) {
+		err_set("out of memory compressing guest RAM");
+		ret = -ENOMEM;
+		goto out;
+	}
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ret = -errno;
+		err_set("cannot create %s: %s", p, strerror(errno));
+		goto out;
+	}
+	for (size_t c = 0; c < n; c++) {
+		uint64_t off = (uint64_t)c * SNAP_CHUNK;
+		uint64_t len = size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK;
+		bool zero = true;
+		size_t z;
+
+		if (chunks && !chunks[c])
+			continue;
+		for (uint64_t o = off; o < off + len; o += SNAP_PAGE)
+			if (!page_is_zero(ram + o)) {
+				h = hash_page(h, o, ram + o);
+				zero = false;
+			}
+		if (zero)
+			continue;
+		z = ZSTD_compress(zbuf, bound, ram + off, len, 3);
+		if (ZSTD_isError(z)) {
+			err_set("zstd: %s", ZSTD_getErrorName(z));
+			ret = -EIO;
+			goto out;
+		}
+		ret = write_all(fd, zbuf, z, pos);
+		if (ret) {
+			err_set("cannot write %s: %s", p, strerror(-ret));
+			goto out;
+		}
+		idx[c] = (struct snap_zidx){.off = pos, .len = z};
+		pos += z;
+	}
+	if (fsync(fd)) {
+		ret = -errno;
+		err_set("cannot write %s: %s", p, strerror(errno));
+		goto out;
+	}
+	ret = write_file(dir, "memory.idx", idx, n * sizeof(*idx));
+	*hash = h;
+	*data_bytes = pos;
+	*idx_hash = snapshot_hash(FNV_OFFSET, idx, n * sizeof(*idx));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	free(zbuf);
+	free(idx);
+	return ret;
+}
+
 static json_t *save_hart(struct vm *vm, unsigned i)
 {
 	const struct accel_ops *ops = vm_accel_ops(vm);
@@ -367,14 +448,14 @@ static json_t *save_hart(struct vm *vm, unsigned i)
 	return o;
 }
 
-int snapshot_save(struct vm *vm, const char *dir, bool diff)
+int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 {
 	const struct vm_config *cfg = vm_get_config(vm);
 	json_t *m = NULL, *harts, *memj;
 	void *devs = NULL, *ram;
 	uint8_t *chunks = NULL;
 	size_t devs_len = 0;
-	uint64_t ram_size, mem_hash = 0, data = 0, t0 = clock_ns();
+	uint64_t ram_size, mem_hash = 0, data = 0, idx_hash = 0, t0 = clock_ns();
 	char *text = NULL, real[PATH_MAX];
 	int ret;
 
@@ -428,7 +509,10 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff)
 			goto out;
 		}
 	}
-	ret = save_memory(dir, ram, ram_size, &mem_hash, &data, chunks);
+	if (compress)
+		ret = save_memory_zstd(dir, ram, ram_size, &mem_hash, &data, chunks, &idx_hash);
+	else
+		ret = save_memory(dir, ram, ram_size, &mem_hash, &data, chunks);
 	if (ret)
 		goto out;
 	ret = write_file(dir, "devices.bin", devs, devs_len);
@@ -477,8 +561,14 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff)
 			    json_pack("{s:s,s:I,s:o}", "file", "devices.bin", "size",
 				      (json_int_t)devs_len, "checksum",
 				      hex(snapshot_hash(FNV_OFFSET, devs, devs_len))));
-	memj = json_pack("{s:s,s:o,s:o,s:o}", "file", "memory.bin", "size", hex(ram_size),
-			 "data_bytes", hex(data), "checksum", hex(mem_hash));
+	memj = json_pack("{s:s,s:o,s:o,s:o}", "file", compress ? "memory.zst" : "memory.bin",
+			 "size", hex(ram_size), "data_bytes", hex(data), "checksum", hex(mem_hash));
+	if (compress) {
+		json_object_set_new(memj, "compression", json_string("zstd"));
+		json_object_set_new(memj, "index",
+				    json_pack("{s:s,s:I,s:o}", "file", "memory.idx", "chunk_bytes",
+					      (json_int_t)SNAP_CHUNK, "checksum", hex(idx_hash)));
+	}
 	if (diff) {
 		json_object_set_new(memj, "parent", json_string(track.parent));
 		json_object_set_new(memj, "dirty",
@@ -785,6 +875,107 @@ static int read_at(int fd, uint8_t *buf, uint64_t len, uint64_t off)
 }
 
 /*
+ * Decompresses memory.zst into guest RAM: every chunk (full snapshot; RAM is still the zeroed
+ * anonymous mapping) or the chunks marked in `chunks` (diff: a zero chunk is cleared), and
+ * checks the checksum of what it produced. Not lazy: every non-zero chunk is read now.
+ */
+static int restore_memory_zstd(const char *dir, json_t *mem, uint8_t *ram, uint64_t size,
+			       uint64_t want, const uint8_t *chunks)
+{
+	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK), got = 0;
+	struct snap_zidx *idx = read_small_file(dir, "memory.idx", n * sizeof(*idx), &got);
+	uint64_t h = FNV_OFFSET, idx_want = 0;
+	json_t *ij = json_object_get(mem, "index");
+	char *p = path_in(dir, "memory.zst");
+	uint8_t *zbuf = NULL;
+	struct stat st;
+	int fd = -1, ret = -EINVAL;
+
+	if (!idx || got != n * sizeof(*idx) || !unhex(json_object_get(ij, "checksum"), &idx_want) ||
+	    snapshot_hash(FNV_OFFSET, idx, got) != idx_want) {
+		err_set("%s/memory.idx is missing, truncated or corrupted", dir);
+		goto out;
+	}
+	fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0 || fstat(fd, &st)) {
+		err_set("%s/memory.zst is missing", dir);
+		goto out;
+	}
+	zbuf = malloc(ZSTD_compressBound(SNAP_CHUNK));
+	if (!zbuf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t c = 0; c < n; c++) {
+		uint64_t off = (uint64_t)c * SNAP_CHUNK;
+		uint64_t len = size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK;
+		size_t z;
+
+		if (chunks && !chunks[c])
+			continue;
+		if (!idx[c].len) {
+			if (chunks) /* a dirty chunk that became all zero */
+				memset(ram + off, 0, len);
+			continue;
+		}
+		if (idx[c].len > ZSTD_compressBound(SNAP_CHUNK) ||
+		    idx[c].off + idx[c].len > (uint64_t)st.st_size ||
+		    read_at(fd, zbuf, idx[c].len, idx[c].off)) {
+			err_set("%s/memory.zst is truncated", dir);
+			goto out;
+		}
+		z = ZSTD_decompress(ram + off, len, zbuf, idx[c].len);
+		if (ZSTD_isError(z) || z != len) {
+			err_set("%s/memory.zst is corrupted (chunk %zu does not decompress)", dir, c);
+			goto out;
+		}
+		for (uint64_t o = off; o < off + len; o += SNAP_PAGE)
+			if (!page_is_zero(ram + o))
+				h = hash_page(h, o, ram + o);
+	}
+	if (h != want) {
+		err_set("%s/memory.zst is corrupted (checksum mismatch)", dir);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(zbuf);
+	free(p);
+	free(idx);
+	return ret;
+}
+
+static int restore_memory(struct vm *vm, const char *dir, unsigned depth);
+
+/* Diff snapshot: reads and checks dirty.bin (*chunks, caller frees), then restores the parent. */
+static int restore_parent(struct vm *vm, const char *dir, const char *parent, unsigned depth,
+			  uint64_t want, uint8_t **chunks)
+{
+	uint64_t ram_size;
+	size_t n, got = 0;
+	int ret;
+
+	vm_ram(vm, &ram_size);
+	n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK);
+	*chunks = read_small_file(dir, "dirty.bin", n, &got);
+	if (!*chunks || got != n || snapshot_hash(FNV_OFFSET, *chunks, n) != want) {
+		if (*chunks)
+			err_set("%s/dirty.bin is truncated or corrupted (size or checksum mismatch)", dir);
+		return -EINVAL;
+	}
+	ret = restore_memory(vm, parent, depth + 1);
+	if (ret) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", err_get());
+		err_set("parent of %s: %s", dir, why);
+	}
+	return ret;
+}
+
+/*
  * Puts snapshot dir's memory into guest RAM: a full snapshot's memory.bin is mapped lazily
  * (MAP_PRIVATE over the RAM mapping; the accelerator keeps its pointer); a diff snapshot
  * first restores its parent (recursively), then reads its dirty chunks over it.
@@ -794,7 +985,7 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 	json_t *m, *mem, *dj;
 	uint64_t ram_size, size = 0, hash = 0, want = 0;
 	uint8_t *ram = vm_ram(vm, &ram_size), *chunks = NULL;
-	size_t n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK), got = 0;
+	size_t n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK);
 	const char *parent;
 	char *mp = NULL;
 	struct stat st;
@@ -816,6 +1007,18 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 			json_integer_value(json_object_get(dj, "size")) != (json_int_t)n ||
 			!unhex(json_object_get(dj, "checksum"), &want)))) {
 		err_set("%s/manifest.json is corrupted: memory size or checksum (or not this VM's)", dir);
+		goto out;
+	}
+	if (json_object_get(mem, "compression")) {
+		const char *comp = json_string_value(json_object_get(mem, "compression"));
+
+		if (!comp || strcmp(comp, "zstd")) {
+			err_set("%s: unknown memory compression", dir);
+			goto out;
+		}
+		ret = parent ? restore_parent(vm, dir, parent, depth, want, &chunks) : 0;
+		if (!ret)
+			ret = restore_memory_zstd(dir, mem, ram, size, hash, chunks);
 		goto out;
 	}
 	mp = path_in(dir, "memory.bin");
@@ -843,21 +1046,9 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 		}
 		goto out;
 	}
-	chunks = read_small_file(dir, "dirty.bin", n, &got);
-	if (!chunks || got != n || snapshot_hash(FNV_OFFSET, chunks, n) != want) {
-		if (chunks)
-			err_set("%s/dirty.bin is truncated or corrupted (size or checksum mismatch)", dir);
-		ret = -EINVAL;
+	ret = restore_parent(vm, dir, parent, depth, want, &chunks);
+	if (ret)
 		goto out;
-	}
-	ret = restore_memory(vm, parent, depth + 1);
-	if (ret) {
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", err_get());
-		err_set("parent of %s: %s", dir, why);
-		goto out;
-	}
 	for (size_t c = 0; c < n && !ret; c++) {
 		uint64_t off = (uint64_t)c * SNAP_CHUNK;
 

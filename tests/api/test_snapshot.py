@@ -230,6 +230,43 @@ def main():
             ok("diff: a diff into its own parent is refused")
         else:
             not_ok("diff: own parent", f"{st} {b}")
+
+        # zstd: a compressed full snapshot, then a compressed diff on top of it after running on
+        fullz, diffz = os.path.join(tmp, "fullz"), os.path.join(tmp, "diffz")
+        st, b, _ = api.call(sock1, "PUT", "/snapshot/create", {"snapshot_path": fullz, "compress": True})
+        patch_state(sock1, "running")
+        time.sleep(1.5)
+        patch_state(sock1, "paused")
+        time.sleep(0.2)
+        at2 = counters(r1.text())[-1]
+        st2, b2, _ = api.call(sock1, "PUT", "/snapshot/create", {"snapshot_path": diffz, "snapshot_type": "diff", "compress": True})
+        if st != 204 or st2 != 204:
+            not_ok("zstd: create", f"full {st} {b}, diff {st2} {b2}")
+        else:
+            zsize = os.path.getsize(os.path.join(fullz, "memory.zst")) >> 20
+            rz, rdz = restore("restore-zstd", fullz), restore("restore-zstd-diff", diffz)
+            gz, gdz = wait_counter_after(rz, 0, 60), wait_counter_after(rdz, 0, 60)
+            if gz == at + STEP and gdz == at2 + STEP:
+                ok(f"zstd: compressed full ({zsize} MiB) and compressed diff on top restore and continue ({gz}, {gdz})")
+            else:
+                not_ok("zstd: restore", f"full printed {gz} (want {at + STEP}), diff printed {gdz} (want {at2 + STEP})",
+                       rz.stderr_text().splitlines()[-3:] + rdz.stderr_text().splitlines()[-3:])
+            rz.close()
+            rdz.close()
+            bad = os.path.join(tmp, "fullz-bad")
+            shutil.copytree(fullz, bad)
+            with open(os.path.join(bad, "memory.zst"), "r+b") as f:
+                f.seek(os.path.getsize(os.path.join(bad, "memory.zst")) // 2)
+                byte = f.read(1)
+                f.seek(-1, 1)
+                f.write(bytes([byte[0] ^ 0xFF]))
+            p = subprocess.run([h.kumo_bin(), "run", "--restore", bad], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            lines = p.stderr.strip().splitlines()
+            if p.returncode == 1 and len(lines) == 1 and "corrupted" in lines[0]:
+                ok(f"zstd: a corrupted memory.zst is refused: {lines[0]}")
+            else:
+                not_ok("zstd: corrupted", f"{p.returncode} {lines}")
         patch_state(sock1, "running")
 
         # the restored shell still works
