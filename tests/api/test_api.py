@@ -164,7 +164,7 @@ def main():
         expect("unknown path -> 404", s, "GET", "/nope", status=404)
         st, _, hd = expect("wrong method -> 405", s, "DELETE", "/vm", status=405, contains="not allowed")
         check("405 carries Allow", hd.get("Allow") == "GET, PATCH", f"{hd}")
-        expect("snapshot_type on load -> 400", s, "PUT", "/snapshot/load", {"snapshot_path": tmp, "snapshot_type": "full"}, 400, "only goes with")
+        expect("snapshot_type on load -> 400", s, "PUT", "/snapshot/load", {"snapshot_path": tmp, "snapshot_type": "full"}, 400, "only go with")
         expect("load a missing snapshot -> 400", s, "PUT", "/snapshot/load", {"snapshot_path": tmp + "/none"}, 400, "not a kumo snapshot")
 
         # configure and start (virtio-blk drive: the snapshot later refuses it)
