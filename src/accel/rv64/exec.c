@@ -2,9 +2,13 @@
  * exec.c - decode and execute RV64IMAFDC + Zicsr, Zifencei, Zba, Zbb, Zbs (unpriv 20191213,
  * bitmanip 1.0.0) and the privileged instructions (priv 1.12 §3.3).
  *
- * The loop runs on the vCPU thread. Compressed instructions are expanded to their 32-bit
- * equivalents (unpriv 20191213 §16.8 tables) and run through the same switch. x[0] is forced
- * back to zero after every instruction, so handlers write rd unconditionally.
+ * Everything runs on the vCPU thread. rv64_exec() runs decoded ops from a per-page decode
+ * cache (see "The decode cache" below) with threaded dispatch; compressed instructions are
+ * expanded to their 32-bit equivalents first (unpriv 20191213 §16.8 tables). x[0] stays zero
+ * because the decoder turns every op that would write it into a NOP or, where the instruction
+ * still has effects (loads, CSR, AMO), into a generic op: interp_one(), the plain
+ * switch-based interpreter, which also runs instructions that straddle pages or come from
+ * pages that cannot be cached, and clears x[0] after each instruction.
  */
 #include <errno.h>
 #include <stdlib.h>
