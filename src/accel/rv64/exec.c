@@ -1157,25 +1157,37 @@ struct dc_recent {
 };
 
 /* Handlers of decoded ops; H_ names index the label table in rv64_exec(). */
-#define DC_HANDLERS(X)                                                                         \
+/*
+ * T(name): an op that also exists as a 16-bit instruction gets a twin handler name_C that
+ * steps one slot instead of two, so the common path needs no length load.
+ */
+#define DC_HANDLERS(X, T)                                                                      \
 	X(DECODE) X(LEAVE) X(STEP) X(ILLEGAL) X(GENERIC) X(NOP) X(FPU)                         \
-	X(LUI) X(AUIPC) X(LI) X(LLA) X(CALL)                                                   \
+	T(LUI) X(AUIPC) X(LI) X(LLA) X(CALL)                                                   \
 	X(JAL) X(J) X(JAL_FAR) X(J_FAR) X(JALR) X(JR)                                          \
 	X(BEQ) X(BNE) X(BLT) X(BGE) X(BLTU) X(BGEU)                                            \
 	X(BEQ_FAR) X(BNE_FAR) X(BLT_FAR) X(BGE_FAR) X(BLTU_FAR) X(BGEU_FAR)                    \
-	X(LB) X(LH) X(LW) X(LD) X(LBU) X(LHU) X(LWU) X(SB) X(SH) X(SW) X(SD)                   \
+	T(LB) T(LH) T(LW) T(LD) T(LBU) T(LHU) T(LWU) T(SB) T(SH) T(SW) T(SD)                   \
 	X(FLW) X(FLD) X(FSW) X(FSD)                                                            \
-	X(ADDI) X(SLTI) X(SLTIU) X(XORI) X(ORI) X(ANDI) X(SLLI) X(SRLI) X(SRAI)                \
-	X(ADDIW) X(SLLIW) X(SRLIW) X(SRAIW)                                                    \
-	X(ADD) X(SUB) X(SLL) X(SLT) X(SLTU) X(XOR) X(SRL) X(SRA) X(OR) X(AND)                  \
-	X(ADDW) X(SUBW) X(SLLW) X(SRLW) X(SRAW)                                                \
-	X(MUL) X(MULH) X(MULHSU) X(MULHU) X(DIV) X(DIVU) X(REM) X(REMU)                        \
-	X(MULW) X(DIVW) X(DIVUW) X(REMW) X(REMUW)                                              \
-	X(SH1ADD) X(SH2ADD) X(SH3ADD) X(ADDUW) X(OPG) X(OP32G) X(OPIMMG) X(OPIMM32G)
+	T(ADDI) T(SLTI) T(SLTIU) T(XORI) T(ORI) T(ANDI) T(SLLI) T(SRLI) T(SRAI)                \
+	T(ADDIW) T(SLLIW) T(SRLIW) T(SRAIW)                                                    \
+	T(ADD) T(SUB) T(SLL) T(SLT) T(SLTU) T(XOR) T(SRL) T(SRA) T(OR) T(AND)                  \
+	T(ADDW) T(SUBW) T(SLLW) T(SRLW) T(SRAW)                                                \
+	T(MUL) T(MULH) T(MULHSU) T(MULHU) T(DIV) T(DIVU) T(REM) T(REMU)                        \
+	T(MULW) T(DIVW) T(DIVUW) T(REMW) T(REMUW)                                              \
+	T(SH1ADD) T(SH2ADD) T(SH3ADD) T(ADDUW) X(OPG) X(OP32G) X(OPIMMG) X(OPIMM32G)
 
 #define DC_ENUM(n) H_##n,
-enum dc_handler { DC_HANDLERS(DC_ENUM) H__COUNT };
+#define DC_ENUM_T(n) H_##n, H_##n##_C,
+enum dc_handler { DC_HANDLERS(DC_ENUM, DC_ENUM_T) H__COUNT };
+#define DC_TWIN(n) [H_##n] = true,
+#define DC_TWIN_NONE(n)
+/* Handlers with a 16-bit twin right after them. */
+static const bool dc_has_twin[H__COUNT] = {DC_HANDLERS(DC_TWIN_NONE, DC_TWIN)};
 #undef DC_ENUM
+#undef DC_ENUM_T
+#undef DC_TWIN
+#undef DC_TWIN_NONE
 
 static inline uint32_t dc_parcel(const uint8_t *page, unsigned slot)
 {
@@ -1477,8 +1489,10 @@ static unsigned dc_decode(struct dc_op *op, const uint8_t *page, unsigned slot)
 int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 {
 #define DC_LABEL(n) [H_##n] = &&h_##n,
-	static const void *const label[H__COUNT] = {DC_HANDLERS(DC_LABEL)};
+#define DC_LABEL_T(n) [H_##n] = &&h_##n, [H_##n##_C] = &&h_##n##_C,
+	static const void *const label[H__COUNT] = {DC_HANDLERS(DC_LABEL, DC_LABEL_T)};
 #undef DC_LABEL
+#undef DC_LABEL_T
 	uint64_t *const x = cpu->x;
 	uint64_t n = 0;       /* instructions retired in this slice */
 	uint64_t retired = 0; /* of which already added to instret */
@@ -1545,11 +1559,20 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 	NEXT();                                                                                \
 	h_##name##_FAR : if (cond) JUMP_TO(PC() + IMM);                                        \
 	NEXT();
-#define ALU(name, expr)                                                                        \
-	h_##name : RD = (expr);                                                                \
-	NEXT();
+/* STEP(k): to the op k slots on (k constant in twin handlers). */
+#define STEP(k)                                                                                \
+	do {                                                                                   \
+		n++;                                                                           \
+		op += (k);                                                                     \
+		DISPATCH();                                                                    \
+	} while (0)
+#define ALU_(label, expr, k)                                                                   \
+	h_##label : RD = (expr);                                                               \
+	STEP(k);
+#define ALU(name, expr) ALU_(name, expr, 2) ALU_(name##_C, expr, 1)
 /* Memory ops count TLB fast-path hits in a local; the slow paths count their own. */
-#define LOAD(name, size, ext)                                                                  \
+#define LOAD(name, size, ext) LOAD_(name, size, ext, 2) LOAD_(name##_C, size, ext, 1)
+#define LOAD_(name, size, ext, k)                                                              \
 	h_##name : {                                                                           \
 		uint64_t v_, a_ = RS1 + IMM;                                                   \
 		if (likely(rv64_mmu_load_fast(cpu, a_, size, &v_)))                            \
@@ -1557,9 +1580,11 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 		else if (unlikely(rv64_mmu_load_slow(cpu, a_, size, &v_)))                     \
 			goto exc;                                                              \
 		RD = (ext);                                                                    \
-		NEXT();                                                                        \
+		STEP(k);                                                                       \
 	}
-#define STORE(name, size, val)                                                                 \
+#define STORE(name, size, val) STORE_(name, size, val, 2) STORE_(name##_C, size, val, 1)
+/* k: slots to the next op, or op->len. */
+#define STORE_(name, size, val, k)                                                             \
 	h_##name : {                                                                           \
 		uint64_t a_ = RS1 + IMM;                                                       \
 		int r_ = 0;                                                                    \
@@ -1572,7 +1597,7 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 				goto exc;                                                      \
 			goto code_written; /* this page may be the one rewritten */            \
 		}                                                                              \
-		NEXT();                                                                        \
+		STEP(k);                                                                        \
 	}
 
 	__atomic_store_n(&cpu->in_exec, 1, __ATOMIC_SEQ_CST);
@@ -1616,9 +1641,14 @@ lookup: /* pc: where to go on; looks its page up in the TLB and the decode cache
 	}
 	goto step;
 
-h_DECODE:
-	op->h = label[dc_decode(op, dp->host, (unsigned)(op - ops))];
+h_DECODE : {
+	unsigned id = dc_decode(op, dp->host, (unsigned)(op - ops));
+
+	if (dc_has_twin[id] && op->len == 1)
+		id++;
+	op->h = label[id];
 	DISPATCH();
+}
 h_LEAVE: /* fell off the end of the page */
 	pc = page_va + RV64_PAGE_SIZE;
 	goto lookup;
@@ -1660,7 +1690,7 @@ h_FPU:
 
 	/* Constants, fused pairs. */
 	ALU(LUI, IMM)
-	ALU(AUIPC, PC() + IMM)
+	ALU_(AUIPC, PC() + IMM, 2)
 h_LI: /* lui + addi(w) */
 	RD = IMM;
 	n += 2;
@@ -1752,8 +1782,8 @@ h_FSD:
 	if (unlikely(fs_off(cpu)))
 		goto illegal;
 	goto h_FSD_go;
-	STORE(FSW_go, 4, cpu->f[op->rs2])
-	STORE(FSD_go, 8, cpu->f[op->rs2])
+	STORE_(FSW_go, 4, cpu->f[op->rs2], op->len)
+	STORE_(FSD_go, 8, cpu->f[op->rs2], op->len)
 
 	/* Integer computation. */
 	ALU(ADDI, RS1 + IMM)
@@ -1912,6 +1942,10 @@ out:
 #undef JUMP_TO
 #undef BRANCH
 #undef ALU
+#undef ALU_
 #undef LOAD
+#undef LOAD_
 #undef STORE
+#undef STORE_
+#undef STEP
 }
