@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,12 +80,55 @@ static void usage(FILE *f)
 	      f);
 }
 
-static void on_signal(int sig)
+/*
+ * SIGINT/SIGTERM/SIGHUP are blocked in every thread and taken by this one with sigwait(), so
+ * stopping the VM (which takes locks and kicks vCPUs) never runs inside a signal handler that
+ * may have interrupted a thread holding one of those locks.
+ */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER; /* guards running_vm/_ctl */
+static sigset_t stop_signals;
+
+static void *signal_thread(void *unused)
 {
-	if (running_vm)
-		vm_request_stop(running_vm, VM_EXIT_USER);
-	else if (running_ctl)
-		control_abort(running_ctl);
+	for (;;) {
+		int sig;
+
+		if (sigwait(&stop_signals, &sig))
+			continue;
+		pthread_mutex_lock(&running_lock);
+		if (running_vm)
+			vm_request_stop(running_vm, VM_EXIT_USER);
+		else if (running_ctl)
+			control_abort(running_ctl);
+		pthread_mutex_unlock(&running_lock);
+	}
+	return NULL;
+}
+
+static void set_running(struct vm *vm, struct control *ctl)
+{
+	pthread_mutex_lock(&running_lock);
+	running_vm = vm;
+	running_ctl = ctl;
+	pthread_mutex_unlock(&running_lock);
+}
+
+/* Call before any thread is created: they all inherit the blocked mask. */
+static int take_stop_signals(void)
+{
+	pthread_t t;
+
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL))
+		return -1;
+	if (pthread_create(&t, NULL, signal_thread, NULL))
+		return -1;
+	pthread_detach(t);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
 }
 
 static int die(const char *fmt, const char *arg)
@@ -350,14 +394,10 @@ static int cmd_run(int argc, char **argv)
 		return die("%s", "--config and --restore replace --kernel/--bios/--default-guest");
 	if (config && restore)
 		return die("%s", "--config and --restore cannot be combined");
+	if (take_stop_signals())
+		return die("%s", "cannot set up signal handling");
 	if (control_new(cfg.console_in, cfg.console_out, &ctl))
 		return die("%s", err_get());
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	ret = 0;
 	if (config)
@@ -372,9 +412,9 @@ static int cmd_run(int argc, char **argv)
 		goto out_err;
 	if (restore || config || (api_sock && !cfg.kernel && !cfg.bios)) {
 		/* Built by control_restore/control_start, now or later from the API. */
-		running_ctl = ctl;
+		set_running(NULL, ctl);
 		vm = control_wait_vm(ctl);
-		running_ctl = NULL;
+		set_running(NULL, NULL);
 		if (!vm) {
 			ret = VM_EXIT_USER;
 			goto out;
@@ -388,9 +428,9 @@ static int cmd_run(int argc, char **argv)
 		}
 		control_attach(ctl, vm);
 	}
-	running_vm = vm;
+	set_running(vm, NULL);
 	ret = vm_run(vm);
-	running_vm = NULL;
+	set_running(NULL, NULL);
 	control_vm_exited(ctl, ret);
 	vm_free(vm);
 	if (ret == VM_EXIT_ERROR && *err_get())
