@@ -170,7 +170,8 @@ def check_modules(vm):
         raise h.GuestFailure(h.COMMAND_FAILED, f"modules not loaded: {' '.join(missing)}", vm)
 
 
-def linux_flow(name, argv, opensbi_banner=False):
+def linux_flow(name, argv, opensbi_banner=False, end="poweroff"):
+    """end: how the guest is left, "poweroff" or "exit" (the console shell exits; init powers off)."""
     flow = Flow(name)
     os.makedirs(LOG_DIR, exist_ok=True)
     try:
@@ -191,7 +192,7 @@ def linux_flow(name, argv, opensbi_banner=False):
         flow.check("modules loaded", lambda: check_modules(vm))
         flow.check("floating point (awk)", lambda: check_float(vm))
         flow.check("date matches the host (RTC)", lambda: check_date(vm))
-        flow.check("poweroff exits 0", lambda: vm.poweroff("poweroff", timeout=120, expect_status=0))
+        flow.check(f"'{end}' powers off, exit status 0", lambda: vm.poweroff(end, timeout=120, expect_status=0))
 
 
 def uboot_flow(name, argv):
@@ -243,14 +244,14 @@ def main():
     flows = [
         ("kumo-sbi", linux_flow, h.kumo_argv(kernel=k, initrd=i, append=APPEND), {}),
         ("kumo-opensbi", linux_flow, h.kumo_argv(bios=FW_DYNAMIC, kernel=k, initrd=i, append=APPEND),
-         {"opensbi_banner": True}),
+         {"opensbi_banner": True, "end": "exit"}),
         ("kumo-uboot", uboot_flow, h.kumo_argv(bios=FW_DYNAMIC, kernel=h.UBOOT_SMODE), {}),
     ]
     if with_qemu:
         flows += [
             ("qemu-sbi", linux_flow, h.qemu_argv(kernel=k, initrd=i, append=APPEND), {}),
             ("qemu-opensbi", linux_flow, h.qemu_argv(bios=FW_DYNAMIC, kernel=k, initrd=i, append=APPEND),
-             {"opensbi_banner": True}),
+             {"opensbi_banner": True, "end": "exit"}),
             ("qemu-uboot", uboot_flow, h.qemu_argv(bios=FW_DYNAMIC, kernel=h.UBOOT_SMODE), {}),
         ]
     kumo = h.kumo_bin()

@@ -124,8 +124,9 @@ def main():
         need(files["bin/busybox"][3][:4] == b"\x7fELF", "bin/busybox is not an ELF file")
         need(files["bin/busybox"][3][18] == 243, "bin/busybox is not a RISC-V binary")  # EM_RISCV
         links = {os.path.basename(n) for n, e in files.items() if e[0] & 0o170000 == 0o120000}
-        for applet in ("sh", "insmod", "setsid", "cttyhack", "poweroff", "awk"):
+        for applet in ("sh", "insmod", "setsid", "cttyhack", "awk", "date", "uname", "poweroff"):
             need(applet in links, f"no applet link for {applet}")
+
         need(files["bin/sh"][3] == b"/bin/busybox", "bin/sh does not point to /bin/busybox")
         mode, major, minor, _ = files["dev/console"]
         need(mode & 0o170000 == 0o020000 and (major, minor) == (5, 1), "dev/console is not char 5:1")
