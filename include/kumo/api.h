@@ -26,16 +26,24 @@
 struct api_response {
 	int status;
 	char *body;        /* malloc'd, NULL for no body */
+	size_t body_len;   /* bytes of body (binary console output); 0: strlen(body) */
 	const char *type;  /* Content-Type (static), NULL for no body */
 	const char *allow; /* Allow header for 405 (static), else NULL */
+	char offset[24];   /* GET /console: X-Console-Offset, the offset to ask for next */
+};
+
+/* Query parameters the routes use (NULL when absent). */
+struct api_query {
+	const char *format; /* GET /metrics?format=json|prometheus */
+	const char *offset; /* GET /console?offset=N */
 };
 
 /*
- * Serves one request. query_format is the value of ?format= (or NULL). body may be NULL when
- * len is 0. Fills *resp (free resp->body). Any thread; calls block while an operation runs.
+ * Serves one request. q may be NULL. body may be NULL when len is 0. Fills *resp (free
+ * resp->body). Any thread; calls block while an operation runs.
  */
 void api_handle(struct control *ctl, const char *method, const char *path,
-		const char *query_format, const char *body, size_t len, struct api_response *resp);
+		const struct api_query *q, const char *body, size_t len, struct api_response *resp);
 
 struct api_server;
 

@@ -46,6 +46,7 @@ enum control_op {
 	CONTROL_OP_SHUTDOWN,  /* graceful request, see docs/api.md */
 	CONTROL_OP_STOP,      /* hard stop */
 	CONTROL_OP_SNAPSHOT,
+	CONTROL_OP_CONSOLE,   /* read output / send input over the API */
 	CONTROL_OP__COUNT,
 };
 
@@ -108,6 +109,14 @@ int control_shutdown(struct control *ctl, unsigned grace_ms);
 int control_stop(struct control *ctl);
 /* Paused only: writes a (full or diff) snapshot of the VM into `dir` (created if missing). */
 int control_snapshot(struct control *ctl, const char *dir, bool diff, bool compress);
+
+/*
+ * Console over the API (running or paused): output from byte offset *pos (advanced; see
+ * vm_console_read) into buf, at most n bytes; *got receives the count. Input is queued as if
+ * typed; *took receives how many bytes fit (the queue holds 4 KiB).
+ */
+int control_console_read(struct control *ctl, uint64_t *pos, uint8_t *buf, size_t n, size_t *got);
+int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, size_t *took);
 
 /* GET /vm: state, configuration and vCPUs. New reference. */
 json_t *control_describe(struct control *ctl);

@@ -12,6 +12,7 @@
 #define KUMO_VM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VM_MAX_CPUS 64
@@ -125,6 +126,14 @@ struct board *vm_board(struct vm *vm);
 int vm_hsm_state(struct vm *vm, unsigned i);
 int vm_set_hsm_state(struct vm *vm, unsigned i, int state);
 void vm_settle_vcpu(struct vm *vm, unsigned i);
+/*
+ * Console over the control API. vm_console_read() copies output from byte offset *pos (since
+ * the VM was created; moved up to the oldest byte kept when older output is gone) and
+ * advances *pos; vm_console_write() queues input as if typed (returns bytes taken). Any thread.
+ */
+#define VM_CONSOLE_RING (256u << 10)
+size_t vm_console_read(struct vm *vm, uint64_t *pos, uint8_t *buf, size_t n);
+size_t vm_console_write(struct vm *vm, const uint8_t *buf, size_t n);
 /* After a restore: every ready virtqueue is looked at once (kicks are not saved). */
 void vm_kick_virtio(struct vm *vm);
 

@@ -363,9 +363,61 @@ static const char *path_id(const char *path, const char *prefix)
 	return path + n;
 }
 
-void api_handle(struct control *ctl, const char *method, const char *path,
-		const char *query_format, const char *body, size_t len, struct api_response *resp)
+/* GET /console?offset=N: raw output bytes, X-Console-Offset: the next offset to ask for. */
+static void do_console_get(struct control *ctl, const char *offset, struct api_response *r)
 {
+	uint64_t pos = 0;
+	size_t got = 0;
+	char *end;
+	int ret;
+
+	if (offset) {
+		errno = 0;
+		pos = strtoull(offset, &end, 10);
+		if (errno || *end || end == offset || *offset == '-') {
+			respond_error(r, 400, "offset must be a byte offset (a non-negative integer)");
+			return;
+		}
+	}
+	r->body = malloc(VM_CONSOLE_RING);
+	if (!r->body) {
+		respond_error(r, 500, "out of memory");
+		return;
+	}
+	ret = control_console_read(ctl, &pos, (uint8_t *)r->body, VM_CONSOLE_RING, &got);
+	if (ret) {
+		free(r->body);
+		r->body = NULL;
+		respond_result(r, ret);
+		return;
+	}
+	r->status = 200;
+	r->body_len = got;
+	r->type = "application/octet-stream";
+	snprintf(r->offset, sizeof(r->offset), "%" PRIu64, pos);
+	if (!got) { /* an empty body: keep it valid for the server */
+		r->body[0] = '\0';
+	}
+}
+
+/* PUT /console: the raw body is typed at the console. 400 when the input queue is full. */
+static int do_console_put(struct control *ctl, const char *body, size_t len)
+{
+	size_t took = 0;
+	int ret = control_console_write(ctl, (const uint8_t *)body, len, &took);
+
+	if (!ret && took < len) {
+		err_set("the console input queue took %zu of %zu bytes: send the rest later", took,
+			len);
+		ret = -ENOSPC;
+	}
+	return ret;
+}
+
+void api_handle(struct control *ctl, const char *method, const char *path,
+		const struct api_query *q, const char *body, size_t len, struct api_response *resp)
+{
+	const char *query_format = q ? q->format : NULL;
 	bool get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"),
 	     patch = !strcmp(method, "PATCH");
 	const char *allow = NULL, *id = NULL;
@@ -377,6 +429,8 @@ void api_handle(struct control *ctl, const char *method, const char *path,
 	err_clear();
 	if (!strcmp(path, "/vm"))
 		allow = "GET, PATCH";
+	else if (!strcmp(path, "/console"))
+		allow = "GET, PUT";
 	else if (!strcmp(path, "/metrics"))
 		allow = "GET";
 	else if (!strcmp(path, "/actions") || !strcmp(path, "/machine-config") ||
@@ -405,6 +459,13 @@ void api_handle(struct control *ctl, const char *method, const char *path,
 	}
 	if (len > API_BODY_MAX) {
 		respond_error(resp, 413, "the body is larger than 64 KiB");
+		return;
+	}
+	if (!strcmp(path, "/console")) {
+		if (get)
+			do_console_get(ctl, q ? q->offset : NULL, resp);
+		else
+			respond_result(resp, do_console_put(ctl, body, len));
 		return;
 	}
 	if (get) {

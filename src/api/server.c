@@ -36,7 +36,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, const struct api_resp
 {
 	struct MHD_Response *mr;
 	enum MHD_Result ret;
-	size_t n = r->body ? strlen(r->body) : 0;
+	size_t n = r->body ? (r->body_len ? r->body_len : strlen(r->body)) : 0;
 
 	mr = MHD_create_response_from_buffer(n, r->body ? r->body : (char *)"", MHD_RESPMEM_MUST_COPY);
 	if (!mr)
@@ -45,6 +45,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, const struct api_resp
 		MHD_add_response_header(mr, "Content-Type", r->type);
 	if (r->allow)
 		MHD_add_response_header(mr, "Allow", r->allow);
+	if (r->offset[0])
+		MHD_add_response_header(mr, "X-Console-Offset", r->offset);
 	ret = MHD_queue_response(c, (unsigned)r->status, mr);
 	MHD_destroy_response(mr);
 	return ret;
@@ -91,9 +93,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 					     .body = strdup("{\"error\":\"the body is larger than 64 KiB\"}"),
 					     .type = "application/json"};
 	} else {
-		api_handle(srv->ctl, method, url,
-			   MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format"), rq->body,
-			   rq->len, &resp);
+		struct api_query q = {
+			.format = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format"),
+			.offset = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "offset")};
+
+		api_handle(srv->ctl, method, url, &q, rq->body, rq->len, &resp);
 	}
 	ret = send_resp(c, &resp);
 	free(resp.body);

@@ -5,6 +5,10 @@
  */
 #include <curl/curl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <stdint.h>
+#include <strings.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -92,6 +96,81 @@ static int call(const char *sock, const char *method, const char *path, json_t *
 	return ret;
 }
 
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	size_t n = size * nmemb;
+	uint64_t *pos = ud;
+
+	if (n > 18 && !strncasecmp(ptr, "X-Console-Offset:", 17))
+		*pos = strtoull(ptr + 17, NULL, 10);
+	return n;
+}
+
+/*
+ * kumo vm console: prints the guest console's output (GET /console?offset=N every 100 ms) and
+ * sends what is typed, a line at a time (PUT /console), until end of input or the VM stops.
+ */
+static int console(const char *sock)
+{
+	uint64_t pos = 0;
+	bool first = true, eof = false;
+	unsigned after_eof = 0; /* polls since the end of input: output keeps coming for 1 s */
+	CURL *c = curl_easy_init();
+
+	if (!c)
+		return 1;
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	for (;;) {
+		struct buf b = {0};
+		char url[96];
+		long st = 0;
+		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+
+		snprintf(url, sizeof(url), "http://localhost/console?offset=%llu", (unsigned long long)pos);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, &pos);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+		if (st != 200) {
+			if (first)
+				fprintf(stderr, "kumo: no console at %s: %s\n", sock,
+					b.p && *b.p ? b.p : "the VM is not running");
+			free(b.p);
+			break;
+		}
+		first = false;
+		if (b.n && fwrite(b.p, 1, b.n, stdout) != b.n)
+			break;
+		fflush(stdout);
+		free(b.p);
+		if (eof) {
+			if (++after_eof > 10)
+				break;
+			poll(NULL, 0, 100);
+		} else if (poll(&pfd, 1, 100) > 0) {
+			char line[4096];
+			ssize_t n = read(STDIN_FILENO, line, sizeof(line) - 1);
+			char *out = NULL;
+
+			if (n <= 0) {
+				eof = true;
+				continue;
+			}
+			line[n] = '\0';
+			st = request(sock, "PUT", "/console", line, &out);
+			free(out);
+			if (st != 204)
+				break;
+		}
+	}
+	curl_easy_cleanup(c);
+	return first;
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: kumo vm [--sock PATH] COMMAND [ARGS]\n"
@@ -110,7 +189,8 @@ static void usage(FILE *f)
 	      "                               zstd, restored eagerly)\n"
 	      "  restore DIR                  PUT /snapshot/load (into a VMM not yet started)\n"
 	      "  metrics [--prometheus]       GET /metrics\n"
-	      "  console                      (the console is the kumo run process's terminal)\n",
+	      "  console                      the guest console: output as it comes, input a line\n"
+	      "                               at a time (GET/PUT /console); Ctrl-D ends (after 1 s)\n",
 	      f);
 }
 
@@ -242,11 +322,8 @@ int vm_cli_main(int argc, char **argv)
 		return call(sock, "GET", "/metrics?format=prometheus", NULL);
 	if (!strcmp(cmd, "configure"))
 		return configure(sock, argc - i, argv + i);
-	if (!strcmp(cmd, "console")) {
-		fprintf(stderr, "kumo: the API has no console stream yet: the guest console is the "
-				"standard input/output of `kumo run`\n");
-		return 1;
-	}
+	if (!strcmp(cmd, "console") && argc == i + 1)
+		return console(sock);
 	usage(stderr);
 	return 1;
 }

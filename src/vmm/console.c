@@ -140,6 +140,20 @@ size_t console_pending_input(struct console *c)
 	return n;
 }
 
+size_t console_queue_input(struct console *c, const uint8_t *buf, size_t n)
+{
+	size_t before, after;
+
+	pthread_mutex_lock(&c->lock);
+	before = c->len;
+	pthread_mutex_unlock(&c->lock);
+	enqueue(c, buf, n);
+	pthread_mutex_lock(&c->lock);
+	after = c->len;
+	pthread_mutex_unlock(&c->lock);
+	return after > before ? after - before : 0;
+}
+
 size_t console_take_input(struct console *c, uint8_t *buf, size_t n)
 {
 	size_t got = console_peek_input(c, buf, n);

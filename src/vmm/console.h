@@ -45,5 +45,7 @@ size_t console_peek_input(struct console *c, uint8_t *buf, size_t n);
 void console_consume_input(struct console *c, size_t n);
 size_t console_pending_input(struct console *c);
 size_t console_take_input(struct console *c, uint8_t *buf, size_t n);
+/* Queues bytes from another source (the control API); returns how many fit. Any thread. */
+size_t console_queue_input(struct console *c, const uint8_t *buf, size_t n);
 
 #endif

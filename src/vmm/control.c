@@ -40,6 +40,7 @@ static const char *const op_names[CONTROL_OP__COUNT] = {
 	[CONTROL_OP_SHUTDOWN] = "shutdown",
 	[CONTROL_OP_STOP] = "stop",
 	[CONTROL_OP_SNAPSHOT] = "snapshot",
+	[CONTROL_OP_CONSOLE] = "use the console",
 };
 
 /* NULL: allowed. Otherwise the sentence a client gets with its 400. */
@@ -79,6 +80,10 @@ static const char *const rules[CONTROL_OP__COUNT][VM_STATE__COUNT] = {
 	[CONTROL_OP_SNAPSHOT] = {
 		[VM_STATE_CONFIGURING] = "the VM has not started yet",
 		[VM_STATE_RUNNING] = "the VM is running: pause it first with PATCH /vm {\"state\": \"paused\"}",
+		[VM_STATE_STOPPED] = "the VM has stopped",
+	},
+	[CONTROL_OP_CONSOLE] = {
+		[VM_STATE_CONFIGURING] = "the VM has not started yet",
 		[VM_STATE_STOPPED] = "the VM has stopped",
 	},
 };
@@ -688,6 +693,28 @@ int control_snapshot(struct control *ctl, const char *dir, bool diff, bool compr
 	ret = check(ctl, CONTROL_OP_SNAPSHOT);
 	if (!ret)
 		ret = snapshot_save(ctl->vm, dir, diff, compress);
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
+int control_console_read(struct control *ctl, uint64_t *pos, uint8_t *buf, size_t n, size_t *got)
+{
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	ret = check(ctl, CONTROL_OP_CONSOLE);
+	*got = ret ? 0 : vm_console_read(ctl->vm, pos, buf, n);
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
+int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, size_t *took)
+{
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	ret = check(ctl, CONTROL_OP_CONSOLE);
+	*took = ret ? 0 : vm_console_write(ctl->vm, buf, n);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }

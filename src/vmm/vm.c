@@ -103,6 +103,9 @@ struct vm {
 
 	struct console con;
 	pthread_mutex_t out_lock;
+	/* The last VM_CONSOLE_RING bytes of console output, for the control API (out_lock). */
+	uint8_t con_ring[VM_CONSOLE_RING];
+	uint64_t con_total;   /* bytes of output since the VM was created */
 
 	struct iothread *io;             /* virtio queue processing */
 	struct virtio_dev *virtio[VIRT_VIRTIO_COUNT]; /* owned by the board */
@@ -174,6 +177,9 @@ static long console_out(struct vm *vm, const uint8_t *buf, size_t len)
 	size_t done = 0;
 
 	pthread_mutex_lock(&vm->out_lock);
+	for (size_t i = 0; i < len; i++)
+		vm->con_ring[(vm->con_total + i) % VM_CONSOLE_RING] = buf[i];
+	vm->con_total += len;
 	while (done < len) {
 		ssize_t n = write(vm->cfg.console_out, buf + done, len - done);
 
@@ -1275,6 +1281,36 @@ int vm_set_hsm_state(struct vm *vm, unsigned i, int state)
 	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 	return 0;
+}
+
+size_t vm_console_read(struct vm *vm, uint64_t *pos, uint8_t *buf, size_t n)
+{
+	size_t got = 0;
+
+	pthread_mutex_lock(&vm->out_lock);
+	if (*pos > vm->con_total)
+		*pos = vm->con_total;
+	if (vm->con_total - *pos > VM_CONSOLE_RING)
+		*pos = vm->con_total - VM_CONSOLE_RING; /* older output is gone */
+	while (got < n && *pos < vm->con_total) {
+		buf[got++] = vm->con_ring[*pos % VM_CONSOLE_RING];
+		(*pos)++;
+	}
+	pthread_mutex_unlock(&vm->out_lock);
+	return got;
+}
+
+size_t vm_console_write(struct vm *vm, const uint8_t *buf, size_t n)
+{
+	size_t took = console_queue_input(&vm->con, buf, n);
+	uint64_t one = 1;
+
+	if (vm->vcon)
+		virtio_dev_kick(vm->vcon, VIRTIO_CONSOLE_RXQ);
+	else if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
+		/* a full counter already means "wake up" */
+	}
+	return took;
 }
 
 void vm_kick_virtio(struct vm *vm)

@@ -288,6 +288,28 @@ def main():
         except (h.GuestFailure, ValueError, IndexError) as e:
             not_ok("shell: restored guest", str(e))
 
+        # the console over the API: raw input with PUT /console, output with GET /console?offset=
+        st0, _, hd = api.call(sock1, "GET", "/console?offset=999999999999")
+        pos = int(hd.get("X-Console-Offset", "-1"))
+        st1, b1, _ = api.call(sock1, "PUT", "/console", raw=b"echo VIA-API-$((6*7))\n")
+        seen, deadline = b"", time.monotonic() + 30
+        while b"VIA-API-42" not in seen and time.monotonic() < deadline:
+            st2, body, hd = api.call(sock1, "GET", f"/console?offset={pos}")
+            if isinstance(body, str):
+                seen += body.encode()
+            pos = int(hd.get("X-Console-Offset", pos))
+            time.sleep(0.1)
+        if st0 == 200 and pos > 0 and st1 == 204 and b"VIA-API-42" in seen:
+            ok("console: PUT /console types, GET /console?offset= reads the output")
+        else:
+            not_ok("console: API", f"GET {st0}, PUT {st1} {b1}, seen {seen[-80:]!r}")
+        p = subprocess.run([h.kumo_bin(), "vm", "--sock", sock1, "console"], input="echo VIA-CLI-$((7*6))\n",
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode == 0 and "VIA-CLI-42" in p.stdout:
+            ok("console: kumo vm console sends a line and shows the answer")
+        else:
+            not_ok("console: kumo vm console", f"status {p.returncode}, stdout tail {p.stdout[-120:]!r}, stderr {p.stderr[-200:]!r}")
+
         # graceful shutdown: BREAK + SysRq s, u, o on the serial console; the guest powers off
         t0 = time.monotonic()
         st, b, _ = api.call(sock1, "PUT", "/actions", {"action": "shutdown", "grace_ms": 60000})

@@ -52,6 +52,7 @@ static void test_table_lifecycle(void **state)
 		{CONTROL_OP_SHUTDOWN, {false, true, true, false}},
 		{CONTROL_OP_STOP, {true, true, true, false}},
 		{CONTROL_OP_SNAPSHOT, {false, false, true, false}},
+		{CONTROL_OP_CONSOLE, {false, true, true, false}},
 	};
 
 	for (unsigned i = 0; i < ARRAY_SIZE(want); i++)
@@ -113,6 +114,9 @@ static void test_api_handle_configuring(void **state)
 	req(ctl, "GET", "/vm", NULL, 200, "\"vcpu_count\":3");
 	req(ctl, "GET", "/vm", NULL, 200, "\"boot_args\":\"quiet\"");
 	req(ctl, "PUT", "/snapshot/create", "{\"snapshot_path\":\"/tmp/x\"}", 400, "not started");
+	req(ctl, "GET", "/console", NULL, 400, "not started");
+	req(ctl, "PUT", "/console", "ls\n", 400, "not started");
+	req(ctl, "DELETE", "/console", NULL, 405, "GET, PUT");
 	req(ctl, "PUT", "/snapshot/load", "{\"snapshot_path\":\"/nonexistent-kumo\"}", 400,
 	    "not a kumo snapshot");
 
@@ -121,13 +125,13 @@ static void test_api_handle_configuring(void **state)
 	assert_int_equal(r.status, 413);
 	free(r.body);
 	/* Prometheus output: every family once. */
-	api_handle(ctl, "GET", "/metrics", "prometheus", NULL, 0, &r);
+	api_handle(ctl, "GET", "/metrics", &(struct api_query){.format = "prometheus"}, NULL, 0, &r);
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "# TYPE kumo_vm_state gauge\n"));
 	assert_non_null(strstr(r.body, "kumo_vm_state{state=\"configuring\"} 1\n"));
 	assert_null(strstr(strstr(r.body, "# TYPE kumo_vm_state") + 1, "# TYPE kumo_vm_state"));
 	free(r.body);
-	api_handle(ctl, "GET", "/metrics", "yaml", NULL, 0, &r);
+	api_handle(ctl, "GET", "/metrics", &(struct api_query){.format = "yaml"}, NULL, 0, &r);
 	assert_int_equal(r.status, 400);
 	free(r.body);
 
