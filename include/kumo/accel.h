@@ -144,6 +144,12 @@ struct accel_ops {
 	/* Flushes the hart's address-translation caches before it next runs guest code. */
 	int (*flush_tlb)(struct accel_vcpu *vcpu);
 
+	/*
+	 * Guest RAM [gpa, gpa+len) was written by something other than a vCPU (device DMA):
+	 * cached decodings of code there must not be used again. Any thread. May be NULL.
+	 */
+	void (*ram_written)(struct accel_vm *vm, uint64_t gpa, uint64_t len);
+
 	int (*get_reg)(struct accel_vcpu *vcpu, uint32_t id, uint64_t *val);
 	int (*set_reg)(struct accel_vcpu *vcpu, uint32_t id, uint64_t val);
 	int (*get_stats)(struct accel_vcpu *vcpu, struct accel_stats *out);

@@ -36,6 +36,16 @@ int memmap_mmio_write(const struct memmap *mm, uint64_t gpa, unsigned size, uint
 
 /* Host pointer for guest RAM [gpa, gpa+len), or NULL when any part lies outside RAM. */
 void *memmap_ram_ptr(const struct memmap *mm, uint64_t gpa, uint64_t len);
+/*
+ * Writes to guest RAM that bypass the vCPUs (device DMA) must be announced so that caches of
+ * guest code (the software CPU's decode cache) drop what they hold for those bytes. The VMM
+ * sets the hook; devices call memmap_ram_written() with the host pointer and length they
+ * wrote, from any thread. Without a hook it does nothing.
+ */
+typedef void memmap_write_hook(void *opaque, uint64_t gpa, uint64_t len);
+void memmap_set_write_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque);
+void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len);
+
 uint64_t memmap_ram_base(const struct memmap *mm);
 uint64_t memmap_ram_size(const struct memmap *mm);
 void *memmap_ram_host(const struct memmap *mm);

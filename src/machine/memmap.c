@@ -21,6 +21,8 @@ struct memmap {
 	uint8_t *ram;
 	uint64_t ram_base, ram_size;
 	struct mmio_region *regions; /* sorted by base, non-overlapping */
+	memmap_write_hook *write_hook; /* set before vCPUs and devices run */
+	void *write_opaque;
 	unsigned nregions, cap;
 };
 
@@ -141,6 +143,23 @@ void *memmap_ram_ptr(const struct memmap *mm, uint64_t gpa, uint64_t len)
 	if (off > mm->ram_size || len > mm->ram_size - off)
 		return NULL;
 	return mm->ram + off;
+}
+
+void memmap_set_write_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque)
+{
+	mm->write_hook = hook;
+	mm->write_opaque = opaque;
+}
+
+void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len)
+{
+	const uint8_t *p = host;
+
+	if (!mm->write_hook || !len || p < mm->ram || p - mm->ram >= (ptrdiff_t)mm->ram_size)
+		return;
+	if (len > mm->ram_size - (uint64_t)(p - mm->ram))
+		len = mm->ram_size - (uint64_t)(p - mm->ram);
+	mm->write_hook(mm->write_opaque, mm->ram_base + (uint64_t)(p - mm->ram), len);
 }
 
 uint64_t memmap_ram_base(const struct memmap *mm)

@@ -209,6 +209,14 @@ static void hook_console_rx_ready(void *opaque)
 	}
 }
 
+/* Device DMA into guest RAM: the accelerator forgets decoded code there. Any thread. */
+static void hook_ram_written(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct vm *vm = opaque;
+
+	vm->ops->ram_written(vm->avm, gpa, len);
+}
+
 /* ---- SBI host callbacks (VMM firmware mode) ---- */
 
 static void *sbi_ram_ptr(void *opaque, uint64_t gpa, uint64_t len)
@@ -894,6 +902,8 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 				strerror(-ret));
 		return ret;
 	}
+	if (vm->ops->ram_written)
+		memmap_set_write_hook(vm->mm, hook_ram_written, vm);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 

@@ -375,6 +375,11 @@ static int rv64_get_stats(struct accel_vcpu *v, struct accel_stats *out)
 	return 0;
 }
 
+static void rv64_ram_written(struct accel_vm *v, uint64_t gpa, uint64_t len)
+{
+	rv64_code_ram_written(to_vm(v), gpa, len);
+}
+
 const struct accel_ops accel_rv64_ops = {
 	.name = "rv64",
 	.isa = "rv64imafdc_zicsr_zifencei_zicntr_zba_zbb_zbs_sstc",
@@ -389,6 +394,7 @@ const struct accel_ops accel_rv64_ops = {
 	.set_interrupt = rv64_set_interrupt,
 	.set_timer = rv64_set_timer,
 	.flush_tlb = rv64_flush_tlb,
+	.ram_written = rv64_ram_written,
 	.get_reg = rv64_get_reg,
 	.set_reg = rv64_set_reg,
 	.get_stats = rv64_get_stats,

@@ -443,6 +443,16 @@ void virtq_push(struct virtio_dev *d, unsigned q, const struct virtq_elem *e, ui
 		len = (uint32_t)e->in_len;
 	slot = (volatile uint32_t *)((volatile uint8_t *)vq->used + 4 +
 				     8 * (size_t)(vq->used_idx % vq->num));
+	/*
+	 * Announce what the device wrote into the driver's buffers (DMA bypasses the vCPUs, so
+	 * caches of decoded guest code must drop those pages) before the driver can see it.
+	 */
+	for (unsigned i = e->nout, left = len; i < e->nout + e->nin && left; i++) {
+		size_t n = e->iov[i].iov_len < left ? e->iov[i].iov_len : left;
+
+		memmap_ram_written(d->mm, e->iov[i].iov_base, n);
+		left -= (unsigned)n;
+	}
 	slot[0] = e->head;
 	slot[1] = len;
 	/* The element must be visible before the index: pairs with the driver's read barrier. */
