@@ -227,6 +227,18 @@ static int load_elf(struct memmap *mm, const char *path, const uint8_t *d, size_
 	return 0;
 }
 
+/* A raw binary: copied as is to addr, entered at its first byte. */
+static int load_raw(struct memmap *mm, const char *path, uint64_t addr, const uint8_t *d,
+		    size_t len, struct loaded_image *out)
+{
+	int ret = copy_in(mm, path, addr, d, len, len);
+
+	if (!ret)
+		*out = (struct loaded_image){.entry = addr, .start = addr, .end = addr + len,
+					     .kind = "raw"};
+	return ret;
+}
+
 int loader_load_kernel(struct memmap *mm, const char *path, bool allow_raw, uint64_t raw_addr,
 		       struct loaded_image *out)
 {
@@ -241,10 +253,7 @@ int loader_load_kernel(struct memmap *mm, const char *path, bool allow_raw, uint
 	} else if (is_elf(d, len)) {
 		ret = load_elf(mm, path, d, len, out);
 	} else if (allow_raw && len > 0) {
-		ret = copy_in(mm, path, raw_addr, d, len, len);
-		if (!ret)
-			*out = (struct loaded_image){.entry = raw_addr, .start = raw_addr,
-						     .end = raw_addr + len, .kind = "raw"};
+		ret = load_raw(mm, path, raw_addr, d, len, out);
 	} else {
 		err_set("%s: not a RISC-V Linux kernel (no Image header, not an ELF file)", path);
 		ret = -EINVAL;
@@ -268,10 +277,7 @@ int loader_load_firmware(struct memmap *mm, const char *path, uint64_t addr,
 	} else if (is_elf(d, len)) {
 		ret = load_elf(mm, path, d, len, out);
 	} else {
-		ret = copy_in(mm, path, addr, d, len, len);
-		if (!ret)
-			*out = (struct loaded_image){.entry = addr, .start = addr, .end = addr + len,
-						     .kind = "raw"};
+		ret = load_raw(mm, path, addr, d, len, out);
 	}
 	free(d);
 	return ret;
