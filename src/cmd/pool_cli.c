@@ -175,6 +175,22 @@ static int self_path(char *buf, size_t len)
 	return 0;
 }
 
+static int read_token_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, " \r\n")] = '\0';
+	return *buf ? 0 : -EINVAL;
+}
+
+static char token_buf[128];
+
 static int agent_parse(int argc, char **argv, struct pool_agent_config *cfg, char *addr,
 		       size_t alen)
 {
@@ -188,6 +204,7 @@ static int agent_parse(int argc, char **argv, struct pool_agent_config *cfg, cha
 		{"reserved-disk-gb", required_argument, NULL, 6}, {"vcpu-ratio", required_argument, NULL, 7},
 		{"ram-ratio", required_argument, NULL, 8},    {"disk-ratio", required_argument, NULL, 9},
 		{"heartbeat", required_argument, NULL, 'h'},  {"verbose", no_argument, NULL, 'v'},
+		{"token-file", required_argument, NULL, 'T'}, {"kumo-bin", required_argument, NULL, 'K'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *listen = "127.0.0.1:7001";
@@ -209,6 +226,12 @@ static int agent_parse(int argc, char **argv, struct pool_agent_config *cfg, cha
 		case 7: case 8: case 9: cfg->ratio[c - 7] = strtod(optarg, NULL); break;
 		case 'h': cfg->heartbeat_ms = (int)(strtod(optarg, NULL) * 1000); break;
 		case 'v': log_level++; break;
+		case 'T':
+			if (read_token_file(optarg, token_buf, sizeof(token_buf)))
+				return fail("cannot read a token from %s", optarg);
+			cfg->token = token_buf;
+			break;
+		case 'K': cfg->kumo_bin = optarg; break;
 		default: return fail("unknown or incomplete option '%s' for kumo agent", argv[optind - 1]);
 		}
 	}
@@ -216,8 +239,9 @@ static int agent_parse(int argc, char **argv, struct pool_agent_config *cfg, cha
 		return fail("--arch and --driver take comma lists of riscv64 and kumo,qemu");
 	if (!cfg->name || !cfg->state_dir)
 		return fail("kumo agent needs --name and --state-dir");
-	if (!cfg->token)
-		return fail("set the admin token in KUMO_ADMIN_TOKEN");
+	if (!cfg->token || !*cfg->token)
+		return fail("kumo agent needs its host's token (kumo host token create NAME) in "
+			    "KUMO_AGENT_TOKEN or --token-file FILE");
 	if (split_addr(listen, addr, alen, &cfg->listen_port))
 		return fail("--listen takes ADDRESS:PORT");
 	cfg->listen_addr = addr;
@@ -229,7 +253,7 @@ static void agent_defaults(struct pool_agent_config *cfg, char *kumo_bin, size_t
 	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
 
 	cfg->controller = getenv("KUMO_URL") ? getenv("KUMO_URL") : "http://127.0.0.1:7000";
-	cfg->token = getenv("KUMO_ADMIN_TOKEN");
+	cfg->token = getenv("KUMO_AGENT_TOKEN");
 	cfg->archs = SCHED_ARCH_RISCV64;
 	cfg->drivers = SCHED_DRV_KUMO;
 	cfg->total[SCHED_VCPU] = sysconf(_SC_NPROCESSORS_ONLN);
@@ -563,6 +587,16 @@ static int cmd_host(int argc, char **argv)
 		out = call("PUT", p, json_pack("{sb}", "enabled", argv[1][0] == 'e'));
 		return out ? print_table(out, NULL, (const char *const[]){"id", NULL}) : 1;
 	}
+	if (argc >= 2 && !strcmp(argv[1], "token")) {
+		json_t *out;
+
+		if (argc != 4 || strcmp(argv[2], "create"))
+			return fail("usage: kumo host token create NAME   (the agent's credential; "
+				    "printed once)");
+		out = call("POST", "/v1/hosts/tokens", json_pack("{ss}", "host", argv[3]));
+		return out ? print_table(out, NULL, (const char *const[]){"host", "token", NULL})
+			   : 1;
+	}
 	return simple(argc, argv, "host", "/v1/hosts", "hosts", cols, NULL);
 }
 
@@ -639,7 +673,19 @@ static int cmd_up(int argc, char **argv)
 	agent_defaults(&acfg, kumo_bin, sizeof(kumo_bin));
 	acfg.name = "local";
 	acfg.state_dir = state;
-	acfg.token = token;
+	/* the local agent gets its own host token, like any other agent */
+	int st_code = 0;
+	json_t *issued = pool_ctl_handle(ctl, "POST", "/v1/hosts/tokens", token,
+					 "{\"host\":\"local\"}", 15, &st_code);
+
+	if (st_code != 201 || !json_is_string(json_object_get(issued, "token"))) {
+		json_decref(issued);
+		return fail("cannot issue the local agent's token");
+	}
+	snprintf(token_buf, sizeof(token_buf), "%s",
+		 json_string_value(json_object_get(issued, "token")));
+	json_decref(issued);
+	acfg.token = token_buf;
 	acfg.listen_port = 7001;
 	if (argc > 1 && agent_parse(argc, argv, &acfg, addr, sizeof(addr)))
 		return 1;

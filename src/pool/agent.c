@@ -5,6 +5,11 @@
  * differences (PUT /v1/agent/servers/ID). Each VM lives in STATE_DIR/vms/ID/ (driver, pid,
  * console.log), so an agent restarted over running VMs simply finds them alive and keeps them
  * (re-adoption). A small HTTP server serves console logs to the controller.
+ *
+ * Credentials: the agent talks to the controller with its own host token (cfg->token, issued
+ * by the admin for this host name), which lets it act for this host only. The controller in
+ * turn presents a random console key that the agent made at start and sent when it registered,
+ * so neither side needs the admin token.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +35,7 @@ struct agent {
 	const struct pool_agent_config *cfg;
 	int64_t host_id;
 	char url[160];
+	char console_key[65]; /* hex; the controller's bearer token for /v1/console */
 };
 
 static void vm_dir(const struct agent *a, int64_t id, char *buf, size_t len)
@@ -131,7 +138,7 @@ static enum MHD_Result on_console(void *cls, struct MHD_Connection *c, const cha
 	char *end;
 	FILE *f;
 
-	if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, a->cfg->token))
+	if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, a->console_key))
 		return send_text(c, 401, strdup("invalid token\n"), 14);
 	if (strcmp(method, "GET") || strncmp(url, "/v1/console/", 12))
 		return send_text(c, 404, strdup("not found\n"), 10);
@@ -196,8 +203,8 @@ static int do_register(struct agent *a)
 			json_array_append_new(drivers, json_string(sched_driver_name(b)));
 	}
 	ret = api(a, "POST", "/v1/agent/register",
-		  json_pack("{ss ss ss so so sI sI sI sI sI sI sf sf sf}", "name", c->name, "url",
-			    a->url, "az", c->az ? c->az : "", "archs", archs, "drivers", drivers,
+		  json_pack("{ss ss ss ss so so sI sI sI sI sI sI sf sf sf}", "name", c->name,
+			    "url", a->url, "console_key", a->console_key, "az", c->az ? c->az : "", "archs", archs, "drivers", drivers,
 			    "vcpus", (json_int_t)c->total[0], "ram_mb", (json_int_t)c->total[1],
 			    "disk_gb", (json_int_t)c->total[2], "reserved_vcpus",
 			    (json_int_t)c->reserved[0], "reserved_ram_mb",
@@ -365,6 +372,14 @@ int pool_agent_run(const struct pool_agent_config *cfg, volatile int *stop)
 	snprintf(path, sizeof(path), "%s/vms", cfg->state_dir);
 	mkdir(path, 0755);
 	snprintf(a.url, sizeof(a.url), "http://%s:%d", cfg->listen_addr, cfg->listen_port);
+	unsigned char raw[24];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		err_set("no randomness for the console key");
+		return -EIO;
+	}
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(a.console_key + 2 * i, 3, "%02x", raw[i]);
 	mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, (uint16_t)cfg->listen_port, NULL, NULL,
 			       on_console, &a, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	if (!mhd) {

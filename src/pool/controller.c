@@ -34,6 +34,8 @@ struct pool_ctl {
 
 struct who {
 	bool admin;
+	bool agent;   /* a per-host agent token: acts only for host `host` */
+	char host[64];
 	struct pool_tenant tenant;
 };
 
@@ -236,6 +238,21 @@ static void cache_reload(struct pool_ctl *ctl, int64_t id)
 		pool_store_host_reload(ctl->st, h);
 	else
 		cache_refresh(ctl, true);
+}
+
+/* An agent token acts for its own host only (by name: the id is the controller's). */
+static bool agent_owns(struct pool_ctl *ctl, const struct who *who, int64_t host_id)
+{
+	struct sched_host *h;
+
+	if (!who->agent)
+		return true;
+	h = cache_find(ctl, host_id);
+	if (!h) {
+		cache_refresh(ctl, true);
+		h = cache_find(ctl, host_id);
+	}
+	return h && !strcmp(h->name, who->host);
 }
 
 /* --- placement --- */
@@ -469,16 +486,23 @@ out:
 	return out;
 }
 
-/* A build failed: try the next alternate that still passes the filters, else error. */
+/*
+ * A build failed: try the next alternate that still passes the filters, else error. A member
+ * of a server group is filtered against the group's members as read at one group generation
+ * (itself left out: it leaves the failed host), and the move is a compare-and-swap on that
+ * generation as well as on the host's, so affinity and anti-affinity hold against concurrent
+ * placements; a lost race re-reads the group and walks the alternates again (bounded).
+ */
 static void build_failed(struct pool_ctl *ctl, const struct pool_vm *v, const char *fault)
 {
-	char alts[256], *save = NULL, *tok;
+	char alts[256], *save, *tok;
 	struct pool_image im;
+	struct pool_group g = {0};
 	struct sched_request q = {0};
+	int64_t *members = NULL;
+	int nmembers = 0;
 
-	snprintf(alts, sizeof(alts), "%s", v->alternates);
-	/* A group member stays put: moving it would need the group's CAS too (see docs/pool.md). */
-	if (v->group_id || v->attempts >= ctl->sched.max_attempts || !*alts ||
+	if (v->attempts >= ctl->sched.max_attempts || !*v->alternates ||
 	    pool_store_image_get_id(ctl->st, v->image_id, &im))
 		goto out_error;
 	q.tenant_id = v->tenant_id;
@@ -487,29 +511,64 @@ static void build_failed(struct pool_ctl *ctl, const struct pool_vm *v, const ch
 	q.need[SCHED_DISK] = v->disk_gb;
 	q.arch = sched_arch_bit(im.arch);
 	q.drivers = sched_driver_bit(im.hypervisor);
-	q.now_ms = pool_now_ms();
-	cache_refresh(ctl, true);
-	for (tok = strtok_r(alts, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		struct sched_host *h = cache_find(ctl, strtoll(tok, NULL, 10));
-		int f;
+	for (int round = 0; round < CLAIM_TRIES; round++) {
+		bool raced = false;
 
-		if (!h)
-			continue;
-		for (f = 0; f < SCHED_NFILTERS; f++)
-			if (sched_filter_run(f, &ctl->sched, &q, h, NULL, 0))
-				break;
-		if (f < SCHED_NFILTERS)
-			continue;
-		if (!pool_store_vm_move(ctl->st, v->id, h->id, h->generation,
-					save && *save ? save : "")) {
-			log_info("pool: server %" PRId64 " failed on host %" PRId64
-				 " (%s); retrying on alternate %s",
-				 v->id, v->host_id, fault, h->name);
-			cache_refresh(ctl, true);
-			return;
+		if (v->group_id) {
+			free(members);
+			members = NULL;
+			if (pool_store_group_get_id(ctl->st, v->group_id, &g) ||
+			    pool_store_group_hosts(ctl->st, g.id, &members, &nmembers))
+				goto out_error;
+			for (int i = 0; i < nmembers; i++) {
+				if (members[i] == v->host_id) {
+					members[i] = members[--nmembers];
+					break;
+				}
+			}
+			q.group_policy = g.policy;
+			q.group_hosts = members;
+			q.ngroup_hosts = nmembers;
 		}
+		q.now_ms = pool_now_ms();
+		cache_refresh(ctl, true);
+		snprintf(alts, sizeof(alts), "%s", v->alternates);
+		save = NULL;
+		for (tok = strtok_r(alts, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			struct sched_host *h = cache_find(ctl, strtoll(tok, NULL, 10));
+			const char *rest = save && *save ? save : "";
+			int f, ret;
+
+			if (!h)
+				continue;
+			for (f = 0; f < SCHED_NFILTERS; f++)
+				if (sched_filter_run(f, &ctl->sched, &q, h, NULL, 0))
+					break;
+			if (f < SCHED_NFILTERS)
+				continue;
+			ret = v->group_id ? pool_store_vm_move_group(ctl->st, v->id, h->id,
+								     h->generation, g.generation,
+								     rest)
+					  : pool_store_vm_move(ctl->st, v->id, h->id, h->generation,
+							       rest);
+			if (!ret) {
+				log_info("pool: server %" PRId64 " failed on host %" PRId64
+					 " (%s); retrying on alternate %s",
+					 v->id, v->host_id, fault, h->name);
+				cache_refresh(ctl, true);
+				free(members);
+				return;
+			}
+			if (ret == -EAGAIN) {
+				raced = true;
+				break;
+			}
+		}
+		if (!raced)
+			break;
 	}
 out_error:
+	free(members);
 	pool_store_vm_set_state(ctl->st, v->id, "error", fault);
 	cache_reload(ctl, v->host_id);
 }
@@ -623,8 +682,10 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 		{"reserved_vcpus", JSON_INTEGER, false}, {"reserved_ram_mb", JSON_INTEGER, false},
 		{"reserved_disk_gb", JSON_INTEGER, false}, {"vcpu_ratio", JSON_REAL, false},
 		{"ram_ratio", JSON_REAL, false},      {"disk_ratio", JSON_REAL, false},
-		{"isolated_tenant", JSON_INTEGER, false}, {NULL, 0, false},
+		{"isolated_tenant", JSON_INTEGER, false}, {"console_key", JSON_STRING, false},
+		{NULL, 0, false},
 	};
+	static const struct field f_token[] = {{"host", JSON_STRING, true}, {NULL, 0, false}};
 	static const struct field f_state[] = {
 		{"state", JSON_STRING, true}, {"fault", JSON_STRING, false}, {NULL, 0, false}};
 	struct pool_store *st = ctl->st;
@@ -639,6 +700,10 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 	if (n < 2 || strcmp(seg[0], "v1"))
 		return reply(status, 404, "no such resource (the API lives under /v1)");
 	const char *res = seg[1];
+
+	if (who->agent && strcmp(res, "agent"))
+		return reply(status, 403, "an agent token only registers, heartbeats and reports "
+					  "for its own host (/v1/agent/...)");
 
 #define BODY(spec) \
 	do { \
@@ -696,15 +761,15 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 			return vm_json(&v, false);
 		}
 		if (n == 4 && get && !strcmp(seg[3], "console")) {
-			char url[256], agent[128], *text = NULL;
+			char url[256], agent[128], key[65], *text = NULL;
 			int st_code = 0;
 
-			if (pool_store_host_url(st, v.host_id, agent, sizeof(agent)))
+			if (pool_store_host_agent(st, v.host_id, agent, sizeof(agent), key))
 				return reply(status, 502, "the server's host is unknown");
 			snprintf(url, sizeof(url), "%s/v1/console/%" PRId64, agent, id);
-			/* the agent is a loopback neighbour; drop the lock while waiting for it */
+			/* the agent proves nothing to us here; we present the key it registered */
 			pthread_mutex_unlock(&ctl->lock);
-			ret = pool_http("GET", url, ctl->admin_token, NULL, 3000, &st_code, &text);
+			ret = pool_http("GET", url, key, NULL, 3000, &st_code, &text);
 			pthread_mutex_lock(&ctl->lock);
 			if (ret || st_code != 200) {
 				free(text);
@@ -858,7 +923,8 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 				 (json_int_t)(to / 1000), "usage", out);
 	}
 
-	ADMIN_ONLY();
+	if (!who->agent)
+		ADMIN_ONLY();
 	if (!strcmp(res, "tenants")) {
 		if (n == 2 && post) {
 			char token[65], tname[64];
@@ -914,6 +980,21 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 			*status = 200;
 			return json_pack("{so}", "hosts", out);
 		}
+		if (n == 3 && post && !strcmp(seg[2], "tokens")) {
+			char token[65], hname[64];
+
+			BODY(f_token);
+			snprintf(hname, sizeof(hname), "%s", jstr(o, "host", ""));
+			json_decref(o);
+			if (!name_ok(hname))
+				return reply(status, 400, "field 'host' must be a host name");
+			err_clear();
+			ret = pool_store_host_token_create(st, hname, token);
+			if (ret)
+				return store_error(status, ret);
+			*status = 201;
+			return json_pack("{ss ss}", "host", hname, "token", token);
+		}
 		if (n == 3 && put && parse_id(seg[2], &id)) {
 			BODY(f_host_set);
 			json_t *en = json_object_get(o, "enabled");
@@ -959,7 +1040,12 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 				hi.ratio[r] = x ? json_number_value(x) : 1.0;
 			}
 			hi.isolated_tenant = jint(o, "isolated_tenant", 0);
+			snprintf(hi.console_key, sizeof(hi.console_key), "%s",
+				 jstr(o, "console_key", ""));
 			json_decref(o);
+			if (who->agent && strcmp(hi.name, who->host))
+				return reply(status, 403, "this agent token is for host '%s', not '%s'",
+					     who->host, hi.name);
 			if (!name_ok(hi.name) || !hi.archs || hi.total[0] < 0 || hi.total[1] < 0 ||
 			    hi.total[2] < 0 || hi.ratio[0] <= 0 || hi.ratio[1] <= 0 ||
 			    hi.ratio[2] <= 0 || strncmp(hi.url, "http", 4))
@@ -976,6 +1062,9 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 		}
 		if (n == 5 && post && !strcmp(seg[2], "hosts") && parse_id(seg[3], &id) &&
 		    !strcmp(seg[4], "heartbeat")) {
+			if (!agent_owns(ctl, who, id))
+				return reply(status, 403, "this agent token is for host '%s', not host "
+							  "%" PRId64, who->host, id);
 			err_clear();
 			ret = pool_store_host_heartbeat(st, id);
 			if (ret)
@@ -991,6 +1080,11 @@ static json_t *route(struct pool_ctl *ctl, const char *method, char *path, const
 			if (pool_store_vm_get(st, id, &v)) {
 				json_decref(o);
 				return reply(status, 404, "no server %" PRId64, id);
+			}
+			if (!agent_owns(ctl, who, v.host_id)) {
+				json_decref(o);
+				return reply(status, 403, "server %" PRId64 " is not placed on host '%s'",
+					     id, who->host);
 			}
 			if (!strcmp(state, "deleted")) {
 				ret = pool_store_vm_release(st, id, "deleted", NULL);
@@ -1035,10 +1129,13 @@ json_t *pool_ctl_handle(struct pool_ctl *ctl, const char *method, const char *pa
 	pthread_mutex_lock(&ctl->lock);
 	if (tok_eq(token, ctl->admin_token)) {
 		who.admin = true;
-	} else if (strlen(token) > 128 || pool_store_tenant_by_token(ctl->st, token, &who.tenant)) {
+	} else if (strlen(token) > 128 ||
+		   (pool_store_tenant_by_token(ctl->st, token, &who.tenant) &&
+		    pool_store_host_token_check(ctl->st, token, who.host))) {
 		pthread_mutex_unlock(&ctl->lock);
 		return reply(status, 401, "invalid token");
 	}
+	who.agent = *who.host != '\0';
 	out = route(ctl, method, buf, q ? q + 1 : NULL, &who, body, len, status);
 	pthread_mutex_unlock(&ctl->lock);
 	if (!out)

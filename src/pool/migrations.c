@@ -15,8 +15,11 @@
 
 EMBED(pool_migration_001, "src/pool/migrations/001_init.sql");
 extern const char pool_migration_001[];
+EMBED(pool_migration_002, "src/pool/migrations/002_agent_tokens.sql");
+extern const char pool_migration_002[];
 
 const struct pool_migration pool_migrations[] = {
 	{1, "001_init", pool_migration_001},
+	{2, "002_agent_tokens", pool_migration_002},
 };
 const int pool_nmigrations = sizeof(pool_migrations) / sizeof(pool_migrations[0]);

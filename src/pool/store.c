@@ -511,6 +511,29 @@ int pool_store_group_get(struct pool_store *st, int64_t tenant, const char *name
 	return 0;
 }
 
+int pool_store_group_get_id(struct pool_store *st, int64_t id, struct pool_group *g)
+{
+	struct pool_rows r;
+	int ret = EXEC(st, "SELECT id, tenant_id, name, policy, generation FROM server_groups "
+			   "WHERE id = $1",
+		       &r, NULL, PV_I(id));
+
+	if (ret)
+		return ret;
+	if (!r.nrows) {
+		err_set("no server group %lld", (long long)id);
+		pool_rows_fini(&r);
+		return -ENOENT;
+	}
+	g->id = pool_rows_int(&r, 0, 0);
+	g->tenant_id = pool_rows_int(&r, 0, 1);
+	copy_str(g->name, sizeof(g->name), pool_rows_get(&r, 0, 2));
+	g->policy = sched_group_policy_parse(pool_rows_get(&r, 0, 3));
+	g->generation = pool_rows_int(&r, 0, 4);
+	pool_rows_fini(&r);
+	return 0;
+}
+
 int pool_store_group_hosts(struct pool_store *st, int64_t group, int64_t **out, int *n)
 {
 	struct pool_rows r;
@@ -608,6 +631,9 @@ int pool_store_host_register(struct pool_store *st, const struct pool_host_info 
 		pool_rows_fini(&r);
 	}
 out:
+	if (!ret)
+		ret = EXEC(st, "UPDATE hosts SET console_key = $1 WHERE id = $2", NULL, NULL,
+			   PV_S(hi->console_key), PV_I(*id));
 	return txn_end(st, ret);
 }
 
@@ -655,6 +681,73 @@ int pool_store_host_url(struct pool_store *st, int64_t id, char *url, size_t len
 	ret = r.nrows ? 0 : -ENOENT;
 	if (!ret)
 		copy_str(url, len, pool_rows_get(&r, 0, 0));
+	pool_rows_fini(&r);
+	return ret;
+}
+
+int pool_store_host_agent(struct pool_store *st, int64_t id, char *url, size_t len, char *key)
+{
+	struct pool_rows r;
+	int ret = EXEC(st, "SELECT url, console_key FROM hosts WHERE id = $1", &r, NULL, PV_I(id));
+
+	if (ret)
+		return ret;
+	ret = r.nrows ? 0 : -ENOENT;
+	if (!ret) {
+		copy_str(url, len, pool_rows_get(&r, 0, 0));
+		copy_str(key, 65, pool_rows_get(&r, 0, 1));
+	}
+	pool_rows_fini(&r);
+	return ret;
+}
+
+static int random_token(char token[65])
+{
+	unsigned char raw[24];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		err_set("no randomness for a token");
+		return -EIO;
+	}
+	for (size_t i = 0; i < sizeof(raw); i++)
+		sprintf(token + 2 * i, "%02x", raw[i]);
+	return 0;
+}
+
+int pool_store_host_token_create(struct pool_store *st, const char *host_name, char token[65])
+{
+	char hash[65];
+	int ret = random_token(token);
+
+	if (ret)
+		return ret;
+	pool_sha256_hex(token, strlen(token), hash);
+	ret = txn_begin(st);
+	if (ret)
+		return ret;
+	ret = EXEC(st, "DELETE FROM host_tokens WHERE host_name = $1", NULL, NULL,
+		   PV_S(host_name));
+	if (!ret)
+		ret = EXEC(st, "INSERT INTO host_tokens (host_name, token_hash, created_ms) "
+			       "VALUES ($1, $2, $3)",
+			   NULL, NULL, PV_S(host_name), PV_S(hash), PV_I(pool_now_ms()));
+	return txn_end(st, ret);
+}
+
+int pool_store_host_token_check(struct pool_store *st, const char *token, char host_name[64])
+{
+	char hash[65];
+	struct pool_rows r;
+	int ret;
+
+	pool_sha256_hex(token, strlen(token), hash);
+	ret = EXEC(st, "SELECT host_name FROM host_tokens WHERE token_hash = $1", &r, NULL,
+		   PV_S(hash));
+	if (ret)
+		return ret;
+	ret = r.nrows ? 0 : -ENOENT;
+	if (!ret)
+		copy_str(host_name, 64, pool_rows_get(&r, 0, 0));
 	pool_rows_fini(&r);
 	return ret;
 }
@@ -961,6 +1054,12 @@ static void need_of(const struct pool_vm *v, int64_t need[SCHED_NRES])
 int pool_store_vm_move(struct pool_store *st, int64_t vm, int64_t to, int64_t to_generation,
 		       const char *alternates)
 {
+	return pool_store_vm_move_group(st, vm, to, to_generation, 0, alternates);
+}
+
+int pool_store_vm_move_group(struct pool_store *st, int64_t vm, int64_t to, int64_t to_generation,
+			     int64_t group_generation, const char *alternates)
+{
 	struct pool_vm v;
 	int64_t need[SCHED_NRES];
 	int ret = txn_begin(st);
@@ -980,6 +1079,16 @@ int pool_store_vm_move(struct pool_store *st, int64_t vm, int64_t to, int64_t to
 	if (ret)
 		goto out;
 	ret = host_charge(st, to, to_generation, need, +1, 0, 0);
+	if (ret)
+		goto out;
+	if (v.group_id && !group_generation) {
+		err_set("VM %lld is in server group %lld: its move needs the group's generation",
+			(long long)vm, (long long)v.group_id);
+		ret = -EINVAL;
+		goto out;
+	}
+	/* lock order tenant -> counter -> host -> group, as in a claim */
+	ret = group_cas(st, v.group_id, group_generation);
 	if (ret)
 		goto out;
 	ret = EXEC(st, "UPDATE vms SET host_id = $1, state = 'building', fault = '', "

@@ -56,7 +56,7 @@ int pool_http(const char *method, const char *url, const char *token, const char
 
 struct pool_agent_config {
 	const char *controller;	/* base URL, e.g. http://127.0.0.1:7000 */
-	const char *token;	/* admin token (agents register hosts) */
+	const char *token;	/* this host's agent token (POST /v1/hosts/tokens) */
 	const char *name;	/* host name */
 	const char *listen_addr; /* console server, e.g. 127.0.0.2 */
 	int listen_port;

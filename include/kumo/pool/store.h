@@ -141,6 +141,7 @@ struct pool_host_info {
 	int64_t total[SCHED_NRES], reserved[SCHED_NRES];
 	double ratio[SCHED_NRES];
 	int64_t isolated_tenant;
+	char console_key[65]; /* the agent's secret for console requests ("" = none) */
 };
 
 struct pool_claim {
@@ -185,6 +186,7 @@ int pool_store_group_create(struct pool_store *st, int64_t tenant, const char *n
 			    int64_t *id);
 int pool_store_group_get(struct pool_store *st, int64_t tenant, const char *name,
 			 struct pool_group *g);
+int pool_store_group_get_id(struct pool_store *st, int64_t id, struct pool_group *g);
 /* Host of every live member (repeats kept); *out malloc'd. */
 int pool_store_group_hosts(struct pool_store *st, int64_t group, int64_t **out, int *n);
 
@@ -193,6 +195,16 @@ int pool_store_host_register(struct pool_store *st, const struct pool_host_info 
 int pool_store_host_heartbeat(struct pool_store *st, int64_t id);
 int pool_store_host_set(struct pool_store *st, int64_t id, int enabled, int64_t isolated_tenant);
 int pool_store_host_url(struct pool_store *st, int64_t id, char *url, size_t len);
+/* The agent's URL and the console key it registered (key: 65 bytes). */
+int pool_store_host_agent(struct pool_store *st, int64_t id, char *url, size_t len, char *key);
+
+/*
+ * Per-host agent credentials: issue (or replace) the token of host `host_name` (returned once
+ * in the clear, only its SHA-256 stored); look a token up: 0 with the host name it acts for,
+ * -ENOENT if it is no host token.
+ */
+int pool_store_host_token_create(struct pool_store *st, const char *host_name, char token[65]);
+int pool_store_host_token_check(struct pool_store *st, const char *token, char host_name[64]);
 /* Full load of every host; *out malloc'd (names/az included). */
 int pool_store_hosts_load(struct pool_store *st, struct sched_host **out, int *n);
 /*
@@ -214,6 +226,13 @@ int pool_store_claim(struct pool_store *st, const struct pool_claim *c, int64_t 
  */
 int pool_store_vm_move(struct pool_store *st, int64_t vm, int64_t to, int64_t to_generation,
 		       const char *alternates);
+/*
+ * The same for a member of a server group: also a compare-and-swap on the group's generation
+ * (the caller re-ran the group filter with the members it read at that generation). -EAGAIN
+ * when the group changed. pool_store_vm_move refuses (-EINVAL) a member of a group.
+ */
+int pool_store_vm_move_group(struct pool_store *st, int64_t vm, int64_t to, int64_t to_generation,
+			     int64_t group_generation, const char *alternates);
 /* Frees a VM's claim: host usage, tenant usage; writes a usage record; state 'deleted'. */
 int pool_store_vm_release(struct pool_store *st, int64_t vm, const char *final_state,
 			  const char *fault);
