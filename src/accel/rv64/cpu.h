@@ -122,6 +122,9 @@ struct rv64_cpu {
 	bool code_written;          /* a store of this hart just invalidated decoded code */
 	uint64_t code_epoch_seen;   /* vm->code_epoch at the last rv64_code_sync() (atomic) */
 	uint32_t in_exec;           /* inside rv64_exec(), between its two syncs (atomic) */
+
+	/* Translated code (jit.c, x86-64 hosts); NULL: the decode cache alone runs the guest. */
+	struct rv64_jit *jit;
 };
 
 struct rv64_vm {
@@ -218,6 +221,8 @@ int rv64_sret(struct rv64_cpu *cpu);
 int rv64_dcache_new(struct rv64_cpu *cpu);
 void rv64_dcache_free(struct rv64_cpu *cpu);
 void rv64_dcache_flush(struct rv64_cpu *cpu);
+/* The 32-bit form of a 16-bit instruction parcel (unpriv 20191213 §16.8); 0: reserved. */
+uint32_t rv64_rvc_expand16(uint32_t parcel);
 /* Resets the architectural state of a hart (M-mode, pc 0, mhartid kept). */
 void rv64_cpu_reset(struct rv64_cpu *cpu);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "accel/rv64/cpu.h"
+#include "accel/rv64/jit.h"
 #include "accel/rv64/mmu.h"
 #include "kumo/base.h"
 
@@ -196,6 +197,11 @@ __attribute__((constructor)) static void rvc_table_init(void)
 {
 	for (uint32_t c = 0; c < (1u << 16); c++)
 		rvc_table[c] = (c & 3) == 3 ? 0 : rvc_expand(c);
+}
+
+uint32_t rv64_rvc_expand16(uint32_t parcel)
+{
+	return rvc_table[parcel & 0xffff];
 }
 
 /* --- M extension (unpriv 20191213 §7.2: division by zero and overflow do not trap). */
@@ -1069,6 +1075,11 @@ int rv64_dcache_new(struct rv64_cpu *cpu)
 	if (!cpu->dcache)
 		return -ENOMEM;
 	cpu->dcache->epoch = 1;
+#ifdef RV64_JIT
+	/* Without a translator (no memfd, KUMO_JIT=0) the decoded ops run everything. */
+	if (rv64_jit_wanted() && rv64_jit_new(&cpu->jit))
+		cpu->jit = NULL;
+#endif
 	return 0;
 }
 
@@ -1078,6 +1089,10 @@ void rv64_dcache_free(struct rv64_cpu *cpu)
 
 	if (!dc)
 		return;
+#ifdef RV64_JIT
+	rv64_jit_free(cpu->jit);
+	cpu->jit = NULL;
+#endif
 	for (unsigned i = 0; i < DC_SETS; i++)
 		for (unsigned w = 0; w < DC_WAYS; w++)
 			free(dc->set[i][w]);
@@ -1162,7 +1177,7 @@ struct dc_recent {
  * steps one slot instead of two, so the common path needs no length load.
  */
 #define DC_HANDLERS(X, T)                                                                      \
-	X(DECODE) X(LEAVE) X(STEP) X(ILLEGAL) X(GENERIC) X(NOP) X(FPU)                         \
+	X(DECODE) X(LEAVE) X(STEP) X(ILLEGAL) X(GENERIC) X(NOP) X(FPU) X(JIT)                      \
 	T(LUI) X(AUIPC) X(LI) X(LLA) X(CALL)                                                   \
 	X(JAL) X(J) X(JAL_FAR) X(J_FAR) X(JALR) X(JR)                                          \
 	X(BEQ) X(BNE) X(BLT) X(BGE) X(BLTU) X(BGEU)                                            \
@@ -1535,8 +1550,13 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 /* A taken jump to a computed address: stays in the page without a lookup when it can. */
 #define JUMP_TO(target)                                                                        \
 	do {                                                                                   \
-		uint64_t t_ = (target);                                                        \
 		n++;                                                                           \
+		GOTO_PC(target);                                                               \
+	} while (0)
+/* Goes on at a computed address (nothing more retired). */
+#define GOTO_PC(target)                                                                        \
+	do {                                                                                   \
+		uint64_t t_ = (target);                                                        \
 		if (likely(((t_ ^ page_va) & RV64_PAGE_MASK) == 0 && n < budget)) {            \
 			op = ops + ((t_ & ~RV64_PAGE_MASK) >> 1);                              \
 			DISPATCH();                                                            \
@@ -1647,8 +1667,53 @@ h_DECODE : {
 	if (dc_has_twin[id] && op->len == 1)
 		id++;
 	op->h = label[id];
+#ifdef RV64_JIT
+	if (cpu->jit) {
+		int b = rv64_jit_compile(cpu->jit, dp->host, (unsigned)(op - ops), op);
+
+		if (b >= 0) {
+			op->h = &&h_JIT;
+			op->imm = b;
+		}
+	}
+#endif
 	DISPATCH();
 }
+h_JIT: /* translated code from this op on (jit.h) */
+#ifdef RV64_JIT
+{
+	const void *code = rv64_jit_code(cpu->jit, op->imm, op);
+	struct rv64_jit_ret jr;
+	int64_t left = (int64_t)(budget - n);
+
+	if (unlikely(!code)) { /* the code buffer was flushed: translate again */
+		op->h = &&h_DECODE;
+		DISPATCH();
+	}
+	jr = rv64_jit_run(cpu->jit, cpu, page_va, left, code);
+	n += (uint64_t)(left - jr.left);
+	pc = cpu->pc;
+	if (unlikely(jr.status == RV64_JIT_EXIT_EXC))
+		goto exc_pc;
+	if (unlikely(jr.status == RV64_JIT_EXIT_CODE)) {
+		stamp++;
+		goto lookup;
+	}
+	if (jr.status >= RV64_JIT_EXIT_CELL && n < budget) {
+		/* In-page exit with budget left: chain the exit to the block it reaches. */
+		op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);
+		if (op->h == &&h_JIT) {
+			code = rv64_jit_code(cpu->jit, op->imm, op);
+			if (code)
+				rv64_jit_link(cpu->jit, jr.status, code);
+		}
+		DISPATCH();
+	}
+	GOTO_PC(pc);
+}
+#else
+	goto h_DECODE; /* never reached: only the translator sets h_JIT */
+#endif
 h_LEAVE: /* fell off the end of the page */
 	pc = page_va + RV64_PAGE_SIZE;
 	goto lookup;
@@ -1940,6 +2005,7 @@ out:
 #undef RS2
 #undef JUMP_NEAR
 #undef JUMP_TO
+#undef GOTO_PC
 #undef BRANCH
 #undef ALU
 #undef ALU_

@@ -1,0 +1,1051 @@
+/*
+ * jit.c - the x86-64 translator for RV64 integer code (see jit.h for the contract).
+ *
+ * Host registers inside translated code:
+ *   rbx  struct rv64_cpu * (guest x[i] at [rbx + 8 i], pc, TLBs)
+ *   r12  virtual address of the guest page the block belongs to
+ *   r13  instruction budget left (each block subtracts its length on entry; a side exit
+ *        gives back what it did not run)
+ *   rax, rcx, rdx, rsi, rdi, r8-r11: scratch, clobbered by helper calls
+ *   [rsp], [rsp + 8]: scratch (a slow load's value)
+ * The shared entry saves the callee-saved registers and jumps to the block; every exit sets
+ * cpu->pc and rdx (the status) and jumps to the shared epilogue, which returns r13 in rax.
+ */
+#include "accel/rv64/jit.h"
+
+#ifdef RV64_JIT
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "accel/rv64/mmu.h"
+#include "kumo/base.h"
+
+#define JIT_BUF_SIZE (32u << 20) /* per hart; flushed whole when full */
+#define JIT_BLOCK_MAX 64          /* guest instructions per block */
+#define JIT_STUBS_MAX (2 * JIT_BLOCK_MAX)
+#define PAGE_SLOTS 2048           /* 2-byte parcels per guest page */
+
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+
+#define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
+#define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
+#define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
+#define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
+
+bool rv64_jit_wanted(void)
+{
+	const char *s = getenv("KUMO_JIT");
+
+	return s && s[0] == '1'; /* off by default until every suite passes with it */
+}
+
+/* --- The emitter: writes through the RW view; positions are offsets valid in both views. */
+
+struct em {
+	struct rv64_jit *j;
+	uint64_t pos;
+	uint64_t limit;
+	bool full;
+};
+
+static void b1(struct em *e, unsigned v)
+{
+	if (e->pos >= e->limit) {
+		e->full = true;
+		return;
+	}
+	e->j->rw[e->pos++] = (uint8_t)v;
+}
+
+static void b4(struct em *e, uint32_t v)
+{
+	for (unsigned i = 0; i < 4; i++)
+		b1(e, (v >> (8 * i)) & 0xff);
+}
+
+static void b8(struct em *e, uint64_t v)
+{
+	b4(e, (uint32_t)v);
+	b4(e, (uint32_t)(v >> 32));
+}
+
+static void patch32(struct em *e, uint64_t at, uint32_t v)
+{
+	if (at + 4 <= e->limit)
+		memcpy(e->j->rw + at, &v, 4);
+}
+
+/* Opcode bytes, most significant first (0x0fb6 is 0f b6). */
+static void opc(struct em *e, uint32_t op)
+{
+	if (op > 0xffff)
+		b1(e, op >> 16);
+	if (op > 0xff)
+		b1(e, (op >> 8) & 0xff);
+	b1(e, op & 0xff);
+}
+
+static void rex(struct em *e, bool w, unsigned r, unsigned b)
+{
+	unsigned v = 0x40 | (w ? 8 : 0) | (r >> 3) << 2 | (b >> 3);
+
+	if (v != 0x40)
+		b1(e, v);
+}
+
+/* op r, [base + disp] (or op [base + disp], r: the opcode decides). */
+static void op_mem(struct em *e, bool w, uint32_t op, unsigned r, unsigned base, int32_t disp)
+{
+	unsigned rm = base & 7;
+
+	rex(e, w, r, base);
+	opc(e, op);
+	if (disp >= -128 && disp <= 127) {
+		b1(e, 0x40 | (r & 7) << 3 | rm);
+		if (rm == 4)
+			b1(e, 0x24);
+		b1(e, (uint8_t)disp);
+	} else {
+		b1(e, 0x80 | (r & 7) << 3 | rm);
+		if (rm == 4)
+			b1(e, 0x24);
+		b4(e, (uint32_t)disp);
+	}
+}
+
+/* op r, rm (register form). */
+static void op_rr(struct em *e, bool w, uint32_t op, unsigned r, unsigned rm)
+{
+	rex(e, w, r, rm);
+	opc(e, op);
+	b1(e, 0xc0 | (r & 7) << 3 | (rm & 7));
+}
+
+/* op r, [rbx + rax * 8 + disp] (the TLB entry of the index in rax, pre-multiplied by 3). */
+static void op_tlb(struct em *e, uint32_t op, unsigned r, int32_t disp)
+{
+	rex(e, true, r, 0);
+	opc(e, op);
+	b1(e, 0x84 | (r & 7) << 3);
+	b1(e, 0xc3);
+	b4(e, (uint32_t)disp);
+}
+
+static void ld_x(struct em *e, unsigned r, unsigned xr)
+{
+	if (!xr)
+		op_rr(e, false, 0x31, r, r); /* xor r32, r32 */
+	else
+		op_mem(e, true, 0x8b, r, RBX, OFF_X(xr));
+}
+
+static void ld_x32(struct em *e, unsigned r, unsigned xr)
+{
+	if (!xr)
+		op_rr(e, false, 0x31, r, r);
+	else
+		op_mem(e, false, 0x8b, r, RBX, OFF_X(xr));
+}
+
+static void st_x(struct em *e, unsigned xr, unsigned r)
+{
+	if (xr)
+		op_mem(e, true, 0x89, r, RBX, OFF_X(xr));
+}
+
+/* ALU group 1 with imm32 (ext: 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp). */
+static void alu_imm(struct em *e, bool w, unsigned ext, unsigned r, int32_t imm)
+{
+	if (imm >= -128 && imm <= 127) {
+		op_rr(e, w, 0x83, ext, r);
+		b1(e, (uint8_t)imm);
+	} else {
+		op_rr(e, w, 0x81, ext, r);
+		b4(e, (uint32_t)imm);
+	}
+}
+
+static void shift_imm(struct em *e, bool w, unsigned ext, unsigned r, unsigned sh)
+{
+	op_rr(e, w, 0xc1, ext, r);
+	b1(e, sh);
+}
+
+static void mov_imm64(struct em *e, unsigned r, uint64_t v)
+{
+	rex(e, true, 0, r);
+	b1(e, 0xb8 + (r & 7));
+	b8(e, v);
+}
+
+static void call_abs(struct em *e, const void *fn)
+{
+	mov_imm64(e, RAX, (uint64_t)(uintptr_t)fn);
+	b1(e, 0xff);
+	b1(e, 0xd0);
+}
+
+/* jcc/jmp rel32 to a position not known yet: returns where to patch. */
+static uint64_t jcc_fwd(struct em *e, unsigned cc)
+{
+	b1(e, 0x0f);
+	b1(e, 0x80 | cc);
+	b4(e, 0);
+	return e->pos - 4;
+}
+
+static uint64_t jmp_fwd(struct em *e)
+{
+	b1(e, 0xe9);
+	b4(e, 0);
+	return e->pos - 4;
+}
+
+static void fix_here(struct em *e, uint64_t at)
+{
+	patch32(e, at, (uint32_t)(e->pos - (at + 4)));
+}
+
+static void fix_to(struct em *e, uint64_t at, uint64_t target)
+{
+	patch32(e, at, (uint32_t)(target - (at + 4)));
+}
+
+static void jmp_to(struct em *e, uint64_t target)
+{
+	fix_to(e, jmp_fwd(e), target);
+}
+
+enum { CC_B = 2, CC_AE = 3, CC_E = 4, CC_NE = 5, CC_S = 8, CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe };
+
+/* rax = page va + off. */
+static void lea_pc(struct em *e, unsigned r, int64_t off)
+{
+	op_mem(e, true, 0x8d, r, R12, (int32_t)off);
+}
+
+static void set_pc_off(struct em *e, int64_t off)
+{
+	lea_pc(e, RAX, off);
+	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+}
+
+static void r13_add(struct em *e, int32_t v)
+{
+	if (v)
+		alu_imm(e, true, 0, R13, v);
+}
+
+static void jmp_epilogue(struct em *e)
+{
+	jmp_to(e, (uint64_t)(e->j->epilogue - e->j->rx));
+}
+
+/*
+ * Leaves for the instruction at page offset t: within the page, through a chaining cell while
+ * budget is left; elsewhere (or with t at the page end), a far exit.
+ */
+static void exit_to(struct em *e, int64_t t)
+{
+	uint64_t jle, lea_cell, jmp_cell, slow;
+
+	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE) {
+		set_pc_off(e, t);
+		op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
+		jmp_epilogue(e);
+		return;
+	}
+	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
+	jle = jcc_fwd(e, CC_LE);
+	b1(e, 0xff); /* jmp [rip + cell] */
+	b1(e, 0x25);
+	b4(e, 0);
+	jmp_cell = e->pos - 4;
+	slow = e->pos;
+	fix_here(e, jle);
+	set_pc_off(e, t);
+	b1(e, 0x48); /* lea rdx, [rip + cell] */
+	b1(e, 0x8d);
+	b1(e, 0x15);
+	b4(e, 0);
+	lea_cell = e->pos - 4;
+	jmp_epilogue(e);
+	while (e->pos & 7)
+		b1(e, 0xcc);
+	fix_here(e, jmp_cell);
+	fix_here(e, lea_cell);
+	b8(e, (uint64_t)(uintptr_t)(e->j->rx + slow));
+}
+
+/* --- Helpers called from translated code (unpriv 20191213 §7.2: no traps on division). */
+
+static uint64_t h_div(uint64_t a, uint64_t b)
+{
+	if (b == 0)
+		return UINT64_MAX;
+	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
+		return a;
+	return (uint64_t)((int64_t)a / (int64_t)b);
+}
+
+static uint64_t h_divu(uint64_t a, uint64_t b)
+{
+	return b ? a / b : UINT64_MAX;
+}
+
+static uint64_t h_rem(uint64_t a, uint64_t b)
+{
+	if (b == 0)
+		return a;
+	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
+		return 0;
+	return (uint64_t)((int64_t)a % (int64_t)b);
+}
+
+static uint64_t h_remu(uint64_t a, uint64_t b)
+{
+	return b ? a % b : a;
+}
+
+static uint64_t sx32(uint32_t v)
+{
+	return (uint64_t)(int64_t)(int32_t)v;
+}
+
+static uint64_t h_divw(uint64_t a, uint64_t b)
+{
+	int32_t x = (int32_t)a, y = (int32_t)b;
+
+	if (y == 0)
+		return UINT64_MAX;
+	if (x == INT32_MIN && y == -1)
+		return sx32((uint32_t)x);
+	return sx32((uint32_t)(x / y));
+}
+
+static uint64_t h_divuw(uint64_t a, uint64_t b)
+{
+	return (uint32_t)b ? sx32((uint32_t)a / (uint32_t)b) : UINT64_MAX;
+}
+
+static uint64_t h_remw(uint64_t a, uint64_t b)
+{
+	int32_t x = (int32_t)a, y = (int32_t)b;
+
+	if (y == 0)
+		return sx32((uint32_t)x);
+	if (x == INT32_MIN && y == -1)
+		return 0;
+	return sx32((uint32_t)(x % y));
+}
+
+static uint64_t h_remuw(uint64_t a, uint64_t b)
+{
+	return (uint32_t)b ? sx32((uint32_t)a % (uint32_t)b) : sx32((uint32_t)a);
+}
+
+/* --- Block translation. */
+
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH };
+enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
+
+struct stub {
+	uint8_t kind, size, ext, rs2;
+	uint16_t idx;    /* instruction index in the block */
+	uint16_t off;    /* its byte offset in the page */
+	uint16_t len;    /* its length in bytes */
+	uint64_t fix;    /* rel32 of the jcc that enters the stub */
+	uint64_t resume; /* where the fast path continues (loads, stores) */
+	int64_t target;  /* branch target, page offset */
+};
+
+struct blk {
+	struct em e;
+	struct stub stubs[JIT_STUBS_MAX];
+	unsigned nstubs;
+};
+
+static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, unsigned off,
+			     unsigned len)
+{
+	struct stub *s = &bk->stubs[bk->nstubs++];
+
+	memset(s, 0, sizeof(*s));
+	s->kind = (uint8_t)kind;
+	s->idx = (uint16_t)idx;
+	s->off = (uint16_t)off;
+	s->len = (uint16_t)len;
+	return s;
+}
+
+static int64_t imm_i(uint32_t insn)
+{
+	return (int64_t)(int32_t)insn >> 20;
+}
+
+static int64_t imm_s(uint32_t insn)
+{
+	return ((int64_t)(int32_t)insn >> 25 << 5) | ((insn >> 7) & 31);
+}
+
+static int64_t imm_b(uint32_t insn)
+{
+	return ((int64_t)(int32_t)(insn & 0x80000000u) >> 19) | ((insn >> 20) & 0x7e0) |
+	       ((insn >> 7) & 0x1e) | ((insn << 4) & 0x800);
+}
+
+static int64_t imm_j(uint32_t insn)
+{
+	return ((int64_t)(int32_t)(insn & 0x80000000u) >> 11) | (insn & 0xff000) |
+	       ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
+}
+
+/* rsi = x[rs1] + imm; rax = TLB index * 3; jumps to a new stub when the entry misses. */
+static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
+			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
+			     unsigned off, unsigned len)
+{
+	struct em *e = &bk->e;
+	struct stub *s;
+
+	ld_x(e, RSI, rs1);
+	if (imm)
+		alu_imm(e, true, 0, RSI, (int32_t)imm);
+	op_rr(e, true, 0x89, RSI, RAX);                  /* mov rax, rsi */
+	shift_imm(e, true, 5, RAX, RV64_PAGE_SHIFT);     /* shr rax, 12 */
+	b1(e, 0x25);                                     /* and eax, TLB mask */
+	b4(e, RV64_TLB_SIZE - 1);
+	b1(e, 0x48); /* lea rax, [rax + rax * 2] */
+	b1(e, 0x8d);
+	b1(e, 0x04);
+	b1(e, 0x40);
+	op_tlb(e, 0x8b, RCX, OFF_TLB(acc));             /* rcx = tag */
+	op_mem(e, true, 0x0b, RCX, RBX, OFF_ALLOW(acc)); /* rcx |= allow */
+	op_rr(e, true, 0x89, RSI, RDX);                  /* rdx = va */
+	alu_imm(e, true, 4, RDX, (int32_t)(RV64_PAGE_MASK | (size - 1)));
+	alu_imm(e, true, 1, RDX, (int32_t)RV64_TLB_FLAGS);
+	op_rr(e, true, 0x39, RDX, RCX); /* cmp rcx, rdx */
+	s = stub_add(bk, kind, idx, off, len);
+	s->size = (uint8_t)size;
+	s->fix = jcc_fwd(e, CC_NE);
+	op_tlb(e, 0x03, RSI, OFF_TLB(acc) + 8); /* rsi += host_addend */
+	return s;
+}
+
+/*
+ * Translates one instruction (RVC already expanded) at page offset `off`. Returns 0 to go
+ * on, 1 when it ended the block (it left), -1 when it is not translated (nothing emitted).
+ */
+static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25;
+	int64_t imm = imm_i(insn);
+	struct stub *s;
+
+	switch (insn & 0x7f) {
+	case 0x37: /* LUI */
+		if (rd) {
+			op_mem(e, true, 0xc7, 0, RBX, OFF_X(rd));
+			b4(e, insn & 0xfffff000u);
+		}
+		return 0;
+	case 0x17: /* AUIPC */
+		if (rd) {
+			lea_pc(e, RAX, off);
+			alu_imm(e, true, 0, RAX, (int32_t)(insn & 0xfffff000u));
+			st_x(e, rd, RAX);
+		}
+		return 0;
+	case 0x6f: /* JAL */
+		if (rd) {
+			lea_pc(e, RAX, off + len);
+			st_x(e, rd, RAX);
+		}
+		exit_to(e, (int64_t)off + imm_j(insn));
+		return 1;
+	case 0x67: /* JALR: target before the link, rd may be rs1 */
+		if (f3)
+			return -1;
+		ld_x(e, RAX, rs1);
+		if (imm)
+			alu_imm(e, true, 0, RAX, (int32_t)imm);
+		alu_imm(e, true, 4, RAX, -2);
+		if (rd) {
+			lea_pc(e, RCX, off + len);
+			st_x(e, rd, RCX);
+		}
+		op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+		op_rr(e, false, 0x31, RDX, RDX);
+		jmp_epilogue(e);
+		return 1;
+	case 0x63: { /* BRANCH: taken leaves through a stub */
+		static const uint8_t cc[8] = {CC_E, CC_NE, 0, 0, CC_L, CC_GE, CC_B, CC_AE};
+
+		if (f3 == 2 || f3 == 3)
+			return -1;
+		ld_x(e, RAX, rs1);
+		if (rs2)
+			op_mem(e, true, 0x3b, RAX, RBX, OFF_X(rs2));
+		else
+			op_rr(e, true, 0x85, RAX, RAX); /* compares with 0 alike */
+		s = stub_add(bk, STUB_BRANCH, idx, off, len);
+		s->target = (int64_t)off + imm_b(insn);
+		s->fix = jcc_fwd(e, cc[f3]);
+		return 0;
+	}
+	case 0x03: { /* LOAD: a load to x0 still accesses memory */
+		static const uint32_t op[7] = {0x0fbe, 0x0fbf, 0x63, 0x8b, 0x0fb6, 0x0fb7, 0x8b};
+		static const bool w[7] = {true, true, true, true, false, false, false};
+		static const uint8_t ext[7] = {EXT_S8, EXT_S16, EXT_S32, EXT_NONE,
+					       EXT_NONE, EXT_NONE, EXT_NONE};
+
+		if (f3 == 7)
+			return -1;
+		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm, 1u << (f3 & 3), idx, off,
+			     len);
+		s->ext = ext[f3];
+		op_mem(e, w[f3], op[f3], RAX, RSI, 0);
+		s->resume = e->pos;
+		st_x(e, rd, RAX);
+		return 0;
+	}
+	case 0x23: /* STORE */
+		if (f3 > 3)
+			return -1;
+		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), 1u << f3, idx, off,
+			     len);
+		s->rs2 = (uint8_t)rs2;
+		ld_x(e, RDX, rs2);
+		switch (f3) {
+		case 0:
+			op_mem(e, false, 0x88, RDX, RSI, 0);
+			break;
+		case 1:
+			b1(e, 0x66);
+			op_mem(e, false, 0x89, RDX, RSI, 0);
+			break;
+		case 2:
+			op_mem(e, false, 0x89, RDX, RSI, 0);
+			break;
+		default:
+			op_mem(e, true, 0x89, RDX, RSI, 0);
+			break;
+		}
+		s->resume = e->pos;
+		return 0;
+	case 0x13: /* OP-IMM */
+		switch (f3) {
+		case 1:
+			if (insn >> 26)
+				return -1; /* Zbb/Zbs forms: the interpreter */
+			break;
+		case 5:
+			if ((insn >> 26) != 0 && (insn >> 26) != 0x10)
+				return -1;
+			break;
+		}
+		if (!rd)
+			return 0; /* a NOP or hint */
+		if (f3 == 0 && !rs1) {
+			op_mem(e, true, 0xc7, 0, RBX, OFF_X(rd));
+			b4(e, (uint32_t)imm);
+			return 0;
+		}
+		ld_x(e, RAX, rs1);
+		switch (f3) {
+		case 0:
+			if (imm)
+				alu_imm(e, true, 0, RAX, (int32_t)imm);
+			break;
+		case 2:
+		case 3:
+			alu_imm(e, true, 7, RAX, (int32_t)imm);
+			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
+			op_rr(e, false, 0x0fb6, RAX, RAX);
+			break;
+		case 4:
+			alu_imm(e, true, 6, RAX, (int32_t)imm);
+			break;
+		case 6:
+			alu_imm(e, true, 1, RAX, (int32_t)imm);
+			break;
+		case 7:
+			alu_imm(e, true, 4, RAX, (int32_t)imm);
+			break;
+		case 1:
+			shift_imm(e, true, 4, RAX, (insn >> 20) & 63);
+			break;
+		default:
+			shift_imm(e, true, (insn >> 26) ? 7 : 5, RAX, (insn >> 20) & 63);
+			break;
+		}
+		st_x(e, rd, RAX);
+		return 0;
+	case 0x1b: /* OP-IMM-32 */
+		if (f3 == 1 && f7 != 0)
+			return -1;
+		if (f3 == 5 && f7 != 0 && f7 != 0x20)
+			return -1;
+		if (f3 != 0 && f3 != 1 && f3 != 5)
+			return -1;
+		if (!rd)
+			return 0;
+		ld_x32(e, RAX, rs1);
+		if (f3 == 0)
+			alu_imm(e, false, 0, RAX, (int32_t)imm);
+		else
+			shift_imm(e, false, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX, rs2);
+		op_rr(e, true, 0x63, RAX, RAX); /* movsxd rax, eax */
+		st_x(e, rd, RAX);
+		return 0;
+	case 0x33: { /* OP */
+		unsigned k = f7 << 3 | f3;
+		static const struct {
+			unsigned k;
+			uint32_t op;
+		} alu[] = {
+			{0x00 << 3 | 0, 0x03}, {0x20 << 3 | 0, 0x2b}, {0x00 << 3 | 4, 0x33},
+			{0x00 << 3 | 6, 0x0b}, {0x00 << 3 | 7, 0x23},
+		};
+		const void *fn = NULL;
+
+		switch (k) {
+		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 2:
+		case 0x00 << 3 | 3: case 0x00 << 3 | 4: case 0x00 << 3 | 5: case 0x20 << 3 | 5:
+		case 0x00 << 3 | 6: case 0x00 << 3 | 7: case 0x01 << 3 | 0: case 0x01 << 3 | 1:
+		case 0x01 << 3 | 2: case 0x01 << 3 | 3: case 0x10 << 3 | 2: case 0x10 << 3 | 4:
+		case 0x10 << 3 | 6:
+			break;
+		case 0x01 << 3 | 4:
+			fn = (const void *)h_div;
+			break;
+		case 0x01 << 3 | 5:
+			fn = (const void *)h_divu;
+			break;
+		case 0x01 << 3 | 6:
+			fn = (const void *)h_rem;
+			break;
+		case 0x01 << 3 | 7:
+			fn = (const void *)h_remu;
+			break;
+		default:
+			return -1;
+		}
+		if (!rd)
+			return 0;
+		if (fn) {
+			ld_x(e, RDI, rs1);
+			ld_x(e, RSI, rs2);
+			call_abs(e, fn);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
+			if (alu[i].k == k) {
+				ld_x(e, RAX, rs1);
+				op_mem(e, true, alu[i].op, RAX, RBX, OFF_X(rs2));
+				st_x(e, rd, RAX);
+				return 0;
+			}
+		}
+		switch (k) {
+		case 0x00 << 3 | 1: /* shifts by rs2 & 63: what x86 does with cl */
+		case 0x00 << 3 | 5:
+		case 0x20 << 3 | 5:
+			ld_x(e, RCX, rs2);
+			ld_x(e, RAX, rs1);
+			op_rr(e, true, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
+			break;
+		case 0x00 << 3 | 2:
+		case 0x00 << 3 | 3:
+			ld_x(e, RAX, rs1);
+			op_mem(e, true, 0x3b, RAX, RBX, OFF_X(rs2));
+			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
+			op_rr(e, false, 0x0fb6, RAX, RAX);
+			break;
+		case 0x01 << 3 | 0: /* MUL */
+			ld_x(e, RAX, rs1);
+			op_mem(e, true, 0x0faf, RAX, RBX, OFF_X(rs2));
+			break;
+		case 0x01 << 3 | 1: /* MULH */
+		case 0x01 << 3 | 3: /* MULHU */
+			ld_x(e, RAX, rs1);
+			op_mem(e, true, 0xf7, f3 == 1 ? 5 : 4, RBX, OFF_X(rs2));
+			op_rr(e, true, 0x89, RDX, RAX);
+			break;
+		case 0x01 << 3 | 2: /* MULHSU = MULHU - (rs1 < 0 ? rs2 : 0) */
+			ld_x(e, RAX, rs1);
+			op_rr(e, true, 0x89, RAX, RCX);
+			op_mem(e, true, 0xf7, 4, RBX, OFF_X(rs2));
+			shift_imm(e, true, 7, RCX, 63);
+			op_mem(e, true, 0x23, RCX, RBX, OFF_X(rs2));
+			op_rr(e, true, 0x29, RCX, RDX); /* sub rdx, rcx */
+			op_rr(e, true, 0x89, RDX, RAX);
+			break;
+		default: /* SH1ADD, SH2ADD, SH3ADD (Zba) */
+			ld_x(e, RAX, rs1);
+			shift_imm(e, true, 4, RAX, f3 >> 1);
+			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			break;
+		}
+		st_x(e, rd, RAX);
+		return 0;
+	}
+	case 0x3b: { /* OP-32 */
+		unsigned k = f7 << 3 | f3;
+		const void *fn = NULL;
+
+		switch (k) {
+		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 5:
+		case 0x20 << 3 | 5: case 0x01 << 3 | 0: case 0x04 << 3 | 0:
+			break;
+		case 0x01 << 3 | 4:
+			fn = (const void *)h_divw;
+			break;
+		case 0x01 << 3 | 5:
+			fn = (const void *)h_divuw;
+			break;
+		case 0x01 << 3 | 6:
+			fn = (const void *)h_remw;
+			break;
+		case 0x01 << 3 | 7:
+			fn = (const void *)h_remuw;
+			break;
+		default:
+			return -1;
+		}
+		if (!rd)
+			return 0;
+		if (fn) {
+			ld_x(e, RDI, rs1);
+			ld_x(e, RSI, rs2);
+			call_abs(e, fn);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		switch (k) {
+		case 0x04 << 3 | 0: /* ADD.UW (Zba) */
+			ld_x32(e, RAX, rs1);
+			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			st_x(e, rd, RAX);
+			return 0;
+		case 0x00 << 3 | 0:
+			ld_x32(e, RAX, rs1);
+			op_mem(e, false, 0x03, RAX, RBX, OFF_X(rs2));
+			break;
+		case 0x20 << 3 | 0:
+			ld_x32(e, RAX, rs1);
+			op_mem(e, false, 0x2b, RAX, RBX, OFF_X(rs2));
+			break;
+		case 0x01 << 3 | 0:
+			ld_x32(e, RAX, rs1);
+			op_mem(e, false, 0x0faf, RAX, RBX, OFF_X(rs2));
+			break;
+		default: /* SLLW, SRLW, SRAW: x86 masks cl to 5 bits for 32-bit shifts */
+			ld_x(e, RCX, rs2);
+			ld_x32(e, RAX, rs1);
+			op_rr(e, false, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
+			break;
+		}
+		op_rr(e, true, 0x63, RAX, RAX);
+		st_x(e, rd, RAX);
+		return 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+/* Side exits, after the block's straight-line code: n is the block's instruction count. */
+static void emit_stubs(struct blk *bk, unsigned n)
+{
+	struct em *e = &bk->e;
+
+	for (unsigned i = 0; i < bk->nstubs; i++) {
+		struct stub *s = &bk->stubs[i];
+		uint64_t exc, code = 0;
+
+		fix_here(e, s->fix);
+		if (s->kind == STUB_BRANCH) {
+			r13_add(e, (int32_t)(n - s->idx - 1));
+			exit_to(e, s->target);
+			continue;
+		}
+		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu; rsi = va already */
+		if (s->kind == STUB_LOAD) {
+			b1(e, 0xba); /* mov edx, size */
+			b4(e, s->size);
+			op_rr(e, true, 0x89, RSP, RCX); /* rcx = &scratch */
+			call_abs(e, (const void *)rv64_mmu_load_slow);
+			op_rr(e, false, 0x85, RAX, RAX);
+			exc = jcc_fwd(e, CC_NE);
+			op_mem(e, true, 0x8b, RAX, RSP, 0);
+			switch (s->ext) {
+			case EXT_S8:
+				op_rr(e, true, 0x0fbe, RAX, RAX);
+				break;
+			case EXT_S16:
+				op_rr(e, true, 0x0fbf, RAX, RAX);
+				break;
+			case EXT_S32:
+				op_rr(e, true, 0x63, RAX, RAX);
+				break;
+			}
+		} else {
+			ld_x(e, RCX, s->rs2);
+			b1(e, 0xba);
+			b4(e, s->size);
+			call_abs(e, (const void *)rv64_mmu_store_slow);
+			op_rr(e, false, 0x85, RAX, RAX);
+			exc = jcc_fwd(e, CC_S);
+			code = jcc_fwd(e, CC_NE);
+		}
+		jmp_to(e, s->resume);
+		/* The access trapped: the instruction did not retire. */
+		fix_here(e, exc);
+		set_pc_off(e, s->off);
+		r13_add(e, (int32_t)(n - s->idx));
+		b1(e, 0xba);
+		b4(e, RV64_JIT_EXIT_EXC);
+		jmp_epilogue(e);
+		if (s->kind == STUB_STORE) {
+			/* The store rewrote decoded code: leave after it (exec.c looks up again). */
+			fix_here(e, code);
+			set_pc_off(e, s->off + s->len);
+			r13_add(e, (int32_t)(n - s->idx - 1));
+			b1(e, 0xba);
+			b4(e, RV64_JIT_EXIT_CODE);
+			jmp_epilogue(e);
+		}
+	}
+}
+
+static uint32_t parcel(const uint8_t *page, unsigned slot)
+{
+	/* Other harts may store to the page meanwhile: read each parcel once, atomically. */
+	return __atomic_load_n((const uint16_t *)(page + 2 * slot), __ATOMIC_RELAXED);
+}
+
+static void jit_flush(struct rv64_jit *j)
+{
+	j->used = j->base_used;
+	j->nblocks = 0;
+	j->flushes++;
+}
+
+/* Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full). */
+static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
+			   unsigned slot, bool *full)
+{
+	struct em *e = &bk->e;
+	uint64_t start, sub;
+	unsigned n = 0, s = slot;
+	bool ended = false;
+
+	e->j = j;
+	e->pos = start = j->used;
+	e->limit = j->size;
+	e->full = false;
+	bk->nstubs = 0;
+	alu_imm(e, true, 5, R13, 0x7fffffff); /* sub r13, n: the imm32 form, patched below */
+	sub = e->pos - 4;
+	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 1 < JIT_STUBS_MAX) {
+		uint32_t lo = parcel(page, s), insn;
+		unsigned len;
+		int r;
+
+		if ((lo & 3) == 3) {
+			if (s + 1 >= PAGE_SLOTS)
+				break; /* straddles the page end: the interpreter */
+			insn = lo | parcel(page, s + 1) << 16;
+			len = 4;
+		} else {
+			insn = rv64_rvc_expand16(lo);
+			len = 2;
+			if (!insn)
+				break;
+		}
+		r = tr_insn(bk, insn, s * 2, len, n);
+		if (r < 0)
+			break;
+		n++;
+		s += len / 2;
+		if (r > 0) {
+			ended = true;
+			break;
+		}
+	}
+	if (!n) {
+		*full = false;
+		return UINT64_MAX;
+	}
+	if (!ended)
+		exit_to(e, (int64_t)s * 2);
+	emit_stubs(bk, n);
+	patch32(e, sub, n);
+	*full = e->full;
+	if (e->full)
+		return UINT64_MAX;
+	while (e->pos & 15)
+		b1(e, 0xcc);
+	j->used = e->pos;
+	return start;
+}
+
+int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, const void *owner)
+{
+	struct blk *bk;
+	uint64_t start;
+	bool full;
+
+	if (slot >= PAGE_SLOTS)
+		return -1;
+	if (j->nblocks == j->cap) {
+		uint32_t cap = j->cap ? 2 * j->cap : 4096;
+		struct rv64_jit_block *nb = realloc(j->blocks, cap * sizeof(*nb));
+
+		if (!nb)
+			return -1;
+		j->blocks = nb;
+		j->cap = cap;
+	}
+	bk = malloc(sizeof(*bk));
+	if (!bk)
+		return -1;
+	start = emit_block(j, bk, page, slot, &full);
+	if (full) {
+		jit_flush(j);
+		start = emit_block(j, bk, page, slot, &full);
+	}
+	free(bk);
+	if (start == UINT64_MAX)
+		return -1;
+	j->blocks[j->nblocks].owner = owner;
+	j->blocks[j->nblocks].code = j->rx + start;
+	j->translated++;
+	return (int)j->nblocks++;
+}
+
+typedef struct rv64_jit_ret (*jit_entry_fn)(struct rv64_cpu *cpu, uint64_t page_va, int64_t left,
+					     const void *code);
+
+struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint64_t page_va,
+				 int64_t left, const void *code)
+{
+	jit_entry_fn fn = (jit_entry_fn)(uintptr_t)j->rx;
+
+	return fn(cpu, page_va, left, code);
+}
+
+void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
+{
+	uint64_t at = cell - (uint64_t)(uintptr_t)j->rx;
+
+	if (at >= j->base_used && at + 8 <= j->used)
+		__atomic_store_n((uint64_t *)(j->rw + at), (uint64_t)(uintptr_t)code,
+				 __ATOMIC_RELAXED);
+}
+
+/* The shared entry (at offset 0) and epilogue. */
+static void emit_base(struct rv64_jit *j)
+{
+	struct em e = {.j = j, .pos = 0, .limit = j->size};
+	static const uint8_t entry[] = {
+		0x53,                   /* push rbx */
+		0x55,                   /* push rbp */
+		0x41, 0x54,             /* push r12 */
+		0x41, 0x55,             /* push r13 */
+		0x41, 0x56,             /* push r14 */
+		0x41, 0x57,             /* push r15 */
+		0x48, 0x83, 0xec, 0x18, /* sub rsp, 24: scratch, and rsp 16-aligned for calls */
+		0x48, 0x89, 0xfb,       /* mov rbx, rdi */
+		0x49, 0x89, 0xf4,       /* mov r12, rsi */
+		0x49, 0x89, 0xd5,       /* mov r13, rdx */
+		0xff, 0xe1,             /* jmp rcx */
+	};
+	static const uint8_t epilogue[] = {
+		0x4c, 0x89, 0xe8,       /* mov rax, r13 */
+		0x48, 0x83, 0xc4, 0x18, /* add rsp, 24 */
+		0x41, 0x5f,             /* pop r15 */
+		0x41, 0x5e,             /* pop r14 */
+		0x41, 0x5d,             /* pop r13 */
+		0x41, 0x5c,             /* pop r12 */
+		0x5d,                   /* pop rbp */
+		0x5b,                   /* pop rbx */
+		0xc3,                   /* ret */
+	};
+
+	for (unsigned i = 0; i < sizeof(entry); i++)
+		b1(&e, entry[i]);
+	while (e.pos & 15)
+		b1(&e, 0xcc);
+	j->epilogue = j->rx + e.pos;
+	for (unsigned i = 0; i < sizeof(epilogue); i++)
+		b1(&e, epilogue[i]);
+	while (e.pos & 15)
+		b1(&e, 0xcc);
+	j->used = j->base_used = e.pos;
+}
+
+int rv64_jit_new(struct rv64_jit **out)
+{
+	struct rv64_jit *j = calloc(1, sizeof(*j));
+	void *rw, *rx;
+	int fd, ret;
+
+	if (!j)
+		return -ENOMEM;
+	fd = memfd_create("kumo-jit", MFD_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out_j;
+	}
+	if (ftruncate(fd, JIT_BUF_SIZE)) {
+		ret = -errno;
+		goto out_fd;
+	}
+	rw = mmap(NULL, JIT_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (rw == MAP_FAILED) {
+		ret = -errno;
+		goto out_fd;
+	}
+	rx = mmap(NULL, JIT_BUF_SIZE, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+	if (rx == MAP_FAILED) {
+		ret = -errno;
+		goto out_rw;
+	}
+	close(fd);
+	j->rw = rw;
+	j->rx = rx;
+	j->size = JIT_BUF_SIZE;
+	emit_base(j);
+	*out = j;
+	return 0;
+
+out_rw:
+	munmap(rw, JIT_BUF_SIZE);
+out_fd:
+	close(fd);
+out_j:
+	free(j);
+	return ret;
+}
+
+void rv64_jit_free(struct rv64_jit *j)
+{
+	if (!j)
+		return;
+	munmap(j->rw, j->size);
+	munmap((void *)(uintptr_t)j->rx, j->size);
+	free(j->blocks);
+	free(j);
+}
+
+#endif /* RV64_JIT */
