@@ -49,9 +49,11 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HELPER_OBJS) $(LIBKUMO)
 deps:
 	@bash scripts/install-deps.sh
 
-# Fetches (once, cached under ~/.cache/kumo) the default Debian guest: kernel + initramfs.
+# Fetches (once, cached under ~/.cache/kumo) the default Debian guest: kernel + initramfs, and
+# the ext4 root disk built from the same packages (guest/rootfs.sh).
 image: deps
 	@bash guest/debian-image.sh
+	@bash guest/rootfs.sh --quiet >/dev/null
 
 # Ctrl-A x (exit status 4) is the normal way out of an interactive run, not a failure.
 run: deps $(KUMO) image
