@@ -315,8 +315,44 @@ static void reconcile_one(struct agent *a, json_t *s)
 		report(a, id, "active", NULL);
 		return;
 	}
-	if (!strcmp(state, "active") && !alive)
-		report(a, id, "stopped", "the VM process exited");
+	if (!strcmp(state, "active") && !alive) {
+		char vmm[32];
+
+		/* a VMM whose API still answers "stopped" is on its way out */
+		if (exists && drv->state && !drv->state(dir, vmm, sizeof(vmm)))
+			report(a, id, "stopped", "the VM stopped (the VMM reports it stopped)");
+		else
+			report(a, id, "stopped", "the VM process exited");
+	}
+}
+
+/* At start: VMs that kept running while the agent was away are simply kept (re-adoption). */
+static void adopt(struct agent *a)
+{
+	char path[512], dir[600], vmm[32];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/vms", a->cfg->state_dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int64_t id = strtoll(e->d_name, NULL, 10);
+		const struct pool_driver *drv;
+
+		if (id <= 0)
+			continue;
+		snprintf(dir, sizeof(dir), "%.400s/%.64s", path, e->d_name);
+		drv = driver_for(a, dir, NULL);
+		if (!drv || !drv->alive(dir))
+			continue;
+		if (!drv->state || drv->state(dir, vmm, sizeof(vmm)))
+			snprintf(vmm, sizeof(vmm), "alive");
+		log_info("agent: re-adopted server %" PRId64 " (%s driver, VM %s)", id, drv->name,
+			 vmm);
+	}
+	closedir(d);
 }
 
 /* VM directories the controller no longer lists (deleted while we were away): stop them. */
@@ -380,6 +416,7 @@ int pool_agent_run(const struct pool_agent_config *cfg, volatile int *stop)
 	}
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(a.console_key + 2 * i, 3, "%02x", raw[i]);
+	adopt(&a);
 	mhd = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, (uint16_t)cfg->listen_port, NULL, NULL,
 			       on_console, &a, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	if (!mhd) {

@@ -1,6 +1,7 @@
 /*
  * http_client.c - one blocking HTTP request with libcurl, for the agent and the CLI. Only
- * http:// URLs on the hosts the caller names; bodies are JSON.
+ * http:// URLs on the hosts the caller names, or a VMM's control API on its Unix socket;
+ * bodies are JSON.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -47,8 +48,8 @@ static void init_curl(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int pool_http(const char *method, const char *url, const char *token, const char *body,
-	      int timeout_ms, int *status, char **reply)
+static int request(const char *unix_path, const char *method, const char *url,
+		   const char *token, const char *body, int timeout_ms, int *status, char **reply)
 {
 	struct buf b = {0};
 	struct curl_slist *hdr = NULL;
@@ -68,6 +69,8 @@ int pool_http(const char *method, const char *url, const char *token, const char
 		hdr = curl_slist_append(hdr, auth);
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (unix_path)
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
@@ -95,4 +98,19 @@ int pool_http(const char *method, const char *url, const char *token, const char
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(c);
 	return ret;
+}
+
+int pool_http(const char *method, const char *url, const char *token, const char *body,
+	      int timeout_ms, int *status, char **reply)
+{
+	return request(NULL, method, url, token, body, timeout_ms, status, reply);
+}
+
+int pool_http_unix(const char *sock, const char *method, const char *path, const char *body,
+		   int timeout_ms, int *status, char **reply)
+{
+	char url[256];
+
+	snprintf(url, sizeof(url), "http://localhost%.200s", path);
+	return request(sock, method, url, NULL, body, timeout_ms, status, reply);
 }

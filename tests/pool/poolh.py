@@ -5,7 +5,8 @@ Agents run each in a network namespace of their own when the test runs as root (
 one veth pair per agent between the root namespace and the agent's, addresses from
 10.213.0.0/16 only on those veths, and inside each namespace a route for 10.213.0.0/16 alone,
 so traffic stays between the namespaces the test made. Otherwise (not root, or `ip netns`
-fails) agents get their own loopback addresses 127.0.0.2, .3, ... Every namespace is named
+fails, or KUMO_TEST_NO_NETNS is set) agents get their own loopback addresses 127.0.0.2, .3, ...
+Every namespace is named
 kumo-t-PID-N: a later run deletes those whose PID is gone (a crashed run's leftovers)."""
 import json
 import os
@@ -118,7 +119,7 @@ def agent(tmp, base, name, addr, port, drivers="kumo", vcpus=4, ram=4096, extra=
         token = host_token(base, name)
     argv = [KUMO, "agent", "--controller", base, "--name", name, "--listen", f"{addr}:{port}",
             "--state-dir", state, "--driver", drivers, "--arch", "riscv64", "--vcpus", str(vcpus),
-            "--ram-mb", str(ram), "--disk-gb", "50", "--heartbeat", "0.3"] + list(extra)
+            "--ram-mb", str(ram), "--disk-gb", "50", "--heartbeat", "0.3", "-v"] + list(extra)
     if net is not None:
         argv = net.wrap(idx, argv)
     return Proc(argv, os.path.join(tmp, f"agent-{name}.log"), env={"KUMO_AGENT_TOKEN": token})
@@ -154,6 +155,8 @@ class Net:
         self.names = []
         self.netns = False
         self.why = "not root" if os.geteuid() else ""
+        if os.environ.get("KUMO_TEST_NO_NETNS"):
+            self.why = "KUMO_TEST_NO_NETNS is set"
         if not self.why and not shutil.which("ip"):
             self.why = "no ip command (iproute2)"
         if not self.why:
@@ -242,6 +245,48 @@ def guest_files():
     d = os.path.join(base, "kumo", "guest", "debian-trixie")
     k, i = os.path.join(d, "vmlinux"), os.path.join(d, "initramfs.cpio.gz")
     return (k, i) if os.path.isfile(k) and os.path.isfile(i) else (None, None)
+
+
+def unix_get(sock, path, timeout=5):
+    """GET on a VMM's control API socket (docs/api.md): (status, parsed JSON or None)."""
+    import http.client
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(sock)
+
+    c = Conn("localhost", timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        text = r.read()
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, None
+    except OSError:
+        return None, None
+    finally:
+        c.close()
+
+
+def vm_pid(tmp, host, sid):
+    try:
+        with open(os.path.join(tmp, "state-" + host, "vms", str(sid), "pid")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_running(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def kill_vms(tmp):

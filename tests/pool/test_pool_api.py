@@ -69,11 +69,12 @@ try:
     # --- three agents, each in its own namespace (root) or on its own loopback address ---
     specs = [("h1", "kumo", 16, 16384, ["--kumo-bin", "/bin/false"]), ("h2", "kumo", 4, 4096, []),
              ("h3", "qemu", 4, 4096, [])]
-    tokens = {}
+    tokens, ports = {}, {}
     for i, (name, drv, vcpus, ram, extra) in enumerate(specs):
         addr = net.agent_addr(i)
         tokens[name] = P.host_token(base, name)
-        agents[name] = P.agent(tmp, base, name, addr, 7001 if net.netns else P.free_port(addr), drivers=drv,
+        ports[name] = 7001 if net.netns else P.free_port(addr)
+        agents[name] = P.agent(tmp, base, name, addr, ports[name], drivers=drv,
                                vcpus=vcpus, ram=ram, extra=extra, net=net, idx=i, token=tokens[name])
 
     def hosts():
@@ -191,6 +192,22 @@ try:
     st, j = P.call(base, "PUT", f"/v1/agent/servers/{solo}", token=t1, body={"state": "stopped"})
     P.tap(st == 403, "an agent token cannot report a server placed on another host (403)", f"{st} {j}")
 
+    # --- the kumo driver: control API socket, re-adoption after an agent restart ---
+    sock = os.path.join(tmp, "state-h2", "vms", str(solo), "vm.sock")
+    st, vm = P.unix_get(sock, "/vm")
+    P.tap(st == 200 and vm["state"] == "running", "the kumo driver runs the VMM with its control API socket",
+          f"{st} {vm}")
+    pid = P.vm_pid(tmp, "h2", solo)
+    agents["h2"].stop(signal.SIGKILL)
+    agents["h2"] = P.agent(tmp, base, "h2", net.agent_addr(1), ports["h2"], drivers="kumo", vcpus=4, ram=4096,
+                           net=net, idx=1, token=tokens["h2"])
+    logf = os.path.join(tmp, "agent-h2.log")
+    adopted = P.wait_for(lambda: f"re-adopted server {solo} (kumo driver, VM running)" in open(logf).read(), 10)
+    time.sleep(1)  # a few heartbeats
+    st, j = P.call(base, "GET", f"/v1/servers/{solo}", token=ta)
+    P.tap(adopted and pid and P.vm_pid(tmp, "h2", solo) == pid and P.pid_running(pid) and j["state"] == "active",
+          "a restarted agent re-adopts its kumo VM through the control API socket", f"pid {pid}, {j}")
+
     P.call(base, "POST", "/v1/server-groups", token=ta, body={"name": "pair", "policy": "anti-affinity"})
     pair = []
     for i in range(2):  # p0 goes to h1 (alternate h2), p1 to h2 before p0's build fails
@@ -212,6 +229,15 @@ try:
         P.call(base, "GET", f"/v1/servers/{sid}", token=ta)), 20)
     P.tap(done and done[1]["attempts"] == 2 and "could not start" in done[1]["fault"],
           "a failed build is retried on the alternate, then reports the fault", str(done))
+
+    # --- deleting a running kumo VM stops it through its control API ---
+    pid = P.vm_pid(tmp, "h2", solo)
+    st, j = P.call(base, "DELETE", f"/v1/servers/{solo}", token=ta)
+    gone = P.wait_for(lambda: P.call(base, "GET", f"/v1/servers/{solo}", token=ta)[0] == 404, 15)
+    log = open(os.path.join(tmp, "agent-h2.log")).read()
+    P.tap(st == 202 and gone and pid and not P.pid_running(pid) and "stopped through the control API" in log
+          and "signalling" not in log, "delete stops a kumo VM with shutdown, then stop, on its control API",
+          f"{st} gone={gone} pid={pid} running={pid and P.pid_running(pid)}")
 
     # --- delete returns resources; usage ---
     st, j = P.call(base, "DELETE", f"/v1/servers/{sid}", token=ta)

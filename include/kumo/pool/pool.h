@@ -52,6 +52,10 @@ json_t *pool_ctl_handle(struct pool_ctl *ctl, const char *method, const char *pa
 int pool_http(const char *method, const char *url, const char *token, const char *body,
 	      int timeout_ms, int *status, char **reply);
 
+/* The same on a Unix socket (a VMM's control API, docs/api.md): path like "/vm". */
+int pool_http_unix(const char *sock, const char *method, const char *path, const char *body,
+		   int timeout_ms, int *status, char **reply);
+
 /* --- agent --- */
 
 struct pool_agent_config {
@@ -88,6 +92,8 @@ struct pool_driver {
 	bool (*alive)(const char *dir);
 	/* Asks the guest to stop, then forces it after timeout_ms. */
 	int (*stop)(const char *dir, int timeout_ms);
+	/* Optional (NULL: not known): the hypervisor's own word for the VM's state. 0 or -errno. */
+	int (*state)(const char *dir, char *buf, size_t len);
 };
 
 extern const struct pool_driver pool_driver_kumo;
