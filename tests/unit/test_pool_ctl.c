@@ -1,7 +1,8 @@
 /*
  * test_pool_ctl.c - the controller's request handler without HTTP: hostile bodies and paths
  * always get a 4xx JSON error (never a crash), and two controllers with independent host
- * caches on one SQLite file never overcommit a host or break anti-affinity.
+ * caches on one SQLite file never overcommit a host or break anti-affinity. Per-host agent
+ * tokens act only for their own host.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -171,11 +172,88 @@ static void test_two_controllers_never_overcommit(void **state)
 	pool_ctl_free(b);
 }
 
+static void token_of(json_t *j, char *out, size_t len)
+{
+	snprintf(out, len, "%s", json_string_value(json_object_get(j, "token")));
+	json_decref(j);
+}
+
+static void test_agent_tokens(void **state)
+{
+	static const char reg[] = "{\"name\":\"%s\",\"url\":\"http://127.0.0.1:1\","
+				  "\"archs\":[\"riscv64\"],\"drivers\":[\"kumo\"],\"vcpus\":1,"
+				  "\"ram_mb\":1024,\"disk_gb\":10,\"console_key\":\"k\"}";
+	struct pool_ctl *ctl = new_ctl();
+	char a1[80], a2[80], ten[80], body[512], p[96];
+	int64_t id1, id2, vm, on;
+	json_t *j;
+
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", ADMIN, "{\"host\":\"a1\"}", &j), 201);
+	token_of(j, a1, sizeof(a1));
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", ADMIN, "{\"host\":\"a2\"}", &j), 201);
+	token_of(j, a2, sizeof(a2));
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", ADMIN, "{\"host\":\"../x\"}", NULL),
+			 400);
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", ADMIN, "{}", NULL), 400);
+	/* each agent registers its own host, never the other's */
+	snprintf(body, sizeof(body), reg, "a2");
+	assert_int_equal(call(ctl, "POST", "/v1/agent/register", a1, body, NULL), 403);
+	snprintf(body, sizeof(body), reg, "a1");
+	assert_int_equal(call(ctl, "POST", "/v1/agent/register", a1, body, &j), 200);
+	id1 = json_integer_value(json_object_get(j, "id"));
+	json_decref(j);
+	snprintf(body, sizeof(body), reg, "a2");
+	assert_int_equal(call(ctl, "POST", "/v1/agent/register", a2, body, &j), 200);
+	id2 = json_integer_value(json_object_get(j, "id"));
+	json_decref(j);
+	snprintf(p, sizeof(p), "/v1/agent/hosts/%lld/heartbeat", (long long)id1);
+	assert_int_equal(call(ctl, "POST", p, a1, NULL, NULL), 200);
+	assert_int_equal(call(ctl, "POST", p, a2, NULL, NULL), 403);
+	snprintf(p, sizeof(p), "/v1/agent/hosts/%lld/heartbeat", (long long)(id2 + 50));
+	assert_int_equal(call(ctl, "POST", p, a1, NULL, NULL), 403);
+	/* an agent token reaches nothing outside /v1/agent */
+	assert_int_equal(call(ctl, "GET", "/v1/hosts", a1, NULL, NULL), 403);
+	assert_int_equal(call(ctl, "GET", "/v1/servers", a1, NULL, NULL), 403);
+	assert_int_equal(call(ctl, "GET", "/v1/usage", a1, NULL, NULL), 403);
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", a1, "{\"host\":\"a1\"}", NULL), 403);
+
+	/* server state reports only from the server's own host */
+	assert_int_equal(call(ctl, "POST", "/v1/flavors", ADMIN,
+			      "{\"name\":\"f\",\"vcpus\":1,\"ram_mb\":512,\"disk_gb\":1}", NULL), 201);
+	assert_int_equal(call(ctl, "POST", "/v1/images", ADMIN, "{\"name\":\"i\",\"arch\":\"riscv64\"}",
+			      NULL), 201);
+	assert_int_equal(call(ctl, "POST", "/v1/tenants", ADMIN, "{\"name\":\"t\"}", &j), 201);
+	token_of(j, ten, sizeof(ten));
+	snprintf(p, sizeof(p), "/v1/agent/hosts/%lld/heartbeat", (long long)id1);
+	assert_int_equal(call(ctl, "POST", p, ten, NULL, NULL), 403);
+	assert_int_equal(call(ctl, "POST", "/v1/servers", ten,
+			      "{\"name\":\"v\",\"flavor\":\"f\",\"image\":\"i\"}", &j), 202);
+	vm = json_integer_value(json_object_get(j, "id"));
+	json_decref(j);
+	assert_int_equal(call(ctl, "GET", "/v1/servers", ADMIN, NULL, &j), 200);
+	on = json_integer_value(json_object_get(json_array_get(json_object_get(j, "servers"), 0),
+						"host_id"));
+	json_decref(j);
+	assert_true(on == id1 || on == id2);
+	snprintf(p, sizeof(p), "/v1/agent/servers/%lld", (long long)vm);
+	assert_int_equal(call(ctl, "PUT", p, on == id1 ? a2 : a1, "{\"state\":\"active\"}", NULL),
+			 403);
+	assert_int_equal(call(ctl, "PUT", p, on == id1 ? a1 : a2, "{\"state\":\"active\"}", NULL),
+			 200);
+	/* a re-issued token replaces the old one */
+	assert_int_equal(call(ctl, "POST", "/v1/hosts/tokens", ADMIN, "{\"host\":\"a1\"}", &j), 201);
+	json_decref(j);
+	snprintf(p, sizeof(p), "/v1/agent/hosts/%lld/heartbeat", (long long)id1);
+	assert_int_equal(call(ctl, "POST", p, a1, NULL, NULL), 401);
+	pool_ctl_free(ctl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_hostile_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_controllers_never_overcommit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_tokens, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,8 @@
  * test_pool_store.c - the pool store on SQLite: migrations (idempotent), hashed tokens, the
  * claim transaction (generation CAS, capacity safety net, quota, server-group CAS, request
  * ids), heartbeats that leave the generation alone, cache refresh by seq, release and usage,
- * failed-build moves. Also SHA-256 against FIPS 180-4 example vectors.
+ * failed-build moves (with the group CAS for server-group members), per-host agent tokens
+ * and the console key. Also SHA-256 against FIPS 180-4 example vectors.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -218,6 +219,115 @@ static void test_group_cas_and_hosts(void **state)
 	free(hosts);
 }
 
+/* A failed group member moves only with the group's current generation. */
+static void test_group_member_move(void **state)
+{
+	struct pool_store *st = *state;
+	char token[65];
+	int64_t tenant, h1, h2, h3, gid, vm, vm2;
+	struct pool_group g;
+	struct pool_claim c = {0};
+	struct pool_vm v;
+
+	assert_int_equal(pool_store_tenant_create(st, "t5", 100, 100, 100000, token, &tenant), 0);
+	h1 = add_host(st, "m1", 8, 8192);
+	h2 = add_host(st, "m2", 8, 8192);
+	h3 = add_host(st, "m3", 8, 8192);
+	assert_int_equal(pool_store_group_create(st, tenant, "ha", SCHED_GROUP_ANTI_AFFINITY, &gid),
+			 0);
+	assert_int_equal(pool_store_group_get_id(st, gid, &g), 0);
+	assert_string_equal(g.name, "ha");
+	assert_int_equal(g.policy, SCHED_GROUP_ANTI_AFFINITY);
+	assert_int_equal(pool_store_group_get_id(st, gid + 100, &g), -ENOENT);
+	assert_int_equal(pool_store_group_get_id(st, gid, &g), 0);
+	c.tenant_id = tenant;
+	c.name = "a";
+	c.need[SCHED_VCPU] = 1;
+	c.need[SCHED_RAM] = 512;
+	c.group_id = gid;
+	c.group_generation = g.generation;
+	c.host_id = h1;
+	c.host_generation = load_one(st, h1).generation;
+	assert_int_equal(pool_store_claim(st, &c, &vm), 0);
+	int64_t seen = g.generation + 1; /* what a controller read after the claim */
+
+	/* the plain move refuses a group member */
+	assert_int_equal(pool_store_vm_move(st, vm, h2, load_one(st, h2).generation, ""), -EINVAL);
+	/* another member joins (h3): a move with the generation read before loses */
+	c.name = "b";
+	c.group_generation = seen;
+	c.host_id = h3;
+	c.host_generation = load_one(st, h3).generation;
+	assert_int_equal(pool_store_claim(st, &c, &vm2), 0);
+	assert_int_equal(pool_store_vm_move_group(st, vm, h2, load_one(st, h2).generation, seen, ""),
+			 -EAGAIN);
+	assert_int_equal(pool_store_vm_get(st, vm, &v), 0);
+	assert_int_equal(v.host_id, h1);
+	assert_int_equal(load_one(st, h2).used[SCHED_VCPU], 0);
+	/* with the current generation it moves, and the group's generation moves on */
+	assert_int_equal(pool_store_group_get_id(st, gid, &g), 0);
+	assert_int_equal(pool_store_vm_move_group(st, vm, h2, load_one(st, h2).generation,
+						  g.generation, ""),
+			 0);
+	assert_int_equal(pool_store_vm_get(st, vm, &v), 0);
+	assert_int_equal(v.host_id, h2);
+	assert_int_equal(v.attempts, 2);
+	assert_int_equal(load_one(st, h1).used[SCHED_VCPU], 0);
+	assert_int_equal(load_one(st, h2).used[SCHED_VCPU], 1);
+	int64_t old = g.generation;
+
+	assert_int_equal(pool_store_group_get_id(st, gid, &g), 0);
+	assert_true(g.generation > old);
+}
+
+static void test_host_tokens(void **state)
+{
+	struct pool_store *st = *state;
+	char t1[65], t2[65], t1b[65], name[64], url[128], key[65];
+	struct pool_host_info hi = {.archs = SCHED_ARCH_RISCV64, .drivers = SCHED_DRV_KUMO};
+	int64_t id;
+
+	assert_int_equal(pool_store_host_token_create(st, "k1", t1), 0);
+	assert_int_equal(pool_store_host_token_create(st, "k2", t2), 0);
+	assert_int_equal((int)strlen(t1), 48);
+	assert_string_not_equal(t1, t2);
+	assert_int_equal(pool_store_host_token_check(st, t1, name), 0);
+	assert_string_equal(name, "k1");
+	assert_int_equal(pool_store_host_token_check(st, t2, name), 0);
+	assert_string_equal(name, "k2");
+	assert_int_equal(pool_store_host_token_check(st, "nope", name), -ENOENT);
+	/* a tenant token is no host token and the other way round */
+	int64_t tenant;
+	char tt[65];
+	struct pool_tenant t;
+
+	assert_int_equal(pool_store_tenant_create(st, "t6", 1, 1, 1, tt, &tenant), 0);
+	assert_int_equal(pool_store_host_token_check(st, tt, name), -ENOENT);
+	assert_int_equal(pool_store_tenant_by_token(st, t1, &t), -ENOENT);
+	/* issuing again replaces: the old token stops working */
+	assert_int_equal(pool_store_host_token_create(st, "k1", t1b), 0);
+	assert_int_equal(pool_store_host_token_check(st, t1, name), -ENOENT);
+	assert_int_equal(pool_store_host_token_check(st, t1b, name), 0);
+	assert_string_equal(name, "k1");
+
+	/* the console key registered with the host comes back with its URL */
+	snprintf(hi.name, sizeof(hi.name), "k1");
+	snprintf(hi.url, sizeof(hi.url), "http://10.213.1.2:7001");
+	snprintf(hi.console_key, sizeof(hi.console_key), "abc123");
+	hi.total[SCHED_VCPU] = 1;
+	for (int r = 0; r < SCHED_NRES; r++)
+		hi.ratio[r] = 1.0;
+	assert_int_equal(pool_store_host_register(st, &hi, &id), 0);
+	assert_int_equal(pool_store_host_agent(st, id, url, sizeof(url), key), 0);
+	assert_string_equal(url, "http://10.213.1.2:7001");
+	assert_string_equal(key, "abc123");
+	snprintf(hi.console_key, sizeof(hi.console_key), "def456"); /* agent restarted */
+	assert_int_equal(pool_store_host_register(st, &hi, &id), 0);
+	assert_int_equal(pool_store_host_agent(st, id, url, sizeof(url), key), 0);
+	assert_string_equal(key, "def456");
+	assert_int_equal(pool_store_host_agent(st, id + 100, url, sizeof(url), key), -ENOENT);
+}
+
 static void test_refresh_and_move(void **state)
 {
 	struct pool_store *st = *state;
@@ -309,6 +419,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_claim_cas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_cas_and_hosts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_and_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_member_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	};
 
