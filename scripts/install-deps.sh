@@ -10,6 +10,7 @@ PKGS=(
   qemu-system-misc qemu-user gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   opensbi u-boot-qemu e2fsprogs cpio xz-utils zstd kmod debian-archive-keyring apt
   postgresql
+  iproute2
 )
 
 missing=()
