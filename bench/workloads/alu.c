@@ -1,6 +1,6 @@
 /*
  * alu: integer ALU work (shifts, xors, adds, rotates, compares) in four independent chains so
- * an engine that overlaps them gets credit. Fixed work: N iterations (default 150e6).
+ * an engine that overlaps them gets credit. Fixed work: N iterations (default 75e6).
  * Prints the checksum.
  */
 #include <stdint.h>
@@ -14,7 +14,7 @@ static inline uint64_t rotl(uint64_t v, unsigned k)
 
 int main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 150000000L;
+	long n = argc > 1 ? atol(argv[1]) : 75000000L;
 	uint64_t a = 1, b = 2, c = 3, d = 4;
 	uint32_t w = 7;
 

@@ -1,6 +1,6 @@
 /*
  * fp: double-precision floating point. An n-body simulation of five bodies (add, mul, div, sqrt,
- * fused multiply-add where the compiler contracts) for N steps (default 1.5e6), then a
+ * fused multiply-add where the compiler contracts) for N steps (default 4e5), then a
  * Mandelbrot set on a 160x160 grid (compares, conversions). Prints the final energy with 12
  * decimals and the Mandelbrot iteration total: IEEE 754 arithmetic gives the same digits on
  * every conforming engine.
@@ -103,7 +103,7 @@ static long mandel(int size, int limit)
 
 int main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 1500000L;
+	long n = argc > 1 ? atol(argv[1]) : 400000L;
 	double px = 0, py = 0, pz = 0;
 
 	for (int i = 0; i < NB; i++) {

@@ -1,7 +1,7 @@
 /*
  * mem: memory streaming in the manner of STREAM (copy, scale, add, triad) on three 16 MiB
  * arrays of 64-bit integers, far larger than any cache or software TLB reach, for P passes
- * (default 12). Prints a checksum of the arrays.
+ * (default 8). Prints a checksum of the arrays.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 
 int main(int argc, char **argv)
 {
-	long passes = argc > 1 ? atol(argv[1]) : 12;
+	long passes = argc > 1 ? atol(argv[1]) : 8;
 	uint64_t *a = malloc(N * sizeof(*a)), *b = malloc(N * sizeof(*b)), *c = malloc(N * sizeof(*c));
 	uint64_t sum = 0;
 

@@ -1,6 +1,6 @@
 /*
  * muldiv: 64-bit multiply (low and high halves), divide and remainder, signed and unsigned, and
- * their 32-bit forms. Fixed work: N iterations (default 25e6). Prints the checksum.
+ * their 32-bit forms. Fixed work: N iterations (default 15e6). Prints the checksum.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 
 int main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 25000000L;
+	long n = argc > 1 ? atol(argv[1]) : 15000000L;
 	uint64_t x = 88172645463325252u, acc = 0;
 	int64_t s = -123456789;
 	uint32_t w = 12345;

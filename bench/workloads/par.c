@@ -1,6 +1,6 @@
 /*
  * par: a parallel CPU workload for the SMP speed-up measurement (bench/io.py). A fixed total of
- * N work items (default 120e6) of integer hashing is split into T equal contiguous ranges, one
+ * N work items (default 400e6) of integer hashing is split into T equal contiguous ranges, one
  * per POSIX thread; each thread sums a hash of its item indices, so the total is the same for
  * every T and every engine. Threads share nothing while they run (padded result slots).
  *
@@ -42,7 +42,7 @@ static void *work(void *arg)
 int main(int argc, char **argv)
 {
 	long t = argc > 1 ? atol(argv[1]) : 1;
-	uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 0) : 120000000u, total = 0;
+	uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 0) : 400000000u, total = 0;
 	pthread_t tid[MAX_THREADS];
 
 	if (t < 1 || t > MAX_THREADS) {
