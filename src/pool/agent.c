@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,23 @@
 #include "kumo/pool/pool.h"
 
 #define CONSOLE_TAIL (64 * 1024)
+#define STOP_TIMEOUT_MS 10000 /* a driver's stop: guest shutdown, then forced */
+#define MAX_STOPPING 32	      /* deletes in flight on their own threads */
 
 struct agent {
 	const struct pool_agent_config *cfg;
 	int64_t host_id;
 	char url[160];
 	char console_key[65]; /* hex; the controller's bearer token for /v1/console */
+	pthread_mutex_t lock; /* guards stopping[] */
+	int64_t stopping[MAX_STOPPING]; /* ids being stopped by a stop_thread (0 = free slot) */
+};
+
+struct stop_job {
+	struct agent *a;
+	const struct pool_driver *drv;
+	int64_t id;
+	char dir[512];
 };
 
 static void vm_dir(const struct agent *a, int64_t id, char *buf, size_t len)
@@ -230,6 +242,76 @@ static void report(struct agent *a, int64_t id, const char *state, const char *f
 		log_warn("agent: reporting server %" PRId64 " %s: %s", id, state, err_get());
 }
 
+/*
+ * A graceful stop takes seconds (the guest is asked to power off first), longer than the
+ * heartbeat period: deletes run on their own threads so heartbeats go on. Each id has at most
+ * one stop in flight; returns -EBUSY when the table is full (the caller stops inline).
+ */
+static void *stop_thread(void *arg)
+{
+	struct stop_job *j = arg;
+
+	j->drv->stop(j->dir, STOP_TIMEOUT_MS);
+	rm_dir(j->dir);
+	report(j->a, j->id, "deleted", NULL);
+	pthread_mutex_lock(&j->a->lock);
+	for (int i = 0; i < MAX_STOPPING; i++)
+		if (j->a->stopping[i] == j->id)
+			j->a->stopping[i] = 0;
+	pthread_mutex_unlock(&j->a->lock);
+	free(j);
+	return NULL;
+}
+
+static int stop_async(struct agent *a, const struct pool_driver *drv, int64_t id, const char *dir)
+{
+	struct stop_job *j;
+	pthread_attr_t attr;
+	pthread_t th;
+	int slot = -1, ret = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < MAX_STOPPING; i++) {
+		if (a->stopping[i] == id)
+			goto out_unlock; /* already on its way */
+		if (!a->stopping[i] && slot < 0)
+			slot = i;
+	}
+	if (slot < 0) {
+		ret = -EBUSY;
+		goto out_unlock;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+	*j = (struct stop_job){.a = a, .drv = drv, .id = id};
+	snprintf(j->dir, sizeof(j->dir), "%s", dir);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = -pthread_create(&th, &attr, stop_thread, j);
+	pthread_attr_destroy(&attr);
+	if (ret)
+		free(j);
+	else
+		a->stopping[slot] = id;
+out_unlock:
+	pthread_mutex_unlock(&a->lock);
+	return ret;
+}
+
+static int stops_in_flight(struct agent *a)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < MAX_STOPPING; i++)
+		n += a->stopping[i] != 0;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
 static const struct pool_driver *driver_for(struct agent *a, const char *dir, const char *wanted)
 {
 	char path[600], name[32];
@@ -265,8 +347,10 @@ static void reconcile_one(struct agent *a, json_t *s)
 	alive = exists && drv->alive(dir);
 
 	if (!strcmp(state, "deleting")) {
+		if (exists && !stop_async(a, drv, id, dir)) /* reports "deleted" when done */
+			return;
 		if (exists) {
-			drv->stop(dir, 5000);
+			drv->stop(dir, STOP_TIMEOUT_MS);
 			rm_dir(dir);
 		}
 		report(a, id, "deleted", NULL);
@@ -382,7 +466,7 @@ static void sweep(struct agent *a, json_t *servers)
 		const struct pool_driver *drv = driver_for(a, dir, NULL);
 
 		if (drv)
-			drv->stop(dir, 5000);
+			drv->stop(dir, STOP_TIMEOUT_MS);
 		rm_dir(dir);
 		log_info("agent: removed server %" PRId64 " the controller no longer lists", id);
 	}
@@ -391,7 +475,7 @@ static void sweep(struct agent *a, json_t *servers)
 
 int pool_agent_run(const struct pool_agent_config *cfg, volatile int *stop)
 {
-	struct agent a = {.cfg = cfg};
+	struct agent a = {.cfg = cfg, .lock = PTHREAD_MUTEX_INITIALIZER};
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->listen_port)};
 	struct MHD_Daemon *mhd;
 	int period = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : 1000;
@@ -455,6 +539,12 @@ sleep:
 
 			nanosleep(&ts, NULL);
 		}
+	}
+	/* let deletes in flight finish (each is bounded by STOP_TIMEOUT_MS) */
+	for (int w = 0; w < STOP_TIMEOUT_MS + 2000 && stops_in_flight(&a); w += 50) {
+		struct timespec ts = {0, 50 * 1000000L};
+
+		nanosleep(&ts, NULL);
 	}
 	MHD_stop_daemon(mhd);
 	return 0;
