@@ -1,9 +1,11 @@
-"""Real boots through the pool: a controller and two agents (kumo driver on 127.0.0.2, qemu
-driver on 127.0.0.3); servers created with the `kumo server` CLI boot the default Debian guest
-to KUMO-INIT-OK (read back with `kumo server console`); the qemu agent is killed and restarted
-and re-adopts its running VM (same pid, still active); deletes stop the VM processes.
-Needs the cached default guest (make image); skips otherwise. Boots are slow on the software
-CPU, so there are exactly two."""
+"""Real boots through the pool: a controller and two agents (kumo driver, qemu driver), each in
+its own network namespace when root (else on 127.0.0.2-3; poolh.Net), each with its own host
+token; servers created with the `kumo server` CLI boot the default Debian guest to
+KUMO-INIT-OK (read back with `kumo server console`); both agents are killed and restarted and
+re-adopt their running VMs (same pid, still active; the kumo VM through its control API
+socket); deletes stop the VM processes, the kumo one by a guest power-off requested through
+its control API. Needs the cached default guest (make image); skips otherwise. Boots are slow
+on the software CPU, so there are exactly two."""
 import os
 import shutil
 import signal
@@ -14,6 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import poolh as P  # noqa: E402
 
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally: below
+
 BOOT_TIMEOUT = float(os.environ.get("KUMO_TEST_BOOT_TIMEOUT", "300"))
 kernel, initrd = P.guest_files()
 if not kernel:
@@ -21,15 +25,19 @@ if not kernel:
     sys.exit(0)
 
 tmp = P.tmpdir()
-port = P.free_port()
-ctl, base = P.controller(tmp, os.path.join(tmp, "pool.db"), port, ["--heartbeat-timeout", "5"])
+net = P.Net(2)
 agents = {}
-addr = {"hk": ("127.0.0.2", P.free_port("127.0.0.2"), "kumo"), "hq": ("127.0.0.3", P.free_port("127.0.0.3"), "qemu")}
+tokens = {}
+ctl = None
+addr = {}
 
 
 def start_agent(name):
-    a, p, d = addr[name]
-    agents[name] = P.agent(tmp, base, name, a, p, drivers=d, vcpus=2, ram=2048)
+    i, a, p, d = addr[name]
+    if name not in tokens:
+        tokens[name] = P.host_token(base, name)
+    agents[name] = P.agent(tmp, base, name, a, p, drivers=d, vcpus=2, ram=2048, net=net, idx=i,
+                           token=tokens[name])
 
 
 def cli(*args, token):
@@ -51,6 +59,11 @@ def pid_of(name, sid):
 
 
 try:
+    ctl, base = P.controller(tmp, os.path.join(tmp, "pool.db"), P.free_port(net.ctl_addr),
+                             ["--heartbeat-timeout", "5"], addr=net.ctl_addr)
+    for i, (n, d) in enumerate((("hk", "kumo"), ("hq", "qemu"))):
+        a = net.agent_addr(i)
+        addr[n] = (i, a, 7001 if net.netns else P.free_port(a), d)
     for n in addr:
         start_agent(n)
     P.call(base, "POST", "/v1/flavors", body={"name": "g1", "vcpus": 1, "ram_mb": 512, "disk_gb": 1})
@@ -88,6 +101,16 @@ try:
     sid = ids.get("deb-kumo")
     booted = sid and P.wait_for(lambda: "KUMO-INIT-OK" in console(sid, tok), BOOT_TIMEOUT, 3)
     P.tap(booted, "kumo driver: the guest boots to KUMO-INIT-OK", console(sid, tok)[-400:] if sid else "no server")
+    if booted:
+        before = pid_of("hk", sid)
+        agents["hk"].stop(signal.SIGKILL)
+        start_agent("hk")
+        logf = os.path.join(tmp, "agent-hk.log")
+        adopted = P.wait_for(lambda: f"re-adopted server {sid} (kumo driver, VM running)" in open(logf).read(), 10)
+        time.sleep(2)
+        st, j = P.call(base, "GET", f"/v1/servers/{sid}", token=tok)
+        P.tap(adopted and before and pid_of("hk", sid) == before and P.pid_running(before) and j["state"] == "active",
+              "a restarted agent re-adopts its kumo VM through the control API socket", f"pid {before}, {j}")
 
     pids = [(n, pid_of(n, s)) for n, s in (("hq", ids.get("deb-qemu")), ("hk", ids.get("deb-kumo"))) if s]
     for s in ids.values():
@@ -96,10 +119,18 @@ try:
                                   open(f"/proc/{p}/stat").read().split(")")[1].split()[0] == "Z"
                                   for _, p in pids), 30)
     P.tap(gone, "deleting the servers stops their VM processes", str(pids))
+    if ids.get("deb-kumo"):
+        log = open(os.path.join(tmp, "agent-hk.log")).read()
+        P.tap("the guest powered off after a shutdown request" in log,
+              "the kumo driver's delete powers the Debian guest off through the control API (shutdown)",
+              log[-600:])
 finally:
     for a in agents.values():
         a.stop()
-    ctl.stop()
+    P.kill_vms(tmp)
+    if ctl:
+        ctl.stop()
+    net.close()
     if P.failures == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
