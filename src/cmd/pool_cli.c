@@ -675,8 +675,9 @@ static int cmd_up(int argc, char **argv)
 	acfg.state_dir = state;
 	/* the local agent gets its own host token, like any other agent */
 	int st_code = 0;
-	json_t *issued = pool_ctl_handle(ctl, "POST", "/v1/hosts/tokens", token,
-					 "{\"host\":\"local\"}", 15, &st_code);
+	static const char issue_body[] = "{\"host\":\"local\"}";
+	json_t *issued = pool_ctl_handle(ctl, "POST", "/v1/hosts/tokens", token, issue_body,
+					 sizeof(issue_body) - 1, &st_code);
 
 	if (st_code != 201 || !json_is_string(json_object_get(issued, "token"))) {
 		json_decref(issued);
