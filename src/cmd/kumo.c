@@ -41,7 +41,7 @@ static void usage(FILE *f)
 	      "       kumo agent --name N --state-dir D [--listen ADDR:PORT]   host agent\n"
 	      "       kumo up                      controller + local agent on this machine\n"
 	      "       kumo server create|list|show|delete|console   (--json for JSON)\n"
-	      "       kumo host list|enable|disable, kumo flavor list|create|delete\n"
+	      "       kumo host list|enable|disable|token create, kumo flavor list|create|delete\n"
 	      "       kumo image list|create, kumo group create, kumo tenant list|create\n"
 	      "       kumo usage [--start S] [--end S]\n"
 	      "\n"
