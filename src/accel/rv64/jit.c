@@ -34,6 +34,7 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 
 #define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
 #define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
+#define OFF_HITS ((int32_t)offsetof(struct rv64_cpu, stats.tlb_hits))
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
 
@@ -241,6 +242,15 @@ static void r13_add(struct em *e, int32_t v)
 		alu_imm(e, true, 0, R13, v);
 }
 
+/* cpu->stats.tlb_hits += v (blocks count their loads and stores as hits up front). */
+static void hits_add(struct em *e, int32_t v)
+{
+	if (!v)
+		return;
+	op_mem(e, true, 0x81, 0, RBX, OFF_HITS);
+	b4(e, (uint32_t)v);
+}
+
 static void jmp_epilogue(struct em *e)
 {
 	jmp_to(e, (uint64_t)(e->j->epilogue - e->j->rx));
@@ -359,6 +369,7 @@ struct stub {
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
 	uint16_t len;    /* its length in bytes */
+	uint16_t mem;    /* loads and stores in the block up to and including it */
 	uint64_t fix;    /* rel32 of the jcc that enters the stub */
 	uint64_t resume; /* where the fast path continues (loads, stores) */
 	int64_t target;  /* branch target, page offset */
@@ -366,6 +377,7 @@ struct stub {
 
 struct blk {
 	struct em e;
+	unsigned nmem; /* loads and stores emitted so far */
 	struct stub stubs[JIT_STUBS_MAX];
 	unsigned nstubs;
 };
@@ -380,6 +392,7 @@ static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, 
 	s->idx = (uint16_t)idx;
 	s->off = (uint16_t)off;
 	s->len = (uint16_t)len;
+	s->mem = (uint16_t)bk->nmem;
 	return s;
 }
 
@@ -413,6 +426,7 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 	struct em *e = &bk->e;
 	struct stub *s;
 
+	bk->nmem++;
 	ld_x(e, RSI, rs1);
 	if (imm)
 		alu_imm(e, true, 0, RSI, (int32_t)imm);
@@ -763,9 +777,15 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	}
 }
 
-/* Side exits, after the block's straight-line code: n is the block's instruction count. */
+/*
+ * Side exits, after the block's straight-line code: n is the block's instruction count. Each
+ * exit takes back the hits counted up front for loads and stores it skips; a slow path counts
+ * its own access.
+ */
 static void emit_stubs(struct blk *bk, unsigned n)
 {
+	int32_t nmem = (int32_t)bk->nmem;
+
 	struct em *e = &bk->e;
 
 	for (unsigned i = 0; i < bk->nstubs; i++) {
@@ -775,9 +795,11 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		fix_here(e, s->fix);
 		if (s->kind == STUB_BRANCH) {
 			r13_add(e, (int32_t)(n - s->idx - 1));
+			hits_add(e, s->mem - nmem);
 			exit_to(e, s->target);
 			continue;
 		}
+		hits_add(e, -1);
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu; rsi = va already */
 		if (s->kind == STUB_LOAD) {
 			b1(e, 0xba); /* mov edx, size */
@@ -812,6 +834,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		fix_here(e, exc);
 		set_pc_off(e, s->off);
 		r13_add(e, (int32_t)(n - s->idx));
+		hits_add(e, s->mem - nmem);
 		b1(e, 0xba);
 		b4(e, RV64_JIT_EXIT_EXC);
 		jmp_epilogue(e);
@@ -820,6 +843,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			fix_here(e, code);
 			set_pc_off(e, s->off + s->len);
 			r13_add(e, (int32_t)(n - s->idx - 1));
+			hits_add(e, s->mem - nmem);
 			b1(e, 0xba);
 			b4(e, RV64_JIT_EXIT_CODE);
 			jmp_epilogue(e);
@@ -845,7 +869,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			   unsigned slot, bool *full)
 {
 	struct em *e = &bk->e;
-	uint64_t start, sub;
+	uint64_t start, sub, hits;
 	unsigned n = 0, s = slot;
 	bool ended = false;
 
@@ -854,8 +878,12 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->limit = j->size;
 	e->full = false;
 	bk->nstubs = 0;
+	bk->nmem = 0;
 	alu_imm(e, true, 5, R13, 0x7fffffff); /* sub r13, n: the imm32 form, patched below */
 	sub = e->pos - 4;
+	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
+	b4(e, 0);
+	hits = e->pos - 4;
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 1 < JIT_STUBS_MAX) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned len;
@@ -890,6 +918,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		exit_to(e, (int64_t)s * 2);
 	emit_stubs(bk, n);
 	patch32(e, sub, n);
+	patch32(e, hits, bk->nmem);
 	*full = e->full;
 	if (e->full)
 		return UINT64_MAX;
