@@ -9,6 +9,10 @@
  * still has effects (loads, CSR, AMO), into a generic op: interp_one(), the plain
  * switch-based interpreter, which also runs instructions that straddle pages or come from
  * pages that cannot be cached, and clears x[0] after each instruction.
+ *
+ * On x86-64 hosts a decoded op may instead hold H_JIT: the slot starts a block translated to
+ * host code (jit.c, jit.h), which runs until it leaves its straight-line integer code; these
+ * ops die with their decoded page, so the translator inherits the cache's invalidation.
  */
 #include <errno.h>
 #include <stdlib.h>
