@@ -162,6 +162,39 @@ def check_date(vm):
         raise h.GuestFailure(h.COMMAND_FAILED, f"guest time {out} is {int(out) - host:+.0f} s from the host's", vm)
 
 
+def check_ctrl_c(vm):
+    """Ctrl-C at the console stops a foreground command and gives the prompt back.
+
+    First the console shell's own signal state (proc(5) SigIgn/SigCgt, hex masks with bit N-1
+    for signal N): an interactive shell catches SIGINT and must not have inherited it ignored,
+    or nothing it starts could be interrupted. Then `sleep 100` and Ctrl-C. The Ctrl-C goes out
+    only after the command line has started to run (a marker the shell computes is printed
+    first): a Ctrl-C typed while busybox's line editor still holds the terminal in raw mode is
+    an ordinary input byte, not a signal, on any machine, and would be read after sleep ends.
+    """
+    out = vm.run("grep -E '^Sig(Ign|Cgt):' /proc/$$/status", CMD_TIMEOUT)
+    masks = dict(re.findall(r"(?m)^(SigIgn|SigCgt):\s*([0-9a-fA-F]+)", out))
+    if len(masks) != 2:
+        raise h.GuestFailure(h.COMMAND_FAILED, f"no SigIgn/SigCgt lines in /proc/$$/status: {out!r}", vm)
+    sigint = 1 << (2 - 1)
+    if int(masks["SigIgn"], 16) & sigint:
+        raise h.GuestFailure(h.COMMAND_FAILED, f"the console shell ignores SIGINT (SigIgn {masks['SigIgn']})", vm)
+    if not int(masks["SigCgt"], 16) & sigint:
+        raise h.GuestFailure(h.COMMAND_FAILED, f"the console shell does not catch SIGINT (SigCgt {masks['SigCgt']})",
+                             vm)
+    vm.send("echo KSLEEP$((6*7)); sleep 100; echo KSLEPT$((6*7))\n")
+    vm.expect(re.compile(r"(?m)^KSLEEP42\n"), CMD_TIMEOUT, h.COMMAND_FAILED, "'sleep 100' did not start")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    vm.send(b"\x03", gap=0)
+    vm.expect(h.PROMPT, 10, h.COMMAND_FAILED, "Ctrl-C did not stop 'sleep 100' (no prompt within 10 s)")
+    if "KSLEPT42" in vm.text():
+        raise h.GuestFailure(h.COMMAND_FAILED, "Ctrl-C stopped 'sleep 100' but the rest of the line ran", vm)
+    secs = time.monotonic() - t0
+    expect_equal(vm, "echo alive", vm.run("echo alive", CMD_TIMEOUT), "alive")
+    return secs
+
+
 def check_modules(vm):
     out = vm.run("cat /proc/modules", CMD_TIMEOUT)
     loaded = {line.split()[0] for line in out.splitlines() if line.strip()}
@@ -192,6 +225,7 @@ def linux_flow(name, argv, opensbi_banner=False, end="poweroff"):
         flow.check("modules loaded", lambda: check_modules(vm))
         flow.check("floating point (awk)", lambda: check_float(vm))
         flow.check("date matches the host (RTC)", lambda: check_date(vm))
+        flow.check("Ctrl-C stops a command (SIGINT not ignored)", lambda: check_ctrl_c(vm))
         flow.check(f"'{end}' powers off, exit status 0", lambda: vm.poweroff(end, timeout=120, expect_status=0))
 
 
