@@ -13,7 +13,8 @@ As root (skipped otherwise, with an "ok - ... # SKIP" line) the test
 - pings both ways (busybox ping in the guest; from the namespace an ICMP echo over a raw socket,
   this script run with --ping, as the host has no ping command of its own), fetches a page and a
   1 MiB file (md5) from the namespace's HTTP server with the guest's wget, and fetches a page
-  from busybox httpd in the guest from the namespace (this script with --get).
+  from busybox httpd in the guest from the namespace (this script with --get);
+- deletes the tap device under the running VM: the VMM must warn and stay idle, not spin.
 TAP lines: ok/not ok - net/tap/... .
 Environment: KUMO_TEST_BOOT_TIMEOUT (seconds, default 300).
 """
@@ -222,6 +223,23 @@ def guest_checks(vm, ns, token, blob):
         not_ok("host-to-guest-http", f"status {rc}: {(out + err).strip()[-200:]!r}")
 
 
+def tap_deleted(vm, ns):
+    """The interface deleted under a running VM: the VMM warns once and does not spin on the fd
+    (the tun driver then reports POLLERR forever); the guest keeps running."""
+    ip("-n", ns, "link", "del", TAP)
+    time.sleep(1)
+    c0 = harness.proc_cpu_seconds(vm.pid)
+    time.sleep(3)
+    busy = (harness.proc_cpu_seconds(vm.pid) - c0) / 3
+    out = vm.run(f"ping -c 1 -W 2 {HOST_ADDR} >/dev/null; echo alive", check=False)
+    warned = "is gone" in vm.stderr_text()
+    if busy < 0.5 and out.strip().endswith("alive") and warned:
+        ok("tap-deleted", f"VMM at {busy * 100:.0f}% CPU with the guest idle, warning logged, guest alive")
+    else:
+        not_ok("tap-deleted", f"VMM at {busy * 100:.0f}% CPU, warning {'logged' if warned else 'missing'}, "
+               f"console {out.strip()[-80:]!r}")
+
+
 def main():
     why = skip_reason()
     if why:
@@ -275,6 +293,7 @@ def main():
                 if "KUMO-ROOTFS-OK" not in vm.text():
                     not_ok("rootfs", "no KUMO-ROOTFS-OK: the initramfs did not switch to the disk")
                 guest_checks(vm, ns, token, blob)
+                tap_deleted(vm, ns)
                 vm.poweroff("poweroff")
                 ok("poweroff")
             except harness.GuestFailure as e:

@@ -33,6 +33,7 @@ struct net_tap {
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
+	char ifname[IFNAMSIZ];    /* the interface the kernel attached us to */
 	uint8_t buf[NET_MAX_FRAME];
 };
 
@@ -48,9 +49,10 @@ static void tap_wake(struct net_tap *t)
 static void *tap_thread(void *opaque)
 {
 	struct net_tap *t = opaque;
+	bool gone = false; /* the interface was deleted: the tap fd only reports errors now */
 
 	while (!atomic_load(&t->stop)) {
-		bool room = t->client.can_receive(t->client.opaque);
+		bool room = !gone && t->client.can_receive(t->client.opaque);
 		struct pollfd pfd[2] = {{.fd = t->wake_fd, .events = POLLIN},
 					{.fd = room ? t->fd : -1, .events = POLLIN}};
 		uint64_t v;
@@ -61,6 +63,16 @@ static void *tap_thread(void *opaque)
 			if (read(t->wake_fd, &v, sizeof(v)) < 0) {
 				/* EAGAIN: nothing to drain */
 			}
+		}
+		if (room && (pfd[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+			/*
+			 * The tun driver answers poll with POLLERR once the interface is gone (ip link
+			 * del). It never comes back to this fd: stop polling it rather than spin. The
+			 * guest's frames to it fail in send() and are counted as transmit errors.
+			 */
+			log_warn("--net tap: interface %s is gone; the guest's network is cut off", t->ifname);
+			gone = true;
+			continue;
 		}
 		if (!room || !(pfd[1].revents & POLLIN))
 			continue;
@@ -162,6 +174,8 @@ int net_tap_new(const struct net_spec *spec, struct net_backend **out)
 				: "");
 		goto out_free;
 	}
+	memcpy(t->ifname, ifr.ifr_name, sizeof(t->ifname));
+	t->ifname[IFNAMSIZ - 1] = 0;
 	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (t->wake_fd < 0) {
 		e = errno;
