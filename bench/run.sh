@@ -20,4 +20,6 @@ command -v qemu-system-riscv64 >/dev/null 2>&1 || [ -n "${QEMU_BIN:-}" ] || {
 }
 make -s build/bench/pool_bench >>build/bench-build.log 2>&1 && build/bench/pool_bench || echo "bench: pool_bench failed" >&2
 python3 bench/snapshot_bench.py || echo "bench: snapshot_bench failed" >&2
+python3 bench/workloads.py || echo "bench: the guest workload suite failed (reason above)" >&2
+python3 bench/io.py || echo "bench: the I/O and SMP benchmark failed (reason above)" >&2
 exec python3 bench/boot.py
