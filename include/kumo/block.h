@@ -34,7 +34,8 @@ struct block_backend {
 	const struct block_backend_ops *ops;
 	void *opaque;       /* the back end's own state */
 	uint64_t size;      /* bytes; the device rounds down to whole 512-byte sectors */
-	uint32_t align;     /* required buffer/offset alignment (O_DIRECT), 1 when none */
+	uint32_t align;     /* the back end's own block (O_DIRECT: 4096), 1 when none; any whole
+	                     * 512-byte sectors work, smaller writes cost a read-modify-write */
 	bool readonly;
 	bool discard;       /* discard/write_zeroes requested and supported */
 };

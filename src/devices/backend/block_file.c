@@ -1,7 +1,8 @@
 /*
  * block_file.c - the raw image file block back end: preadv/pwritev on a file descriptor,
  * fdatasync for flushes, fallocate for discard and write-zeroes, an advisory flock so two VMs
- * never write one image, and O_DIRECT through aligned bounce buffers.
+ * never write one image, and O_DIRECT through an aligned bounce buffer (512-byte sectors for
+ * the guest, read-modify-write of partial blocks).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -96,30 +97,54 @@ static void bounce_copy(const struct iovec *iov, int *i, size_t *in_iov, uint8_t
 	}
 }
 
-/* O_DIRECT: the file offset and length must be aligned; guest buffers go through f->bounce. */
+/*
+ * O_DIRECT wants the file offset, the length and the buffer aligned to DIRECT_ALIGN; the guest
+ * sees 512-byte sectors and its buffers are anywhere, so every transfer goes through f->bounce
+ * over whole aligned blocks. A read takes the blocks and copies out the requested bytes; a write
+ * that starts or ends inside a block first reads that edge block, so the bytes around the
+ * request are written back unchanged (read-modify-write; requests are served one at a time on
+ * the I/O thread, so nothing writes the block in between). The image size is a multiple of
+ * DIRECT_ALIGN (block_file_open), so the blocks of an in-range request are inside the file.
+ */
 static int bounce_io(struct block_file *f, const struct iovec *iov, int n, uint64_t off,
 		     bool write)
 {
-	size_t total = 0, pos = 0, in_iov = 0;
-	int i = 0;
+	const uint64_t mask = DIRECT_ALIGN - 1;
+	size_t total = 0, in_iov = 0;
+	uint64_t pos, end;
+	int i = 0, ret;
 
 	for (int k = 0; k < n; k++)
 		total += iov[k].iov_len;
-	if ((off | total) % DIRECT_ALIGN)
-		return -EINVAL;
-	while (pos < total) {
-		size_t chunk = total - pos < BOUNCE_SIZE ? total - pos : BOUNCE_SIZE;
-		struct iovec biov = {f->bounce, chunk};
-		int ret;
+	end = off + total;
+	for (pos = off; pos < end;) {
+		uint64_t base = pos & ~mask;            /* the chunk's first block */
+		uint64_t stop = end - base < BOUNCE_SIZE ? end : base + BOUNCE_SIZE;
+		uint64_t aend = (stop + mask) & ~mask;  /* the chunk's blocks end here */
+		size_t head = (size_t)(pos - base), len = (size_t)(stop - pos), span = (size_t)(aend - base);
+		uint8_t *b = f->bounce;
+		struct iovec biov = {b, span};
 
-		if (write)
-			bounce_copy(iov, &i, &in_iov, f->bounce, chunk, true);
-		ret = io_full(f->fd, &biov, 1, off + pos, write);
-		if (ret)
-			return ret;
-		if (!write)
-			bounce_copy(iov, &i, &in_iov, f->bounce, chunk, false);
-		pos += chunk;
+		if (!write) {
+			ret = io_full(f->fd, &biov, 1, base, false);
+			if (ret)
+				return ret;
+			bounce_copy(iov, &i, &in_iov, b + head, len, false);
+		} else {
+			struct iovec edge = {b, DIRECT_ALIGN};
+
+			if (head && (ret = io_full(f->fd, &edge, 1, base, false)))
+				return ret;
+			edge.iov_base = b + span - DIRECT_ALIGN;
+			if (stop != aend && !(head && span == DIRECT_ALIGN) &&
+			    (ret = io_full(f->fd, &edge, 1, aend - DIRECT_ALIGN, false)))
+				return ret;
+			bounce_copy(iov, &i, &in_iov, b + head, len, true);
+			ret = io_full(f->fd, &biov, 1, base, true);
+			if (ret)
+				return ret;
+		}
+		pos = stop;
 	}
 	return 0;
 }
@@ -173,7 +198,7 @@ static int bf_write_zeroes(struct block_backend *be, uint64_t off, uint64_t len,
 	while (len) {
 		size_t chunk = len < sizeof(zero) ? len : sizeof(zero);
 		struct iovec iov = {(void *)zero, chunk};
-		int ret = io_full(f->fd, &iov, 1, off, true);
+		int ret = f->bounce ? bounce_io(f, &iov, 1, off, true) : io_full(f->fd, &iov, 1, off, true);
 
 		if (ret)
 			return ret;

@@ -18,6 +18,7 @@
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_TOPOLOGY 10
 #define VIRTIO_BLK_F_DISCARD 13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
@@ -39,6 +40,8 @@
 #define CFG_SIZE_MAX 8
 #define CFG_SEG_MAX 12
 #define CFG_BLK_SIZE 20
+#define CFG_PHYS_BLOCK_EXP 24 /* topology: u8 physical_block_exp, u8 alignment_offset, */
+#define CFG_MIN_IO_SIZE 26    /* le16 min_io_size, le32 opt_io_size (in logical blocks) */
 #define CFG_MAX_DISCARD_SECTORS 36
 #define CFG_MAX_DISCARD_SEG 40
 #define CFG_DISCARD_ALIGN 44
@@ -239,7 +242,7 @@ int virtio_blk_new(struct memmap *mm, struct block_backend *be, const char *seri
 {
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 	struct virtio_dev *d;
-	uint32_t blk_size = be->align > SECTOR ? be->align : SECTOR;
+	uint32_t phys = be->align > SECTOR ? be->align : SECTOR;
 	int ret;
 
 	if (!b) {
@@ -263,10 +266,24 @@ int virtio_blk_new(struct memmap *mm, struct block_backend *be, const char *seri
 	put64(d->config + CFG_CAPACITY, b->sectors);
 	put32(d->config + CFG_SIZE_MAX, SIZE_MAX_BYTES);
 	put32(d->config + CFG_SEG_MAX, SEG_MAX);
-	put32(d->config + CFG_BLK_SIZE, blk_size);
+	/*
+	 * §5.2.5: blk_size is the sector size the driver should use; Linux makes it the disk's
+	 * logical block size. It stays 512 whatever the back end: a host option such as O_DIRECT
+	 * must not change the guest's disk (an ext4 with 1 KiB blocks cannot be mounted on 4 KiB
+	 * sectors). A back end with a larger block (it serves partial blocks by read-modify-write)
+	 * says so through the topology: physical block and minimum I/O size, so the guest aligns.
+	 */
+	put32(d->config + CFG_BLK_SIZE, SECTOR);
+	if (phys > SECTOR) {
+		uint16_t min_io = (uint16_t)(phys / SECTOR);
+
+		d->device_features |= 1ULL << VIRTIO_BLK_F_TOPOLOGY;
+		d->config[CFG_PHYS_BLOCK_EXP] = (uint8_t)__builtin_ctz(phys / SECTOR);
+		memcpy(d->config + CFG_MIN_IO_SIZE, &min_io, 2);
+	}
 	put32(d->config + CFG_MAX_DISCARD_SECTORS, MAX_DISCARD_SECTORS);
 	put32(d->config + CFG_MAX_DISCARD_SEG, 1);
-	put32(d->config + CFG_DISCARD_ALIGN, blk_size / SECTOR);
+	put32(d->config + CFG_DISCARD_ALIGN, phys / SECTOR);
 	put32(d->config + CFG_MAX_WZ_SECTORS, MAX_DISCARD_SECTORS);
 	put32(d->config + CFG_MAX_WZ_SEG, 1);
 	d->config[CFG_WZ_MAY_UNMAP] = 1;
