@@ -41,6 +41,9 @@
 #define CSR_MCAUSE 0x342
 #define CSR_MTVAL 0x343
 #define CSR_MINSTRET 0xb02
+#define CSR_FCSR 0x003
+#define CSR_MSTATUS 0x300
+#define MSTATUS_FS_INITIAL 0x2000ULL
 
 enum { S0 = 8, LOOP = 31 }; /* s0: data pointer, x31: loop counter; random code keeps them */
 
@@ -56,6 +59,7 @@ struct fx {
 	uint8_t code[CODE_MAX];
 	unsigned len;
 	uint64_t rng;
+	bool fs_off; /* mstatus.FS Off: FP instructions raise illegal */
 };
 
 static const struct accel_ops *ops = &accel_rv64_ops;
@@ -195,7 +199,7 @@ static void gen_one(struct fx *f)
 	int32_t imm = (int32_t)(rnd(f) & 0xfff) - 2048;
 	unsigned k, c = 8 + 1 + pick(f, 7); /* a compressed register other than s0 */
 
-	switch (pick(f, 16)) {
+	switch (pick(f, 18)) {
 	case 0:
 	case 1:
 		k = op_k[pick(f, sizeof(op_k) / sizeof(op_k[0]))];
@@ -297,6 +301,60 @@ static void gen_one(struct fx *f)
 	case 13: /* an untranslated op: ends the block, the interpreter runs it */
 		emit32(f, i_type(0x73, rd, 2, 0, CSR_MSCRATCH));
 		break;
+	case 16: { /* Zbb/Zbs/Zba register forms (bitmanip 1.0.0) */
+		static const uint16_t zb_k[] = {
+			0x20 << 3 | 4, 0x20 << 3 | 6, 0x20 << 3 | 7, 0x05 << 3 | 4, 0x05 << 3 | 5,
+			0x05 << 3 | 6, 0x05 << 3 | 7, 0x30 << 3 | 1, 0x30 << 3 | 5, 0x14 << 3 | 1,
+			0x24 << 3 | 1, 0x34 << 3 | 1, 0x24 << 3 | 5,
+		};
+		static const uint16_t zb32_k[] = {
+			0x10 << 3 | 2, 0x10 << 3 | 4, 0x10 << 3 | 6, 0x30 << 3 | 1, 0x30 << 3 | 5,
+		};
+
+		if (pick(f, 3)) {
+			k = zb_k[pick(f, sizeof(zb_k) / sizeof(zb_k[0]))];
+			emit32(f, r_type(0x33, rd, k & 7, rs1, rs2, k >> 3));
+		} else if (pick(f, 4)) {
+			k = zb32_k[pick(f, sizeof(zb32_k) / sizeof(zb32_k[0]))];
+			emit32(f, r_type(0x3b, rd, k & 7, rs1, rs2, k >> 3));
+		} else {
+			emit32(f, r_type(0x3b, rd, 4, rs1, 0, 0x04)); /* zext.h */
+		}
+		break;
+	}
+	case 17: { /* Zbb/Zbs/Zba immediate forms */
+		static const uint16_t unary[] = {0x600, 0x601, 0x602, 0x604, 0x605};
+		unsigned sh = pick(f, 64);
+
+		switch (pick(f, 8)) {
+		case 0: /* clz, ctz, cpop, sext.b, sext.h */
+			emit32(f, i_type(0x13, rd, 1, rs1, unary[pick(f, 5)]));
+			break;
+		case 1: /* clzw, ctzw, cpopw */
+			emit32(f, i_type(0x1b, rd, 1, rs1, 0x600 | (int32_t)pick(f, 3)));
+			break;
+		case 2: /* bseti, bclri, binvi */
+			emit32(f, i_type(0x13, rd, 1, rs1, (int32_t)((0x0a + 8 * pick(f, 3)) << 6 | sh)));
+			break;
+		case 3: /* bexti, rori */
+			emit32(f, i_type(0x13, rd, 5, rs1, (int32_t)((pick(f, 2) ? 0x12 : 0x18) << 6 | sh)));
+			break;
+		case 4: /* orc.b, rev8 */
+			emit32(f, i_type(0x13, rd, 5, rs1, pick(f, 2) ? 0x287 : 0x6b8));
+			break;
+		case 5: /* roriw */
+			emit32(f, i_type(0x1b, rd, 5, rs1, 0x600 | (int32_t)(sh & 31)));
+			break;
+		case 6: /* slli.uw */
+			emit32(f, i_type(0x1b, rd, 1, rs1, 0x080 | (int32_t)sh));
+			break;
+		default: /* orc.b of a value with some zero bytes */
+			emit32(f, i_type(0x13, rd, 7, rs1, 0x0f0));
+			emit32(f, i_type(0x13, rd, 5, rd, 0x287));
+			break;
+		}
+		break;
+	}
 	default: /* ADDI with x0 source (LI) or general */
 		emit32(f, i_type(0x13, rd, 0, pick(f, 2) ? 0 : rs1, imm));
 		break;
@@ -328,13 +386,48 @@ static uint64_t edge_value(struct fx *f)
 	return rnd(f);
 }
 
+/* FP register contents: boxed and unboxed singles, doubles, zeros, infinities, NaNs. */
+static uint64_t fp_value(struct fx *f)
+{
+	static const uint64_t edge_d[] = {
+		0, 0x8000000000000000ULL, 0x3ff0000000000000ULL, 0xbff8000000000000ULL,
+		0x7ff0000000000000ULL, 0xfff0000000000000ULL, 0x7ff8000000000000ULL,
+		0x7ff4000000000000ULL, 0x0000000000000001ULL, 0x7fefffffffffffffULL,
+		0x41dfffffffc00000ULL, 0xc3e0000000000000ULL, 0x4000000000000000ULL,
+	};
+	static const uint32_t edge_s[] = {
+		0, 0x80000000u, 0x3f800000u, 0xbfc00000u, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+		0x7fa00000u, 0x00000001u, 0x7f7fffffu, 0x4effffffu, 0x40400000u,
+	};
+
+	switch (pick(f, 6)) {
+	case 0:
+		return edge_d[pick(f, sizeof(edge_d) / sizeof(edge_d[0]))];
+	case 1:
+		return 0xffffffff00000000ULL | edge_s[pick(f, sizeof(edge_s) / sizeof(edge_s[0]))];
+	case 2: /* a double of moderate exponent */
+		return (rnd(f) & 0x800fffffffffffffULL) | (uint64_t)(1023 - 40 + pick(f, 80)) << 52;
+	case 3: /* a boxed single of moderate exponent */
+		return 0xffffffff00000000ULL | ((uint32_t)rnd(f) & 0x807fffffu) |
+		       (uint32_t)(127 - 20 + pick(f, 40)) << 23;
+	case 4: /* not NaN-boxed: singles read it as the canonical NaN */
+		return rnd(f) & 0x7fffffffffffffffULL;
+	default:
+		return rnd(f);
+	}
+}
+
 /* Loads the program and the same start state into both machines. */
 static void load(struct fx *f)
 {
-	uint64_t regs[32], data[DATA_SIZE / 8];
+	uint64_t regs[32], fregs[32], data[DATA_SIZE / 8], fcsr;
 
 	for (unsigned i = 0; i < 32; i++)
 		regs[i] = edge_value(f);
+	for (unsigned i = 0; i < 32; i++)
+		fregs[i] = fp_value(f);
+	/* frm 0..4, sometimes an invalid 5..7 (DYN then raises illegal); random fflags */
+	fcsr = (uint64_t)(pick(f, 8) ? pick(f, 5) : 5 + pick(f, 3)) << 5 | pick(f, 32);
 	for (unsigned i = 0; i < DATA_SIZE / 8; i++)
 		data[i] = rnd(f);
 	regs[S0] = DATA;
@@ -347,6 +440,10 @@ static void load(struct fx *f)
 		/* The VMM wrote code: announce it like vm.c does, then point the pc at it. */
 		for (unsigned i = 1; i < 32; i++)
 			set(m, ACCEL_REG_X(i), regs[i]);
+		for (unsigned i = 0; i < 32; i++)
+			set(m, ACCEL_REG_F(i), fregs[i]);
+		set(m, ACCEL_REG_CSR(CSR_MSTATUS), f->fs_off ? 0 : MSTATUS_FS_INITIAL);
+		set(m, ACCEL_REG_CSR(CSR_FCSR), fcsr);
 		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
 		set(m, ACCEL_REG_CSR(CSR_MSCRATCH), 0x1234);
 		set(m, ACCEL_REG_CSR(CSR_MCAUSE), 0);
@@ -365,7 +462,8 @@ static void run_both(struct fx *f)
 
 static void compare(struct fx *f, unsigned round)
 {
-	static const unsigned csrs[] = {CSR_MEPC, CSR_MCAUSE, CSR_MTVAL, CSR_MINSTRET};
+	static const unsigned csrs[] = {CSR_MEPC, CSR_MCAUSE, CSR_MTVAL, CSR_MINSTRET, CSR_FCSR,
+					CSR_MSTATUS};
 	struct machine *a = &f->m[0], *b = &f->m[1];
 
 	for (unsigned i = 0; i < 32; i++) {
@@ -373,6 +471,13 @@ static void compare(struct fx *f, unsigned round)
 
 		if (x != y)
 			fail_msg("round %u: x%u: translated %#llx, interpreted %#llx", round, i,
+				 (unsigned long long)x, (unsigned long long)y);
+	}
+	for (unsigned i = 0; i < 32; i++) {
+		uint64_t x = get(a, ACCEL_REG_F(i)), y = get(b, ACCEL_REG_F(i));
+
+		if (x != y)
+			fail_msg("round %u: f%u: translated %#llx, interpreted %#llx", round, i,
 				 (unsigned long long)x, (unsigned long long)y);
 	}
 	assert_int_equal(get(a, ACCEL_REG_PC), get(b, ACCEL_REG_PC));
@@ -417,6 +522,106 @@ static void test_random_blocks(void **state)
 		run_both(f);
 		compare(f, round);
 	}
+	check_translated(f);
+}
+
+/* One random F/D instruction (unpriv 20191213 §11, §12), or a load/store of s0's area. */
+static void gen_fp(struct fx *f)
+{
+	static const uint8_t rms[] = {0, 1, 2, 3, 4, 7, 7, 7, 5}; /* 5: reserved */
+	unsigned rd = pick(f, 32), rs1 = pick(f, 32), rs2 = pick(f, 32), rs3 = pick(f, 32);
+	unsigned fmt = pick(f, 2), rm = rms[pick(f, sizeof(rms))], xrd = any_rd(f);
+	int32_t off = (int32_t)pick(f, DATA_SIZE - 8);
+
+	switch (pick(f, 12)) {
+	case 0: /* FADD, FSUB, FMUL, FDIV */
+		emit32(f, r_type(0x53, rd, rm, rs1, rs2, pick(f, 4) << 2 | fmt));
+		break;
+	case 1: /* FSQRT */
+		emit32(f, r_type(0x53, rd, rm, rs1, 0, 0x0b << 2 | fmt));
+		break;
+	case 2: /* FMADD, FMSUB, FNMSUB, FNMADD */
+		emit32(f, rs3 << 27 | fmt << 25 | rs2 << 20 | rs1 << 15 | rm << 12 | rd << 7 |
+			       (0x43 + 4 * pick(f, 4)));
+		break;
+	case 3: /* FSGNJ[N|X], FMIN, FMAX */
+		if (pick(f, 2))
+			emit32(f, r_type(0x53, rd, pick(f, 3), rs1, rs2, 0x04 << 2 | fmt));
+		else
+			emit32(f, r_type(0x53, rd, pick(f, 2), rs1, rs2, 0x05 << 2 | fmt));
+		break;
+	case 4: /* FLE, FLT, FEQ to an integer register */
+		emit32(f, r_type(0x53, pick(f, 8) ? xrd : 0, pick(f, 3), rs1, rs2, 0x14 << 2 | fmt));
+		break;
+	case 5: /* FCVT.W/WU/L/LU.fmt */
+		emit32(f, r_type(0x53, xrd, rm, rs1, pick(f, 4), 0x18 << 2 | fmt));
+		break;
+	case 6: /* FCVT.fmt.W/WU/L/LU from an integer register */
+		emit32(f, r_type(0x53, rd, rm, rs1 == S0 ? 1 : rs1, pick(f, 4), 0x1a << 2 | fmt));
+		break;
+	case 7: /* FMV.X.fmt, FCLASS, FMV.fmt.X, FCVT.S.D / FCVT.D.S */
+		switch (pick(f, 4)) {
+		case 0:
+			emit32(f, r_type(0x53, xrd, 0, rs1, 0, 0x1c << 2 | fmt));
+			break;
+		case 1:
+			emit32(f, r_type(0x53, xrd, 1, rs1, 0, 0x1c << 2 | fmt));
+			break;
+		case 2:
+			emit32(f, r_type(0x53, rd, 0, rs1, 0, 0x1e << 2 | fmt));
+			break;
+		default:
+			emit32(f, r_type(0x53, rd, rm, rs1, fmt ? 0 : 1, 0x08 << 2 | fmt));
+			break;
+		}
+		break;
+	case 8:
+	case 9: /* FLW, FLD from s0, aligned or not */
+		if (pick(f, 4))
+			off &= ~(int32_t)(fmt ? 7 : 3);
+		emit32(f, i_type(0x07, rd, 2 + fmt, S0, off));
+		break;
+	case 10: /* FSW, FSD to s0 */
+		if (pick(f, 4))
+			off &= ~(int32_t)(fmt ? 7 : 3);
+		emit32(f, (s_type(2 + fmt, S0, rs2, off) & ~0x7fu) | 0x27);
+		break;
+	default: /* C.FLD / C.FSD with base s0 */
+		emit16(f, (uint16_t)((pick(f, 2) ? 0xa000 : 0x2000) | (pick(f, 16) & 7) << 10 |
+				     (rd & 7) << 2));
+		break;
+	}
+}
+
+/*
+ * Random F/D blocks mixed with integer code, in a loop; some rounds run with mstatus.FS Off
+ * (the first FP instruction raises illegal instruction, with the instruction in mtval).
+ */
+static void test_fp_blocks(void **state)
+{
+	struct fx *f = *state;
+
+	for (unsigned round = 0; round < 400; round++) {
+		unsigned n = 4 + pick(f, 40), top;
+
+		f->fs_off = pick(f, 10) == 0;
+		f->len = 0;
+		emit32(f, i_type(0x13, LOOP, 0, 0, 1 + (int32_t)pick(f, 3)));
+		top = f->len;
+		for (unsigned i = 0; i < n; i++) {
+			if (pick(f, 3))
+				gen_fp(f);
+			else
+				gen_one(f);
+		}
+		emit32(f, i_type(0x13, LOOP, 0, LOOP, -1));
+		emit32(f, b_type(1, LOOP, 0, (int32_t)top - (int32_t)f->len));
+		emit32(f, ECALL);
+		load(f);
+		run_both(f);
+		compare(f, round);
+	}
+	f->fs_off = false;
 	check_translated(f);
 }
 
@@ -484,6 +689,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_random_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trap_in_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_rewrites_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fp_blocks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

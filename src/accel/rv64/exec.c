@@ -1703,6 +1703,8 @@ h_JIT: /* translated code from this op on (jit.h) */
 		stamp++;
 		goto lookup;
 	}
+	if (unlikely(jr.status == RV64_JIT_EXIT_STEP))
+		goto step;
 	if (jr.status >= RV64_JIT_EXIT_CELL && n < budget) {
 		/* In-page exit with budget left: chain the exit to the block it reaches. */
 		op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);

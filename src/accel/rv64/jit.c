@@ -34,6 +34,9 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 
 #define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
 #define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
+#define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
+#define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
+#define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
 #define OFF_HITS ((int32_t)offsetof(struct rv64_cpu, stats.tlb_hits))
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
@@ -361,11 +364,12 @@ static uint64_t h_remuw(uint64_t a, uint64_t b)
 
 /* --- Block translation. */
 
-enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH };
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP };
 enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
 	uint8_t kind, size, ext, rs2;
+	bool fp;         /* a store's value comes from f[rs2] */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
 	uint16_t len;    /* its length in bytes */
@@ -449,6 +453,303 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 	s->fix = jcc_fwd(e, CC_NE);
 	op_tlb(e, 0x03, RSI, OFF_TLB(acc) + 8); /* rsi += host_addend */
 	return s;
+}
+
+static void tr_count(struct em *e, unsigned kind, bool w);
+
+/*
+ * Zbb/Zbs/Zba extras (bitmanip 1.0.0 §2.1-§2.4) of OP, OP-IMM, OP-32, OP-IMM-32 that tr_insn's
+ * base cases do not handle. Returns 0 when translated, -1 when not one of them.
+ */
+static int tr_zb(struct em *e, uint32_t insn)
+{
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25, f6 = insn >> 26, f12 = insn >> 20;
+	unsigned sh6 = (insn >> 20) & 63;
+	unsigned k = f7 << 3 | f3;
+
+	switch (insn & 0x7f) {
+	case 0x33:
+		switch (k) {
+		case 0x20 << 3 | 4: /* XNOR */
+		case 0x20 << 3 | 6: /* ORN */
+		case 0x20 << 3 | 7: /* ANDN */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs2);
+			if (f3 != 4)
+				op_rr(e, true, 0xf7, 2, RAX); /* not rax */
+			ld_x(e, RCX, rs1);
+			op_rr(e, true, f3 == 4 ? 0x31 : f3 == 6 ? 0x09 : 0x21, RCX, RAX);
+			if (f3 == 4)
+				op_rr(e, true, 0xf7, 2, RAX);
+			break;
+		case 0x05 << 3 | 4: /* MIN, MINU, MAX, MAXU: cmovg, cmova, cmovl, cmovb */
+		case 0x05 << 3 | 5:
+		case 0x05 << 3 | 6:
+		case 0x05 << 3 | 7: {
+			static const uint32_t cmov[4] = {0x0f4f, 0x0f47, 0x0f4c, 0x0f42};
+
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			ld_x(e, RCX, rs2);
+			op_rr(e, true, 0x39, RCX, RAX); /* cmp rax, rcx */
+			op_rr(e, true, cmov[f3 - 4], RAX, RCX);
+			break;
+		}
+		case 0x30 << 3 | 1: /* ROL, ROR: x86 masks cl to 6 bits */
+		case 0x30 << 3 | 5:
+			if (!rd)
+				return 0;
+			ld_x(e, RCX, rs2);
+			ld_x(e, RAX, rs1);
+			op_rr(e, true, 0xd3, f3 == 1 ? 0 : 1, RAX);
+			break;
+		case 0x14 << 3 | 1: /* BSET, BCLR, BINV, BEXT: bts, btr, btc, bt (bit index mod 64) */
+		case 0x24 << 3 | 1:
+		case 0x34 << 3 | 1:
+		case 0x24 << 3 | 5:
+			if (!rd)
+				return 0;
+			ld_x(e, RCX, rs2);
+			ld_x(e, RAX, rs1);
+			if (f3 == 5) {
+				op_rr(e, true, 0x0fa3, RCX, RAX);
+				op_rr(e, false, 0x0f92, 0, RAX); /* setc al */
+				op_rr(e, false, 0x0fb6, RAX, RAX);
+			} else {
+				op_rr(e, true, f7 == 0x14 ? 0x0fab : f7 == 0x24 ? 0x0fb3 : 0x0fbb, RCX,
+				      RAX);
+			}
+			break;
+		default:
+			return -1;
+		}
+		st_x(e, rd, RAX);
+		return 0;
+	case 0x13:
+		if (f3 == 1 && (f6 == 0x0a || f6 == 0x12 || f6 == 0x1a)) { /* BSETI, BCLRI, BINVI */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			op_rr(e, true, 0x0fba, f6 == 0x0a ? 5 : f6 == 0x12 ? 6 : 7, RAX);
+			b1(e, sh6);
+		} else if (f3 == 5 && f6 == 0x12) { /* BEXTI */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			shift_imm(e, true, 5, RAX, sh6);
+			alu_imm(e, false, 4, RAX, 1);
+		} else if (f3 == 5 && f6 == 0x18) { /* RORI */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			shift_imm(e, true, 1, RAX, sh6);
+		} else if (f3 == 5 && f12 == 0x6b8) { /* REV8 */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			b1(e, 0x48);
+			b1(e, 0x0f);
+			b1(e, 0xc8); /* bswap rax */
+		} else if (f3 == 5 && f12 == 0x287) { /* ORC.B: bytes == 0 -> 0, else 0xff */
+			if (!rd)
+				return 0;
+			ld_x(e, RAX, rs1);
+			b1(e, 0x66);
+			op_rr(e, true, 0x0f6e, 0, RAX); /* movq xmm0, rax */
+			b1(e, 0x66);
+			op_rr(e, false, 0x0fef, 1, 1); /* pxor xmm1, xmm1 */
+			b1(e, 0x66);
+			op_rr(e, false, 0x0f74, 0, 1); /* pcmpeqb xmm0, xmm1 */
+			b1(e, 0x66);
+			op_rr(e, true, 0x0f7e, 0, RAX); /* movq rax, xmm0 */
+			op_rr(e, true, 0xf7, 2, RAX);   /* not rax */
+		} else if (f3 == 1 && f12 >= 0x600 && f12 <= 0x605 && f12 != 0x603) {
+			if (!rd)
+				return 0;
+			if (f12 == 0x602 && !__builtin_cpu_supports("popcnt"))
+				return -1;
+			ld_x(e, RDX, rs1);
+			tr_count(e, f12 & 7, true);
+		} else {
+			return -1;
+		}
+		st_x(e, rd, RAX);
+		return 0;
+	case 0x1b:
+		if (f3 == 1 && f6 == 0x02) { /* SLLI.UW (Zba) */
+			if (!rd)
+				return 0;
+			ld_x32(e, RAX, rs1);
+			if (sh6)
+				shift_imm(e, true, 4, RAX, sh6);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		if (f3 == 1 && f7 == 0x30 && rs2 <= 2) { /* CLZW, CTZW, CPOPW */
+			if (!rd)
+				return 0;
+			if (rs2 == 2 && !__builtin_cpu_supports("popcnt"))
+				return -1;
+			ld_x32(e, RDX, rs1);
+			tr_count(e, rs2, false);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		if (f3 == 5 && f7 == 0x30) { /* RORIW */
+			if (!rd)
+				return 0;
+			ld_x32(e, RAX, rs1);
+			shift_imm(e, false, 1, RAX, rs2);
+			op_rr(e, true, 0x63, RAX, RAX);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		return -1;
+	case 0x3b:
+		switch (k) {
+		case 0x10 << 3 | 2: /* SH1ADD.UW, SH2ADD.UW, SH3ADD.UW (Zba) */
+		case 0x10 << 3 | 4:
+		case 0x10 << 3 | 6:
+			if (!rd)
+				return 0;
+			ld_x32(e, RAX, rs1);
+			shift_imm(e, true, 4, RAX, f3 >> 1);
+			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			break;
+		case 0x04 << 3 | 4: /* ZEXT.H */
+			if (rs2)
+				return -1;
+			if (!rd)
+				return 0;
+			ld_x32(e, RAX, rs1);
+			op_rr(e, false, 0x0fb7, RAX, RAX);
+			break;
+		case 0x30 << 3 | 1: /* ROLW, RORW: 32-bit rotates take cl mod 32 */
+		case 0x30 << 3 | 5:
+			if (!rd)
+				return 0;
+			ld_x(e, RCX, rs2);
+			ld_x32(e, RAX, rs1);
+			op_rr(e, false, 0xd3, f3 == 1 ? 0 : 1, RAX);
+			op_rr(e, true, 0x63, RAX, RAX);
+			break;
+		default:
+			return -1;
+		}
+		st_x(e, rd, RAX);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * rax = clz (kind 0), ctz (1), cpop (2), sext.b (4), sext.h (5) of rdx; 64-bit, or the 32-bit
+ * W forms (rdx zero-extended). bsr/bsf leave ZF set for a zero input.
+ */
+static void tr_count(struct em *e, unsigned kind, bool w)
+{
+	switch (kind) {
+	case 0:
+		b1(e, 0xb9); /* mov ecx, 2 * width - 1: ^ (width - 1) gives width */
+		b4(e, w ? 127 : 63);
+		op_rr(e, w, 0x0fbd, RAX, RDX); /* bsr */
+		op_rr(e, w, 0x0f44, RAX, RCX); /* cmovz */
+		alu_imm(e, false, 6, RAX, w ? 63 : 31);
+		break;
+	case 1:
+		b1(e, 0xb9);
+		b4(e, w ? 64 : 32);
+		op_rr(e, w, 0x0fbc, RAX, RDX); /* bsf */
+		op_rr(e, w, 0x0f44, RAX, RCX);
+		break;
+	case 2:
+		b1(e, 0xf3);
+		op_rr(e, w, 0x0fb8, RAX, RDX); /* popcnt */
+		break;
+	case 4:
+		op_rr(e, true, 0x0fbe, RAX, RDX);
+		break;
+	default:
+		op_rr(e, true, 0x0fbf, RAX, RDX);
+		break;
+	}
+}
+
+
+/* Leaves with RV64_JIT_EXIT_STEP at this instruction when mstatus.FS is Off (priv 1.12 §3.1.6.6). */
+static void fs_check(struct blk *bk, unsigned idx, unsigned off, unsigned len)
+{
+	struct em *e = &bk->e;
+	struct stub *s;
+
+	op_mem(e, false, 0xf7, 0, RBX, OFF_MSTATUS); /* test dword [mstatus], FS */
+	b4(e, MS_FS);
+	s = stub_add(bk, STUB_STEP, idx, off, len);
+	s->fix = jcc_fwd(e, CC_E);
+}
+
+static void fs_dirty(struct em *e)
+{
+	op_mem(e, false, 0x81, 1, RBX, OFF_MSTATUS); /* or dword [mstatus], FS */
+	b4(e, MS_FS);
+}
+
+/*
+ * LOAD-FP, STORE-FP (unpriv 20191213 §11.5, §12.3): FLW NaN-boxes (§12.2); loads mark FS
+ * dirty. OP-FP and the FMADD family: a call of rv64_fpu_exec(), which keeps fpu.c's exact
+ * rounding, flags and NaN rules. Returns like tr_insn.
+ */
+static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned f3 = (insn >> 12) & 7;
+	struct stub *s;
+
+	switch (insn & 0x7f) {
+	case 0x07:
+		if (f3 != 2 && f3 != 3)
+			return -1;
+		fs_check(bk, idx, off, len);
+		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm_i(insn), f3 == 2 ? 4 : 8, idx,
+			     off, len);
+		s->ext = EXT_NONE;
+		op_mem(e, f3 == 3, 0x8b, RAX, RSI, 0);
+		s->resume = e->pos;
+		if (f3 == 2) {
+			mov_imm64(e, RCX, 0xffffffff00000000ULL);
+			op_rr(e, true, 0x09, RCX, RAX); /* or rax, rcx */
+		}
+		op_mem(e, true, 0x89, RAX, RBX, OFF_F(rd));
+		fs_dirty(e);
+		return 0;
+	case 0x27:
+		if (f3 != 2 && f3 != 3)
+			return -1;
+		fs_check(bk, idx, off, len);
+		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), f3 == 2 ? 4 : 8, idx,
+			     off, len);
+		s->rs2 = (uint8_t)rs2;
+		s->fp = true;
+		op_mem(e, true, 0x8b, RDX, RBX, OFF_F(rs2));
+		op_mem(e, f3 == 3, 0x89, RDX, RSI, 0);
+		s->resume = e->pos;
+		return 0;
+	default: /* 0x43, 0x47, 0x4b, 0x4f, 0x53 */
+		fs_check(bk, idx, off, len);
+		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+		b1(e, 0xbe);                    /* mov esi, insn */
+		b4(e, insn);
+		call_abs(e, (const void *)rv64_fpu_exec);
+		op_rr(e, false, 0x85, RAX, RAX);
+		s = stub_add(bk, STUB_STEP, idx, off, len); /* refused: the interpreter traps */
+		s->fix = jcc_fwd(e, CC_NE);
+		fs_dirty(e);
+		return 0;
+	}
 }
 
 /*
@@ -558,11 +859,11 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		switch (f3) {
 		case 1:
 			if (insn >> 26)
-				return -1; /* Zbb/Zbs forms: the interpreter */
+				return tr_zb(e, insn);
 			break;
 		case 5:
 			if ((insn >> 26) != 0 && (insn >> 26) != 0x10)
-				return -1;
+				return tr_zb(e, insn);
 			break;
 		}
 		if (!rd)
@@ -604,9 +905,9 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		return 0;
 	case 0x1b: /* OP-IMM-32 */
 		if (f3 == 1 && f7 != 0)
-			return -1;
+			return tr_zb(e, insn);
 		if (f3 == 5 && f7 != 0 && f7 != 0x20)
-			return -1;
+			return tr_zb(e, insn);
 		if (f3 != 0 && f3 != 1 && f3 != 5)
 			return -1;
 		if (!rd)
@@ -650,7 +951,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			fn = (const void *)h_remu;
 			break;
 		default:
-			return -1;
+			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
@@ -733,7 +1034,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			fn = (const void *)h_remuw;
 			break;
 		default:
-			return -1;
+			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
@@ -772,6 +1073,14 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		st_x(e, rd, RAX);
 		return 0;
 	}
+	case 0x07:
+	case 0x27:
+	case 0x43:
+	case 0x47:
+	case 0x4b:
+	case 0x4f:
+	case 0x53:
+		return tr_fp(bk, insn, off, len, idx);
 	default:
 		return -1;
 	}
@@ -793,6 +1102,15 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		uint64_t exc, code = 0;
 
 		fix_here(e, s->fix);
+		if (s->kind == STUB_STEP) {
+			set_pc_off(e, s->off);
+			r13_add(e, (int32_t)(n - s->idx));
+			hits_add(e, s->mem - nmem);
+			b1(e, 0xba);
+			b4(e, RV64_JIT_EXIT_STEP);
+			jmp_epilogue(e);
+			continue;
+		}
 		if (s->kind == STUB_BRANCH) {
 			r13_add(e, (int32_t)(n - s->idx - 1));
 			hits_add(e, s->mem - nmem);
@@ -821,7 +1139,10 @@ static void emit_stubs(struct blk *bk, unsigned n)
 				break;
 			}
 		} else {
-			ld_x(e, RCX, s->rs2);
+			if (s->fp)
+				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
+			else
+				ld_x(e, RCX, s->rs2);
 			b1(e, 0xba);
 			b4(e, s->size);
 			call_abs(e, (const void *)rv64_mmu_store_slow);
@@ -884,7 +1205,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
 	b4(e, 0);
 	hits = e->pos - 4;
-	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 1 < JIT_STUBS_MAX) {
+	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned len;
 		int r;

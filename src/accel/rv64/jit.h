@@ -10,8 +10,10 @@
  *	struct rv64_jit_ret r = rv64_jit_run(cpu->jit, cpu, page_va, budget_left, code);
  *
  * A block is straight-line code of one guest page starting at `slot` (a 2-byte parcel index):
- * RV64I/M integer ops (and Zba sh*add, add.uw), RVC expanded, loads and stores through an
- * inlined TLB fast path (mmu.h) with rv64_mmu_*_slow() calls behind it. Conditional branches
+ * RV64I/M integer ops, Zba, Zbb and Zbs, RVC expanded, loads and stores (FLW/FLD/FSW/FSD too)
+ * through an inlined TLB fast path (mmu.h) with rv64_mmu_*_slow() calls behind it, and F/D
+ * arithmetic as direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or
+ * one it refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap). Conditional branches
  * leave the block when taken; JAL/JALR, the page end, an instruction the translator does not
  * handle, or a length limit end it. Guest registers stay in cpu->x[] (rbx = cpu); the pc is
  * written only when the block leaves; the guest page's virtual address lives in r12, so one
@@ -42,7 +44,8 @@ enum rv64_jit_exit {
 	RV64_JIT_EXIT_FAR = 0,  /* cpu->pc: the next instruction, anywhere */
 	RV64_JIT_EXIT_EXC = 1,  /* cpu->pc: the faulting instruction, exc_cause/exc_tval set */
 	RV64_JIT_EXIT_CODE = 2, /* a store rewrote decoded code; cpu->pc: the next instruction */
-	RV64_JIT_EXIT_CELL = 3, /* and above: in-page cpu->pc; status is the cell to link */
+	RV64_JIT_EXIT_STEP = 3, /* cpu->pc: an instruction for the interpreter (e.g. FP with FS off) */
+	RV64_JIT_EXIT_CELL = 4, /* and above: in-page cpu->pc; status is the cell to link */
 };
 
 struct rv64_jit_ret {
