@@ -29,7 +29,7 @@ build/bench/latest.md and kept in build/bench/io.md; any failure exits 1 with th
 
 Environment: BENCH_RUNS (default 3), BENCH_TIMEOUT (seconds per boot or command, default 900),
 BENCH_PARTS (comma-separated: disk, net, smp; or "io" for all three; empty = all),
-BENCH_DISK_MIB (default 64), BENCH_NET_MIB (default 32), BENCH_PAR_ITEMS (default 200000000),
+BENCH_DISK_MIB (default 64), BENCH_NET_MIB (default 32), BENCH_PAR_ITEMS (default 1000000000),
 KUMO_BIN, QEMU_BIN.
 """
 import datetime
@@ -234,7 +234,7 @@ def disk_net(img, initrd, tmp, runs, timeout, do_disk, do_net):
 
 # --- smp ---------------------------------------------------------------------------------------
 def smp(img, initrd, runs, timeout):
-    items = g.positive_int("BENCH_PAR_ITEMS", 200000000)
+    items = g.positive_int("BENCH_PAR_ITEMS", 1000000000)
     boots = {(s, c): [] for s in SIDES for c in (1, 4)}
     par = {(s, t): [] for s in SIDES for t in (1, 2, 4)}
     outs = {}

@@ -1,6 +1,6 @@
 /*
  * par: a parallel CPU workload for the SMP speed-up measurement (bench/io.py). A fixed total of
- * N work items (default 400e6) of integer hashing is split into T equal contiguous ranges, one
+ * N work items (default 400e6; bench/io.py passes its own) of integer hashing is split into T equal contiguous ranges, one
  * per POSIX thread; each thread sums a hash of its item indices, so the total is the same for
  * every T and every engine. Threads share nothing while they run (padded result slots).
  *
