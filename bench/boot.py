@@ -187,7 +187,8 @@ def main():
 
     text = report(subjects, runs, image, idle_done)
     os.makedirs(OUT_DIR, exist_ok=True)
-    with open(os.path.join(OUT_DIR, "latest.md"), "w") as f:
+    # bench/run.sh starts latest.md empty; every part appends its section.
+    with open(os.path.join(OUT_DIR, "latest.md"), "a") as f:
         f.write(text)
     sys.stdout.write(text)
     return 0 if all(s.usable for s in subjects) else 1
