@@ -553,8 +553,12 @@ static void gen_fp(struct fx *f)
 	case 4: /* FLE, FLT, FEQ to an integer register */
 		emit32(f, r_type(0x53, pick(f, 8) ? xrd : 0, pick(f, 3), rs1, rs2, 0x14 << 2 | fmt));
 		break;
-	case 5: /* FCVT.W/WU/L/LU.fmt */
+	case 5: /* FCVT.W/WU/L/LU.fmt, its result used (and its register cached) after it */
 		emit32(f, r_type(0x53, xrd, rm, rs1, pick(f, 4), 0x18 << 2 | fmt));
+		if (pick(f, 2)) {
+			emit32(f, r_type(0x33, xrd, 0, xrd, xrd, 0));
+			emit32(f, r_type(0x33, xrd, 4, xrd, rs2, 0));
+		}
 		break;
 	case 6: /* FCVT.fmt.W/WU/L/LU from an integer register */
 		emit32(f, r_type(0x53, rd, rm, rs1 == S0 ? 1 : rs1, pick(f, 4), 0x1a << 2 | fmt));

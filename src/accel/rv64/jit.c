@@ -55,6 +55,12 @@ struct em {
 	uint64_t pos;
 	uint64_t limit;
 	bool full;
+	/*
+	 * Guest registers cached in host registers for the whole block (hreg[x] >= 0), write
+	 * through: cpu->x[] stays current, so exits, helpers and slow paths need no write-back;
+	 * caller-saved ones are reloaded after calls (reload_regs()).
+	 */
+	int8_t hreg[32];
 };
 
 static void b1(struct em *e, unsigned v)
@@ -144,6 +150,8 @@ static void ld_x(struct em *e, unsigned r, unsigned xr)
 {
 	if (!xr)
 		op_rr(e, false, 0x31, r, r); /* xor r32, r32 */
+	else if (e->hreg[xr] >= 0)
+		op_rr(e, true, 0x89, (unsigned)e->hreg[xr], r);
 	else
 		op_mem(e, true, 0x8b, r, RBX, OFF_X(xr));
 }
@@ -152,14 +160,54 @@ static void ld_x32(struct em *e, unsigned r, unsigned xr)
 {
 	if (!xr)
 		op_rr(e, false, 0x31, r, r);
+	else if (e->hreg[xr] >= 0)
+		op_rr(e, false, 0x89, (unsigned)e->hreg[xr], r);
 	else
 		op_mem(e, false, 0x8b, r, RBX, OFF_X(xr));
 }
 
 static void st_x(struct em *e, unsigned xr, unsigned r)
 {
-	if (xr)
-		op_mem(e, true, 0x89, r, RBX, OFF_X(xr));
+	if (!xr)
+		return;
+	op_mem(e, true, 0x89, r, RBX, OFF_X(xr));
+	if (e->hreg[xr] >= 0)
+		op_rr(e, true, 0x89, r, (unsigned)e->hreg[xr]);
+}
+
+/* op r, x[xr] (r/m operand from the cached register or cpu->x[]). */
+static void op_x(struct em *e, bool w, uint32_t op, unsigned r, unsigned xr)
+{
+	if (xr && e->hreg[xr] >= 0)
+		op_rr(e, w, op, r, (unsigned)e->hreg[xr]);
+	else
+		op_mem(e, w, op, r, RBX, OFF_X(xr));
+}
+
+/* x[xr] = sign-extended imm32. */
+static void st_x_imm(struct em *e, unsigned xr, uint32_t imm)
+{
+	if (!xr)
+		return;
+	op_mem(e, true, 0xc7, 0, RBX, OFF_X(xr));
+	b4(e, imm);
+	if (e->hreg[xr] >= 0) {
+		op_rr(e, true, 0xc7, 0, (unsigned)e->hreg[xr]);
+		b4(e, imm);
+	}
+}
+
+static bool host_callee_saved(unsigned r)
+{
+	return r == RBP || r == R14 || r == R15;
+}
+
+/* Reloads cached registers from cpu->x[]: all, or only those a call may have clobbered. */
+static void reload_regs(struct em *e, bool all)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] >= 0 && (all || !host_callee_saved((unsigned)e->hreg[x])))
+			op_mem(e, true, 0x8b, (unsigned)e->hreg[x], RBX, OFF_X(x));
 }
 
 /* ALU group 1 with imm32 (ext: 0 add, 1 or, 4 and, 5 sub, 6 xor, 7 cmp). */
@@ -617,7 +665,7 @@ static int tr_zb(struct em *e, uint32_t insn)
 				return 0;
 			ld_x32(e, RAX, rs1);
 			shift_imm(e, true, 4, RAX, f3 >> 1);
-			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x03, RAX, rs2);
 			break;
 		case 0x04 << 3 | 4: /* ZEXT.H */
 			if (rs2)
@@ -744,6 +792,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		b1(e, 0xbe);                    /* mov esi, insn */
 		b4(e, insn);
 		call_abs(e, (const void *)rv64_fpu_exec);
+		reload_regs(e, true); /* it may have written x[rd] */
 		op_rr(e, false, 0x85, RAX, RAX);
 		s = stub_add(bk, STUB_STEP, idx, off, len); /* refused: the interpreter traps */
 		s->fix = jcc_fwd(e, CC_NE);
@@ -766,10 +815,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 
 	switch (insn & 0x7f) {
 	case 0x37: /* LUI */
-		if (rd) {
-			op_mem(e, true, 0xc7, 0, RBX, OFF_X(rd));
-			b4(e, insn & 0xfffff000u);
-		}
+		st_x_imm(e, rd, insn & 0xfffff000u);
 		return 0;
 	case 0x17: /* AUIPC */
 		if (rd) {
@@ -807,7 +853,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			return -1;
 		ld_x(e, RAX, rs1);
 		if (rs2)
-			op_mem(e, true, 0x3b, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x3b, RAX, rs2);
 		else
 			op_rr(e, true, 0x85, RAX, RAX); /* compares with 0 alike */
 		s = stub_add(bk, STUB_BRANCH, idx, off, len);
@@ -869,8 +915,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		if (!rd)
 			return 0; /* a NOP or hint */
 		if (f3 == 0 && !rs1) {
-			op_mem(e, true, 0xc7, 0, RBX, OFF_X(rd));
-			b4(e, (uint32_t)imm);
+			st_x_imm(e, rd, (uint32_t)imm);
 			return 0;
 		}
 		ld_x(e, RAX, rs1);
@@ -959,13 +1004,14 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			ld_x(e, RDI, rs1);
 			ld_x(e, RSI, rs2);
 			call_abs(e, fn);
+			reload_regs(e, false);
 			st_x(e, rd, RAX);
 			return 0;
 		}
 		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
 			if (alu[i].k == k) {
 				ld_x(e, RAX, rs1);
-				op_mem(e, true, alu[i].op, RAX, RBX, OFF_X(rs2));
+				op_x(e, true, alu[i].op, RAX, rs2);
 				st_x(e, rd, RAX);
 				return 0;
 			}
@@ -981,33 +1027,33 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		case 0x00 << 3 | 2:
 		case 0x00 << 3 | 3:
 			ld_x(e, RAX, rs1);
-			op_mem(e, true, 0x3b, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x3b, RAX, rs2);
 			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
 			op_rr(e, false, 0x0fb6, RAX, RAX);
 			break;
 		case 0x01 << 3 | 0: /* MUL */
 			ld_x(e, RAX, rs1);
-			op_mem(e, true, 0x0faf, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x0faf, RAX, rs2);
 			break;
 		case 0x01 << 3 | 1: /* MULH */
 		case 0x01 << 3 | 3: /* MULHU */
 			ld_x(e, RAX, rs1);
-			op_mem(e, true, 0xf7, f3 == 1 ? 5 : 4, RBX, OFF_X(rs2));
+			op_x(e, true, 0xf7, f3 == 1 ? 5 : 4, rs2);
 			op_rr(e, true, 0x89, RDX, RAX);
 			break;
 		case 0x01 << 3 | 2: /* MULHSU = MULHU - (rs1 < 0 ? rs2 : 0) */
 			ld_x(e, RAX, rs1);
 			op_rr(e, true, 0x89, RAX, RCX);
-			op_mem(e, true, 0xf7, 4, RBX, OFF_X(rs2));
+			op_x(e, true, 0xf7, 4, rs2);
 			shift_imm(e, true, 7, RCX, 63);
-			op_mem(e, true, 0x23, RCX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x23, RCX, rs2);
 			op_rr(e, true, 0x29, RCX, RDX); /* sub rdx, rcx */
 			op_rr(e, true, 0x89, RDX, RAX);
 			break;
 		default: /* SH1ADD, SH2ADD, SH3ADD (Zba) */
 			ld_x(e, RAX, rs1);
 			shift_imm(e, true, 4, RAX, f3 >> 1);
-			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x03, RAX, rs2);
 			break;
 		}
 		st_x(e, rd, RAX);
@@ -1042,26 +1088,27 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			ld_x(e, RDI, rs1);
 			ld_x(e, RSI, rs2);
 			call_abs(e, fn);
+			reload_regs(e, false);
 			st_x(e, rd, RAX);
 			return 0;
 		}
 		switch (k) {
 		case 0x04 << 3 | 0: /* ADD.UW (Zba) */
 			ld_x32(e, RAX, rs1);
-			op_mem(e, true, 0x03, RAX, RBX, OFF_X(rs2));
+			op_x(e, true, 0x03, RAX, rs2);
 			st_x(e, rd, RAX);
 			return 0;
 		case 0x00 << 3 | 0:
 			ld_x32(e, RAX, rs1);
-			op_mem(e, false, 0x03, RAX, RBX, OFF_X(rs2));
+			op_x(e, false, 0x03, RAX, rs2);
 			break;
 		case 0x20 << 3 | 0:
 			ld_x32(e, RAX, rs1);
-			op_mem(e, false, 0x2b, RAX, RBX, OFF_X(rs2));
+			op_x(e, false, 0x2b, RAX, rs2);
 			break;
 		case 0x01 << 3 | 0:
 			ld_x32(e, RAX, rs1);
-			op_mem(e, false, 0x0faf, RAX, RBX, OFF_X(rs2));
+			op_x(e, false, 0x0faf, RAX, rs2);
 			break;
 		default: /* SLLW, SRLW, SRAW: x86 masks cl to 5 bits for 32-bit shifts */
 			ld_x(e, RCX, rs2);
@@ -1150,6 +1197,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			exc = jcc_fwd(e, CC_S);
 			code = jcc_fwd(e, CC_NE);
 		}
+		reload_regs(e, false);
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
@@ -1185,6 +1233,66 @@ static void jit_flush(struct rv64_jit *j)
 	j->flushes++;
 }
 
+/*
+ * Picks the guest registers the block starting at `slot` uses most (a scan of the same
+ * instructions emit_block will see, at most up to its first jump) and assigns them host
+ * registers, callee-saved ones first. A register used once gains nothing over cpu->x[].
+ */
+static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
+{
+	static const uint8_t host[] = {R14, R15, RBP, R8, R9, R10, R11};
+	unsigned uses[32] = {0};
+
+	memset(e->hreg, -1, sizeof(e->hreg));
+	for (unsigned n = 0, s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS; n++) {
+		uint32_t lo = parcel(page, s), insn;
+		unsigned opc;
+
+		if ((lo & 3) == 3) {
+			if (s + 1 >= PAGE_SLOTS)
+				break;
+			insn = lo | parcel(page, s + 1) << 16;
+			s += 2;
+		} else {
+			insn = rv64_rvc_expand16(lo);
+			s += 1;
+			if (!insn)
+				break;
+		}
+		opc = insn & 0x7f;
+		switch (opc) {
+		case 0x33: case 0x3b: case 0x63: case 0x23: /* rs2 */
+			uses[(insn >> 20) & 31]++;
+			/* fall through */
+		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
+			uses[(insn >> 15) & 31]++;
+			/* fall through */
+		case 0x37: case 0x17: case 0x6f: /* rd */
+			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
+				uses[(insn >> 7) & 31]++;
+			break;
+		case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: /* f registers */
+			break;
+		default:
+			n = JIT_BLOCK_MAX;
+			break;
+		}
+		if (opc == 0x6f || opc == 0x67)
+			break;
+	}
+	uses[0] = 0;
+	for (unsigned h = 0; h < sizeof(host); h++) {
+		unsigned best = 0;
+
+		for (unsigned x = 1; x < 32; x++)
+			if (e->hreg[x] < 0 && uses[x] > uses[best])
+				best = x;
+		if (uses[best] < 2)
+			break;
+		e->hreg[best] = (int8_t)host[h];
+	}
+}
+
 /* Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full). */
 static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
 			   unsigned slot, bool *full)
@@ -1205,6 +1313,8 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
 	b4(e, 0);
 	hits = e->pos - 4;
+	assign_regs(e, page, slot);
+	reload_regs(e, true);
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned len;
