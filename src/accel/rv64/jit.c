@@ -6,7 +6,8 @@
  *   r12  virtual address of the guest page the block belongs to
  *   r13  instruction budget left (each block subtracts its length on entry; a side exit
  *        gives back what it did not run)
- *   rax, rcx, rdx, rsi, rdi, r8-r11: scratch, clobbered by helper calls
+ *   r14, r15, rbp, r8-r11: guest registers cached for the block (struct em's hreg[])
+ *   rax, rcx, rdx, rsi, rdi: scratch; helper calls clobber them and r8-r11
  *   [rsp], [rsp + 8]: scratch (a slow load's value)
  * The shared entry saves the callee-saved registers and jumps to the block; every exit sets
  * cpu->pc and rdx (the status) and jumps to the shared epilogue, which returns r13 in rax.
@@ -56,9 +57,9 @@ struct em {
 	uint64_t limit;
 	bool full;
 	/*
-	 * Guest registers cached in host registers for the whole block (hreg[x] >= 0), write
-	 * through: cpu->x[] stays current, so exits, helpers and slow paths need no write-back;
-	 * caller-saved ones are reloaded after calls (reload_regs()).
+	 * Guest registers cached in host registers for the whole block (hreg[x] >= 0): loaded
+	 * on entry, written back to cpu->x[] (writeback_regs()) before every exit, side exit and
+	 * helper call; caller-saved ones are reloaded after calls (reload_regs()).
 	 */
 	int8_t hreg[32];
 };
@@ -170,9 +171,10 @@ static void st_x(struct em *e, unsigned xr, unsigned r)
 {
 	if (!xr)
 		return;
-	op_mem(e, true, 0x89, r, RBX, OFF_X(xr));
 	if (e->hreg[xr] >= 0)
 		op_rr(e, true, 0x89, r, (unsigned)e->hreg[xr]);
+	else
+		op_mem(e, true, 0x89, r, RBX, OFF_X(xr));
 }
 
 /* op r, x[xr] (r/m operand from the cached register or cpu->x[]). */
@@ -189,12 +191,19 @@ static void st_x_imm(struct em *e, unsigned xr, uint32_t imm)
 {
 	if (!xr)
 		return;
-	op_mem(e, true, 0xc7, 0, RBX, OFF_X(xr));
-	b4(e, imm);
-	if (e->hreg[xr] >= 0) {
+	if (e->hreg[xr] >= 0)
 		op_rr(e, true, 0xc7, 0, (unsigned)e->hreg[xr]);
-		b4(e, imm);
-	}
+	else
+		op_mem(e, true, 0xc7, 0, RBX, OFF_X(xr));
+	b4(e, imm);
+}
+
+/* cpu->x[] = the cached registers (flags and scratch registers untouched). */
+static void writeback_regs(struct em *e)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] >= 0)
+			op_mem(e, true, 0x89, (unsigned)e->hreg[x], RBX, OFF_X(x));
 }
 
 static bool host_callee_saved(unsigned r)
@@ -315,6 +324,7 @@ static void exit_to(struct em *e, int64_t t)
 {
 	uint64_t jle, lea_cell, jmp_cell, slow;
 
+	writeback_regs(e);
 	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE) {
 		set_pc_off(e, t);
 		op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
@@ -791,6 +801,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 		b1(e, 0xbe);                    /* mov esi, insn */
 		b4(e, insn);
+		writeback_regs(e); /* it may read x[rs1] */
 		call_abs(e, (const void *)rv64_fpu_exec);
 		reload_regs(e, true); /* it may have written x[rd] */
 		op_rr(e, false, 0x85, RAX, RAX);
@@ -843,6 +854,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RCX);
 		}
 		op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+		writeback_regs(e);
 		op_rr(e, false, 0x31, RDX, RDX);
 		jmp_epilogue(e);
 		return 1;
@@ -1003,6 +1015,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		if (fn) {
 			ld_x(e, RDI, rs1);
 			ld_x(e, RSI, rs2);
+			writeback_regs(e);
 			call_abs(e, fn);
 			reload_regs(e, false);
 			st_x(e, rd, RAX);
@@ -1087,6 +1100,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		if (fn) {
 			ld_x(e, RDI, rs1);
 			ld_x(e, RSI, rs2);
+			writeback_regs(e);
 			call_abs(e, fn);
 			reload_regs(e, false);
 			st_x(e, rd, RAX);
@@ -1149,6 +1163,8 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		uint64_t exc, code = 0;
 
 		fix_here(e, s->fix);
+		if (s->kind != STUB_BRANCH)
+			writeback_regs(e); /* exit_to() does it for branches */
 		if (s->kind == STUB_STEP) {
 			set_pc_off(e, s->off);
 			r13_add(e, (int32_t)(n - s->idx));

@@ -15,8 +15,9 @@
  * arithmetic as direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or
  * one it refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap). Conditional branches
  * leave the block when taken; JAL/JALR, the page end, an instruction the translator does not
- * handle, or a length limit end it. Guest registers stay in cpu->x[] (rbx = cpu); the pc is
- * written only when the block leaves; the guest page's virtual address lives in r12, so one
+ * handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
+ * blocks; inside one, its most used ones sit in host registers, written back before every
+ * exit and helper call. The pc is written only when the block leaves; the guest page's virtual address lives in r12, so one
  * translation serves every virtual mapping of the physical page, exactly like the decoded ops.
  *
  * Validity: a block belongs to one decoded op (its `owner`), so it dies with the decoded page
