@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export KUMO_ROOT=$PWD
+mkdir -p build/bench
 if [ -z "${KUMO_BIN:-}" ]; then
 	export KUMO_BIN=$PWD/build/kumo
 	# Build only the VMM; a failed build still lets QEMU's column be measured.
@@ -22,7 +23,6 @@ command -v qemu-system-riscv64 >/dev/null 2>&1 || [ -n "${QEMU_BIN:-}" ] || {
 # BENCH_PARTS (comma-separated) picks parts: boot, workloads, io (or disk, net, smp), snapshot,
 # pool; empty runs everything. The report goes to stdout and build/bench/latest.md, which
 # starts empty here and gets one section per part.
-mkdir -p build/bench
 : >build/bench/latest.md
 want() {
 	[ -z "${BENCH_PARTS:-}" ] && return 0
