@@ -45,6 +45,14 @@ void *memmap_ram_ptr(const struct memmap *mm, uint64_t gpa, uint64_t len);
 typedef void memmap_write_hook(void *opaque, uint64_t gpa, uint64_t len);
 void memmap_set_write_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque);
 void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len);
+/*
+ * The other side: a device announces the guest buffers it MAY write before it writes them, so
+ * that write-protected guest RAM (dirty tracking for diff snapshots) is opened first; back
+ * ends fill buffers with system calls (preadv), which fail with EFAULT on protected pages
+ * instead of faulting. Set by the VMM; any thread; nothing without a hook.
+ */
+void memmap_set_prewrite_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque);
+void memmap_ram_will_write(const struct memmap *mm, const void *host, uint64_t len);
 
 uint64_t memmap_ram_base(const struct memmap *mm);
 uint64_t memmap_ram_size(const struct memmap *mm);

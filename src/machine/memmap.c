@@ -3,6 +3,7 @@
  * Lookups binary-search the table; it is only modified before vCPUs start.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,8 @@ struct memmap {
 	struct mmio_region *regions; /* sorted by base, non-overlapping */
 	memmap_write_hook *write_hook; /* set before vCPUs and devices run */
 	void *write_opaque;
+	memmap_write_hook *_Atomic prewrite_hook; /* set and cleared while devices run */
+	void *_Atomic prewrite_opaque;
 	unsigned nregions, cap;
 };
 
@@ -151,15 +154,35 @@ void memmap_set_write_hook(struct memmap *mm, memmap_write_hook *hook, void *opa
 	mm->write_opaque = opaque;
 }
 
-void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len)
+/* Calls hook for the part of [host, host+len) that lies in guest RAM. */
+static void call_hook(const struct memmap *mm, memmap_write_hook *hook, void *opaque,
+		      const void *host, uint64_t len)
 {
 	const uint8_t *p = host;
 
-	if (!mm->write_hook || !len || p < mm->ram || p - mm->ram >= (ptrdiff_t)mm->ram_size)
+	if (!hook || !len || p < mm->ram || p - mm->ram >= (ptrdiff_t)mm->ram_size)
 		return;
 	if (len > mm->ram_size - (uint64_t)(p - mm->ram))
 		len = mm->ram_size - (uint64_t)(p - mm->ram);
-	mm->write_hook(mm->write_opaque, mm->ram_base + (uint64_t)(p - mm->ram), len);
+	hook(opaque, mm->ram_base + (uint64_t)(p - mm->ram), len);
+}
+
+void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len)
+{
+	call_hook(mm, mm->write_hook, mm->write_opaque, host, len);
+}
+
+void memmap_set_prewrite_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque)
+{
+	atomic_store(&mm->prewrite_opaque, opaque);
+	atomic_store(&mm->prewrite_hook, hook);
+}
+
+void memmap_ram_will_write(const struct memmap *mm, const void *host, uint64_t len)
+{
+	memmap_write_hook *hook = atomic_load(&mm->prewrite_hook);
+
+	call_hook(mm, hook, atomic_load(&mm->prewrite_opaque), host, len);
 }
 
 uint64_t memmap_ram_base(const struct memmap *mm)

@@ -42,6 +42,7 @@
 #include "kumo/base.h"
 #include "kumo/board.h"
 #include "kumo/control.h"
+#include "kumo/memmap.h"
 #include "kumo/sbi.h"
 #include "kumo/vm.h"
 
@@ -188,6 +189,7 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
 static struct {
 	uint8_t *ram;
 	uint64_t size;
+	uint64_t base;          /* guest-physical address of ram[0] */
 	_Atomic uint8_t *dirty; /* [nchunks]: 1 when the chunk was written since track_start */
 	size_t nchunks;
 	char parent[PATH_MAX];  /* the snapshot the next diff is relative to */
@@ -215,6 +217,29 @@ static void track_fault(int sig, siginfo_t *si, void *uctx)
 }
 
 /*
+ * Device DMA is announced before it happens (memmap_ram_will_write): mark the chunks dirty and
+ * open them, since back ends write with system calls that fail on protected pages rather than
+ * fault. Runs on the I/O or back-end threads while vCPUs may fault on the same chunks: both
+ * only set the dirty byte and make the chunk writable.
+ */
+static void track_prewrite(void *opaque, uint64_t gpa, uint64_t len)
+{
+	uint64_t off = gpa - track.base, end;
+
+	if (!track.active || gpa < track.base || off >= track.size || !len)
+		return;
+	end = len > track.size - off ? track.size : off + len;
+	for (size_t c = off / SNAP_CHUNK; (uint64_t)c * SNAP_CHUNK < end; c++) {
+		uint64_t coff = (uint64_t)c * SNAP_CHUNK;
+		uint64_t clen = track.size - coff < SNAP_CHUNK ? track.size - coff : SNAP_CHUNK;
+
+		/* Always open it: a vCPU's fault handler may have marked it but not opened it yet. */
+		atomic_store_explicit(&track.dirty[c], 1, memory_order_relaxed);
+		mprotect(track.ram + coff, clen, PROT_READ | PROT_WRITE);
+	}
+}
+
+/*
  * Starts (or restarts) tracking relative to snapshot `dir`: every chunk clean, guest RAM
  * write-protected. The vCPUs must be parked.
  */
@@ -226,11 +251,6 @@ static int track_start(struct vm *vm, const char *dir)
 	int ret;
 
 	track.active = 0;
-	if (vm_nvirtio(vm)) {
-		/* The block and network back ends write guest RAM with system calls (EFAULT). */
-		err_set("diff snapshots need a VM without virtio devices");
-		return -EOPNOTSUPP;
-	}
 	if (!realpath(dir, track.parent)) {
 		ret = -errno;
 		err_set("cannot resolve %s: %s", dir, strerror(errno));
@@ -266,6 +286,8 @@ static int track_start(struct vm *vm, const char *dir)
 		mprotect(ram, size, PROT_READ | PROT_WRITE);
 		return ret;
 	}
+	track.base = memmap_ram_base(board_memmap(vm_board(vm)));
+	memmap_set_prewrite_hook(board_memmap(vm_board(vm)), track_prewrite, NULL);
 	track.active = 1;
 	return 0;
 }
@@ -474,11 +496,6 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 	}
 	ram = vm_ram(vm, &ram_size);
 	if (diff) {
-		if (vm_nvirtio(vm)) {
-			err_set("cannot take a diff snapshot: dirty tracking needs a VM without virtio "
-				"devices (their back ends write guest RAM with system calls)");
-			return -EOPNOTSUPP;
-		}
 		if (!track.active || track.ram != ram) {
 			err_set("cannot take a diff snapshot: it needs an earlier snapshot (or a restore) "
 				"of this VM in this process");
@@ -591,7 +608,7 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 	log_info("%s snapshot %s: %" PRIu64 " MiB RAM (%" PRIu64 " MiB data) in %.1f ms",
 		 diff ? "diff" : "full", dir, ram_size >> 20, data >> 20, (clock_ns() - t0) / 1e6);
 	/* The next diff snapshot is relative to this one. */
-	if (track_start(vm, dir) && !vm_nvirtio(vm))
+	if (track_start(vm, dir))
 		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
 	free(chunks);
@@ -1122,7 +1139,7 @@ int snapshot_restore(struct vm *vm, const char *dir)
 	}
 	log_info("restored %s in %.1f ms", dir, (clock_ns() - t0) / 1e6);
 	/* A diff snapshot of the restored VM is relative to this one. */
-	if (track_start(vm, dir) && !vm_nvirtio(vm))
+	if (track_start(vm, dir))
 		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
 	free(devs);

@@ -49,3 +49,28 @@ def wait_socket(sock, proc=None, timeout=10):
                 pass
         time.sleep(0.05)
     return False
+
+
+def diff_equals_full(parent, diff, full):
+    """Whether snapshot `parent` with `diff`'s dirty chunks laid over it is the same machine as
+    the full snapshot `full` taken at the same moment. Returns (ok, detail)."""
+    md, mf = (json.load(open(os.path.join(d, "manifest.json"))) for d in (diff, full))
+    with open(os.path.join(parent, "memory.bin"), "rb") as f:
+        mem = bytearray(f.read())
+    chunk = md["memory"]["dirty"]["chunk_bytes"]
+    dirty = open(os.path.join(diff, "dirty.bin"), "rb").read()
+    with open(os.path.join(diff, "memory.bin"), "rb") as f:
+        for c, d in enumerate(dirty):
+            if d:
+                f.seek(c * chunk)
+                mem[c * chunk:(c + 1) * chunk] = f.read(chunk)
+    same_mem = mem == open(os.path.join(full, "memory.bin"), "rb").read()
+    same_dev = open(os.path.join(diff, "devices.bin"), "rb").read() == open(os.path.join(full, "devices.bin"), "rb").read()
+    same_cpu = md["harts"] == mf["harts"] and md["guest_ticks"] == mf["guest_ticks"]
+    ndirty = sum(1 for d in dirty if d)
+    good = (same_mem and same_dev and same_cpu and md["memory"]["parent"] == os.path.realpath(parent)
+            and 0 < ndirty < len(dirty))
+    return good, (f"{ndirty}/{len(dirty)} dirty 2 MiB chunks" if good else
+                  f"memory {same_mem}, devices {same_dev}, harts {same_cpu}, dirty {ndirty}/{len(dirty)}, "
+                  f"parent {md['memory'].get('parent')}")
+

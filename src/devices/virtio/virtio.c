@@ -426,6 +426,9 @@ int virtq_pop(struct virtio_dev *d, unsigned q, struct virtq_elem *e)
 	ret = 1;
 out:
 	pthread_mutex_unlock(&d->lock);
+	/* The device may write the driver's writable buffers from now on: open them first. */
+	for (unsigned i = e->nout; ret == 1 && i < e->nout + e->nin; i++)
+		memmap_ram_will_write(d->mm, e->iov[i].iov_base, e->iov[i].iov_len);
 	return ret;
 }
 
