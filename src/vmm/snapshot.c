@@ -13,9 +13,11 @@
  * Dirty tracking for diff snapshots: after every snapshot (and after a restore) guest RAM is
  * write-protected with mprotect; the first write to a 2 MiB chunk faults, the SIGSEGV handler
  * marks the chunk dirty and unprotects it, and the write is retried. Chunks (not pages) keep
- * the number of mappings small (RAM / 2 MiB at most). Only VMs without virtio devices can be
- * snapshotted, so no host system call writes into guest RAM while it is protected (that would
- * fail with EFAULT instead of faulting). One VM per process: the tracker is process-wide.
+ * the number of mappings small (RAM / 2 MiB at most). Host system calls that fill guest RAM
+ * (the virtio back ends' preadv/recv) would fail with EFAULT on a protected page instead of
+ * faulting, so devices announce the buffers they may write when they take a request
+ * (memmap_ram_will_write) and track_prewrite() marks and opens those chunks first. One VM per
+ * process: the tracker is process-wide.
  *
  * Checksums are 64-bit FNV-1a style hashes (not cryptographic: they catch truncation and
  * corruption, not tampering). The memory checksum covers the non-zero pages and their offsets,
