@@ -12,6 +12,7 @@
  * an mtvec that holds an ECALL. On hosts without the translator both machines interpret,
  * which still passes, and the "translated" check is skipped.
  */
+#include <fenv.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -598,6 +599,56 @@ static void gen_fp(struct fx *f)
 }
 
 /*
+ * One of the double-precision instructions the JIT runs inline (jit.c tr_fp_inline()), in any
+ * rounding mode including RMM, reserved ones and DYN, sometimes with rs1 == rs2 (FMV.D,
+ * FEQ/FLE/FLT of equal values), or an FLD/FSD feeding them.
+ */
+static void gen_fd(struct fx *f)
+{
+	static const uint8_t rms[] = {0, 0, 1, 2, 3, 4, 5, 7, 7, 7, 7, 7};
+	unsigned rd = pick(f, 32), rs1 = pick(f, 32), rs2 = pick(f, 4) ? pick(f, 32) : rs1;
+	unsigned rm = rms[pick(f, sizeof(rms))], xrd = any_rd(f);
+
+	switch (pick(f, 10)) {
+	case 9: /* FCVT.D.L of 2^53 + 1, a tie: RNE and RMM round it apart */
+		emit32(f, i_type(0x13, xrd, 0, 0, 1));
+		emit32(f, i_type(0x13, xrd, 1, xrd, 53));
+		emit32(f, i_type(0x13, xrd, 0, xrd, 1));
+		emit32(f, r_type(0x53, rd, rm, xrd, 2, 0x1a << 2 | 1));
+		break;
+	case 0:
+	case 1: /* FADD.D, FSUB.D, FMUL.D, FDIV.D */
+		emit32(f, r_type(0x53, rd, rm, rs1, rs2, pick(f, 4) << 2 | 1));
+		break;
+	case 2: /* FSQRT.D */
+		emit32(f, r_type(0x53, rd, rm, rs1, 0, 0x0b << 2 | 1));
+		break;
+	case 3: /* FSGNJ.D, FSGNJN.D, FSGNJX.D */
+		emit32(f, r_type(0x53, rd, pick(f, 3), rs1, rs2, 0x04 << 2 | 1));
+		break;
+	case 4: /* FLE.D, FLT.D, FEQ.D, the result used after it */
+		emit32(f, r_type(0x53, xrd, pick(f, 3), rs1, rs2, 0x14 << 2 | 1));
+		emit32(f, r_type(0x33, xrd, 4, xrd, rs2 == S0 || rs2 == LOOP ? 0 : rs2, 0));
+		break;
+	case 5: /* FCVT.D.W, FCVT.D.L from an integer register */
+		emit32(f, r_type(0x53, rd, rm, rs1 == S0 ? 1 : rs1, pick(f, 2) * 2, 0x1a << 2 | 1));
+		break;
+	case 6: /* FMV.X.D, FMV.D.X */
+		if (pick(f, 2))
+			emit32(f, r_type(0x53, xrd, 0, rs1, 0, 0x1c << 2 | 1));
+		else
+			emit32(f, r_type(0x53, rd, 0, rs1 == S0 ? 1 : rs1, 0, 0x1e << 2 | 1));
+		break;
+	case 7: /* FLD from s0 */
+		emit32(f, i_type(0x07, rd, 3, S0, (int32_t)pick(f, DATA_SIZE / 8) * 8));
+		break;
+	default: /* FSD to s0 */
+		emit32(f, (s_type(3, S0, rs2, (int32_t)pick(f, DATA_SIZE / 8) * 8) & ~0x7fu) | 0x27);
+		break;
+	}
+}
+
+/*
  * Random F/D blocks mixed with integer code, in a loop; some rounds run with mstatus.FS Off
  * (the first FP instruction raises illegal instruction, with the instruction in mtval).
  */
@@ -614,7 +665,7 @@ static void test_fp_blocks(void **state)
 		top = f->len;
 		for (unsigned i = 0; i < n; i++) {
 			if (pick(f, 3))
-				gen_fp(f);
+				(round & 1 ? gen_fd : gen_fp)(f);
 			else
 				gen_one(f);
 		}
@@ -622,7 +673,14 @@ static void test_fp_blocks(void **state)
 		emit32(f, b_type(1, LOOP, 0, (int32_t)top - (int32_t)f->len));
 		emit32(f, ECALL);
 		load(f);
+		/*
+		 * The host thread's own rounding mode, which fpu.c restores after each operation:
+		 * the JIT's inline code runs guest ops of that mode without touching MXCSR.
+		 */
+		fesetround((int[]){FE_TONEAREST, FE_TOWARDZERO, FE_DOWNWARD,
+				   FE_UPWARD}[round / 2 % 4]);
 		run_both(f);
+		fesetround(FE_TONEAREST);
 		compare(f, round);
 	}
 	f->fs_off = false;

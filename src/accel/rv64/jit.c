@@ -38,6 +38,8 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
+#define OFF_FFLAGS ((int32_t)offsetof(struct rv64_cpu, fflags))
+#define OFF_FRM ((int32_t)offsetof(struct rv64_cpu, frm))
 #define OFF_HITS ((int32_t)offsetof(struct rv64_cpu, stats.tlb_hits))
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
@@ -282,7 +284,10 @@ static void jmp_to(struct em *e, uint64_t target)
 	fix_to(e, jmp_fwd(e), target);
 }
 
-enum { CC_B = 2, CC_AE = 3, CC_E = 4, CC_NE = 5, CC_S = 8, CC_L = 0xc, CC_GE = 0xd, CC_LE = 0xe };
+enum {
+	CC_B = 2, CC_AE = 3, CC_E = 4, CC_NE = 5, CC_A = 7, CC_S = 8, CC_NP = 0xb, CC_L = 0xc,
+	CC_GE = 0xd, CC_LE = 0xe
+};
 
 /* rax = page va + off. */
 static void lea_pc(struct em *e, unsigned r, int64_t off)
@@ -422,7 +427,7 @@ static uint64_t h_remuw(uint64_t a, uint64_t b)
 
 /* --- Block translation. */
 
-enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP };
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU };
 enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
@@ -433,6 +438,8 @@ struct stub {
 	uint16_t len;    /* its length in bytes */
 	uint16_t mem;    /* loads and stores in the block up to and including it */
 	uint64_t fix;    /* rel32 of the jcc that enters the stub */
+	uint64_t fix2[2]; /* more such jccs (0: none) */
+	uint32_t insn;   /* STUB_FPU: the instruction for rv64_fpu_exec() */
 	uint64_t resume; /* where the fast path continues (loads, stores) */
 	int64_t target;  /* branch target, page offset */
 };
@@ -755,10 +762,216 @@ static void fs_dirty(struct em *e)
 	b4(e, MS_FS);
 }
 
+/* An SSE instruction: op xmm, [base + disp] with a mandatory prefix (0xf2 sd, 0x66 pd). */
+static void sse_mem(struct em *e, unsigned prefix, uint32_t op, unsigned xmm, unsigned base,
+		    int32_t disp)
+{
+	b1(e, prefix);
+	op_mem(e, false, op, xmm, base, disp);
+}
+
+/* The same in register form (w: REX.W, for cvtsi2sd r64 and movq). */
+static void sse_rr(struct em *e, unsigned prefix, bool w, uint32_t op, unsigned r, unsigned rm)
+{
+	b1(e, prefix);
+	op_rr(e, w, op, r, rm);
+}
+
+/*
+ * MXCSR flag bits (IE DE ZE OE UE PE, bits 0..5) -> fflags (NV DZ OF UF NX, unpriv §11.2); DE
+ * has no guest flag. The same mapping as fpu.c's mx_to_ff.
+ */
+#define MX_FF(m) \
+	(((m)&1) << 4 | ((m) >> 2 & 1) << 3 | ((m) >> 3 & 1) << 2 | ((m) >> 4 & 1) << 1 | \
+	 ((m) >> 5 & 1))
+#define MX_FF4(m) MX_FF(m), MX_FF(m + 1), MX_FF(m + 2), MX_FF(m + 3)
+#define MX_FF16(m) MX_FF4(m), MX_FF4(m + 4), MX_FF4(m + 8), MX_FF4(m + 12)
+static const uint8_t mx_to_fflags[64] = {MX_FF16(0), MX_FF16(16), MX_FF16(32), MX_FF16(48)};
+
+/* eax = fflags of the MXCSR flag bits in eax (rdx: mx_to_fflags) */
+static void mx_flags_to_ff(struct em *e)
+{
+	b1(e, 0x0f); /* movzx eax, byte [rdx + rax] */
+	b1(e, 0xb6);
+	b1(e, 0x04);
+	b1(e, 0x02);
+}
+
+/*
+ * The guard of an inline double-precision operation, fpu.c's host_begin() without the MXCSR
+ * write: MXCSR must already hold the guest's rounding control (`rm` 0..3, or 7: frm, which
+ * must be 0..3) and no flag the guest's fflags lack (DE aside). Otherwise the stub `s`
+ * calls rv64_fpu_exec(), which sets MXCSR up. Leaves rdx = mx_to_fflags. With that guard,
+ * fflags |= MXCSR flags after the operation is exact whatever fpu.c leaves in MXCSR; fpu.c's
+ * sticky-flag scheme is what makes the guard pass in the steady state.
+ */
+static void fp_guard(struct em *e, struct stub *s, unsigned rm)
+{
+	static const uint8_t rc[4] = {0, 3, 1, 2}; /* RNE RTZ RDN RUP -> MXCSR.RC */
+	unsigned nfix = 0;
+
+	if (rm == 7) {
+		op_mem(e, false, 0x8b, RCX, RBX, OFF_FRM);
+		alu_imm(e, false, 7, RCX, 3);
+		s->fix2[nfix++] = jcc_fwd(e, CC_A); /* RMM or invalid: the C path */
+		b1(e, 0xba);                        /* mov edx, the RC of each mode in a nibble */
+		b4(e, (uint32_t)rc[3] << 12 | rc[2] << 8 | rc[1] << 4 | rc[0]);
+		shift_imm(e, false, 4, RCX, 2);
+		op_rr(e, false, 0xd3, 5, RDX); /* shr edx, cl */
+		alu_imm(e, false, 4, RDX, 3);
+		shift_imm(e, false, 4, RDX, 13);
+		alu_imm(e, false, 1, RDX, 0x1f80);
+	} else {
+		b1(e, 0xba);
+		b4(e, 0x1f80u | (uint32_t)rc[rm] << 13);
+	}
+	op_mem(e, false, 0x0fae, 3, RSP, 8); /* stmxcsr [rsp + 8] */
+	op_mem(e, false, 0x8b, RAX, RSP, 8);
+	op_rr(e, false, 0x89, RAX, RCX);
+	alu_imm(e, false, 4, RCX, -64); /* and ecx, ~0x3f: the control bits */
+	op_rr(e, false, 0x39, RDX, RCX);
+	s->fix2[nfix++] = jcc_fwd(e, CC_NE);
+	alu_imm(e, false, 4, RAX, 0x3d); /* flags but DE */
+	mov_imm64(e, RDX, (uint64_t)(uintptr_t)mx_to_fflags);
+	mx_flags_to_ff(e);
+	op_mem(e, false, 0x8b, RCX, RBX, OFF_FFLAGS);
+	op_rr(e, false, 0xf7, 2, RCX); /* not ecx */
+	op_rr(e, false, 0x85, RAX, RCX);
+	s->fix = jcc_fwd(e, CC_NE);
+}
+
+/* After the operation: fflags |= the MXCSR flags (fpu.c's host_end(); the control is kept). */
+static void fp_accrue(struct em *e, struct stub *s)
+{
+	op_mem(e, false, 0x0fae, 3, RSP, 8); /* stmxcsr [rsp + 8] */
+	op_mem(e, false, 0x8b, RAX, RSP, 8);
+	alu_imm(e, false, 4, RAX, 0x3f);
+	mx_flags_to_ff(e);
+	op_mem(e, false, 0x09, RAX, RBX, OFF_FFLAGS);
+	s->resume = e->pos;
+}
+
+/*
+ * Inline code for the common double-precision OP-FP instructions (unpriv 20191213 §12.4-12.7,
+ * §11.6-11.8 for their semantics), with exactly fpu.c's results and fflags: FADD/FSUB/FMUL/
+ * FDIV/FSQRT.D and FCVT.D.W/L on the host's SSE unit under fp_guard() (NaN results made
+ * canonical, §11.3), FEQ/FLT/FLE.D with UCOMISD (quiet) and COMISD (signaling), FSGNJ[N|X].D,
+ * FMV.X.D and FMV.D.X as integer moves. Returns false (nothing emitted) for anything else.
+ */
+static bool tr_fp_inline(struct blk *bk, uint32_t insn, unsigned off, unsigned len,
+			 unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned rm = (insn >> 12) & 7, f7 = insn >> 25;
+	struct stub *s;
+	uint64_t ok;
+
+	if ((insn & 0x7f) != 0x53)
+		return false;
+	switch (f7) {
+	case 0x01: case 0x05: case 0x09: case 0x0d: case 0x2d: /* FADD..FDIV, FSQRT */
+		if ((rm > 3 && rm != 7) || (f7 == 0x2d && rs2 != 0))
+			return false;
+		fs_check(bk, idx, off, len);
+		s = stub_add(bk, STUB_FPU, idx, off, len);
+		s->insn = insn;
+		fp_guard(e, s, rm);
+		sse_mem(e, 0xf2, 0x0f10, 0, RBX, OFF_F(rs1)); /* movsd xmm0, f[rs1] */
+		if (f7 == 0x2d)
+			sse_mem(e, 0xf2, 0x0f51, 0, RBX, OFF_F(rs1));
+		else
+			sse_mem(e, 0xf2, (uint32_t[]){0x0f58, 0x0f5c, 0x0f59, 0x0f5e}[f7 >> 2], 0,
+				RBX, OFF_F(rs2));
+		sse_rr(e, 0x66, true, 0x0f7e, 0, RAX); /* movq rax, xmm0 */
+		sse_rr(e, 0x66, false, 0x0f2e, 0, 0);  /* ucomisd xmm0, xmm0: PF for NaN */
+		ok = jcc_fwd(e, CC_NP);
+		mov_imm64(e, RAX, 0x7ff8000000000000ULL);
+		fix_here(e, ok);
+		op_mem(e, true, 0x89, RAX, RBX, OFF_F(rd));
+		fp_accrue(e, s);
+		break;
+	case 0x69: /* FCVT.D.W, FCVT.D.L */
+		if ((rm > 3 && rm != 7) || (rs2 != 0 && rs2 != 2))
+			return false;
+		fs_check(bk, idx, off, len);
+		s = stub_add(bk, STUB_FPU, idx, off, len);
+		s->insn = insn;
+		fp_guard(e, s, rm);
+		ld_x(e, RCX, rs1);
+		sse_rr(e, 0xf2, rs2 == 2, 0x0f2a, 0, RCX);      /* cvtsi2sd xmm0, ecx/rcx */
+		sse_mem(e, 0xf2, 0x0f11, 0, RBX, OFF_F(rd)); /* movsd f[rd], xmm0 */
+		fp_accrue(e, s);
+		break;
+	case 0x51: /* FLE, FLT, FEQ */
+		if (rm > 2)
+			return false;
+		fs_check(bk, idx, off, len);
+		s = stub_add(bk, STUB_FPU, idx, off, len);
+		s->insn = insn;
+		fp_guard(e, s, 0);
+		sse_mem(e, 0xf2, 0x0f10, 0, RBX, OFF_F(rs1));
+		sse_mem(e, 0xf2, 0x0f10, 1, RBX, OFF_F(rs2));
+		if (rm == 2) {
+			sse_rr(e, 0x66, false, 0x0f2e, 0, 1); /* ucomisd xmm0, xmm1 */
+			op_rr(e, false, 0x0f94, 0, RAX);      /* sete al */
+			op_rr(e, false, 0x0f9b, 0, RCX);      /* setnp cl */
+			op_rr(e, false, 0x21, RCX, RAX);      /* and eax, ecx */
+		} else {
+			sse_rr(e, 0x66, false, 0x0f2f, 1, 0); /* comisd xmm1, xmm0: false if NaN */
+			op_rr(e, false, rm == 1 ? 0x0f97 : 0x0f93, 0, RAX); /* seta / setae al */
+		}
+		op_rr(e, false, 0x0fb6, RAX, RAX); /* movzx eax, al */
+		st_x(e, rd, RAX);
+		fp_accrue(e, s);
+		break;
+	case 0x11: /* FSGNJ.D, FSGNJN.D, FSGNJX.D */
+		if (rm > 2)
+			return false;
+		fs_check(bk, idx, off, len);
+		op_mem(e, true, 0x8b, RAX, RBX, OFF_F(rs1));
+		op_mem(e, true, 0x8b, RCX, RBX, OFF_F(rs2));
+		if (rm == 1)
+			op_rr(e, true, 0xf7, 2, RCX); /* not rcx */
+		if (rm == 2) {
+			mov_imm64(e, RDX, 1ULL << 63);
+			op_rr(e, true, 0x21, RDX, RCX); /* and rcx, rdx */
+			op_rr(e, true, 0x31, RCX, RAX); /* xor rax, rcx */
+		} else {
+			op_rr(e, true, 0x0fba, 6, RAX); /* btr rax, 63 */
+			b1(e, 63);
+			shift_imm(e, true, 5, RCX, 63); /* shr rcx, 63 */
+			shift_imm(e, true, 4, RCX, 63); /* shl rcx, 63 */
+			op_rr(e, true, 0x09, RCX, RAX); /* or rax, rcx */
+		}
+		op_mem(e, true, 0x89, RAX, RBX, OFF_F(rd));
+		break;
+	case 0x71: /* FMV.X.D */
+		if (rm != 0 || rs2 != 0)
+			return false;
+		fs_check(bk, idx, off, len);
+		op_mem(e, true, 0x8b, RAX, RBX, OFF_F(rs1));
+		st_x(e, rd, RAX);
+		break;
+	case 0x79: /* FMV.D.X */
+		if (rm != 0 || rs2 != 0)
+			return false;
+		fs_check(bk, idx, off, len);
+		ld_x(e, RAX, rs1);
+		op_mem(e, true, 0x89, RAX, RBX, OFF_F(rd));
+		break;
+	default:
+		return false;
+	}
+	fs_dirty(e);
+	return true;
+}
+
 /*
  * LOAD-FP, STORE-FP (unpriv 20191213 §11.5, §12.3): FLW NaN-boxes (§12.2); loads mark FS
- * dirty. OP-FP and the FMADD family: a call of rv64_fpu_exec(), which keeps fpu.c's exact
- * rounding, flags and NaN rules. Returns like tr_insn.
+ * dirty. OP-FP and the FMADD family: tr_fp_inline() for the common double-precision ops,
+ * else a call of rv64_fpu_exec(), which keeps fpu.c's exact rounding, flags and NaN rules.
+ * Returns like tr_insn.
  */
 static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
 {
@@ -797,6 +1010,8 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		s->resume = e->pos;
 		return 0;
 	default: /* 0x43, 0x47, 0x4b, 0x4f, 0x53 */
+		if (tr_fp_inline(bk, insn, off, len, idx))
+			return 0;
 		fs_check(bk, idx, off, len);
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 		b1(e, 0xbe);                    /* mov esi, insn */
@@ -1163,9 +1378,23 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		uint64_t exc, code = 0;
 
 		fix_here(e, s->fix);
+		for (unsigned k = 0; k < 2; k++)
+			if (s->fix2[k])
+				fix_here(e, s->fix2[k]);
 		if (s->kind != STUB_BRANCH)
 			writeback_regs(e); /* exit_to() does it for branches */
-		if (s->kind == STUB_STEP) {
+		if (s->kind == STUB_FPU) {
+			op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+			b1(e, 0xbe);                    /* mov esi, insn */
+			b4(e, s->insn);
+			call_abs(e, (const void *)rv64_fpu_exec);
+			reload_regs(e, true); /* it may have written x[rd] */
+			op_rr(e, false, 0x85, RAX, RAX);
+			exc = jcc_fwd(e, CC_NE);
+			jmp_to(e, s->resume);
+			fix_here(e, exc); /* refused: the interpreter raises the trap */
+		}
+		if (s->kind == STUB_STEP || s->kind == STUB_FPU) {
 			set_pc_off(e, s->off);
 			r13_add(e, (int32_t)(n - s->idx));
 			hits_add(e, s->mem - nmem);

@@ -12,8 +12,10 @@
  * A block is straight-line code of one guest page starting at `slot` (a 2-byte parcel index):
  * RV64I/M integer ops, Zba, Zbb and Zbs, RVC expanded, loads and stores (FLW/FLD/FSW/FSD too)
  * through an inlined TLB fast path (mmu.h) with rv64_mmu_*_slow() calls behind it, and F/D
- * arithmetic as direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or
- * one it refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap). Conditional branches
+ * arithmetic: the common double-precision ops inline on SSE (guarded by MXCSR holding the
+ * guest's rounding mode and no flag the guest lacks), the rest and the guard's misses as
+ * direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or one it
+ * refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap). Conditional branches
  * leave the block when taken; JAL/JALR, the page end, an instruction the translator does not
  * handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
  * blocks; inside one, its most used ones sit in host registers, written back before every
