@@ -609,12 +609,22 @@ static void gen_fd(struct fx *f)
 	unsigned rd = pick(f, 32), rs1 = pick(f, 32), rs2 = pick(f, 4) ? pick(f, 32) : rs1;
 	unsigned rm = rms[pick(f, sizeof(rms))], xrd = any_rd(f);
 
-	switch (pick(f, 10)) {
+	switch (pick(f, 12)) {
+	case 10:
+	case 11: /* FMADD.D, FMSUB.D, FNMSUB.D, FNMADD.D */
+		emit32(f, pick(f, 32) << 27 | 1u << 25 | rs2 << 20 | rs1 << 15 | rm << 12 |
+			       rd << 7 | (0x43 + 4 * pick(f, 4)));
+		break;
 	case 9: /* FCVT.D.L of 2^53 + 1, a tie: RNE and RMM round it apart */
 		emit32(f, i_type(0x13, xrd, 0, 0, 1));
 		emit32(f, i_type(0x13, xrd, 1, xrd, 53));
 		emit32(f, i_type(0x13, xrd, 0, xrd, 1));
 		emit32(f, r_type(0x53, rd, rm, xrd, 2, 0x1a << 2 | 1));
+		/* then FMADD.D f[rd] * 1.0 + 1.0: 2^53 + 1 or 2^53 + 3, again a tie */
+		rs1 = (rd + 1) & 31;
+		emit32(f, i_type(0x13, xrd, 0, 0, 1));
+		emit32(f, r_type(0x53, rs1, 0, xrd, 2, 0x1a << 2 | 1));
+		emit32(f, rs1 << 27 | 1u << 25 | rs1 << 20 | rd << 15 | rm << 12 | rd << 7 | 0x43);
 		break;
 	case 0:
 	case 1: /* FADD.D, FSUB.D, FMUL.D, FDIV.D */

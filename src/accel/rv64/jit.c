@@ -438,7 +438,7 @@ struct stub {
 	uint16_t len;    /* its length in bytes */
 	uint16_t mem;    /* loads and stores in the block up to and including it */
 	uint64_t fix;    /* rel32 of the jcc that enters the stub */
-	uint64_t fix2[2]; /* more such jccs (0: none) */
+	uint64_t fix2[3]; /* more such jccs (0: none) */
 	uint32_t insn;   /* STUB_FPU: the instruction for rv64_fpu_exec() */
 	uint64_t resume; /* where the fast path continues (loads, stores) */
 	int64_t target;  /* branch target, page offset */
@@ -856,7 +856,8 @@ static void fp_accrue(struct em *e, struct stub *s)
  * §11.6-11.8 for their semantics), with exactly fpu.c's results and fflags: FADD/FSUB/FMUL/
  * FDIV/FSQRT.D and FCVT.D.W/L on the host's SSE unit under fp_guard() (NaN results made
  * canonical, §11.3), FEQ/FLT/FLE.D with UCOMISD (quiet) and COMISD (signaling), FSGNJ[N|X].D,
- * FMV.X.D and FMV.D.X as integer moves. Returns false (nothing emitted) for anything else.
+ * FMV.X.D and FMV.D.X as integer moves, and the FMADD family of D with FMA3 when the host has
+ * it. Returns false (nothing emitted) for anything else.
  */
 static bool tr_fp_inline(struct blk *bk, uint32_t insn, unsigned off, unsigned len,
 			 unsigned idx)
@@ -867,8 +868,33 @@ static bool tr_fp_inline(struct blk *bk, uint32_t insn, unsigned off, unsigned l
 	struct stub *s;
 	uint64_t ok;
 
-	if ((insn & 0x7f) != 0x53)
-		return false;
+	if ((insn & 0x7f) != 0x53) {
+		static const uint8_t vfma[4] = {0xb9, 0xbb, 0xbd, 0xbf}; /* vf[n]madd/msub231sd */
+
+		/*
+		 * FMADD/FMSUB/FNMSUB/FNMADD.D (unpriv §12.6) with FMA3: a NaN result (NaN operand,
+		 * inf * 0, inf - inf) goes to rv64_fpu_exec() before anything is written; fpu.c
+		 * gives those their RISC-V flags, and the guard clears what the host raised here.
+		 */
+		if ((f7 & 3) != 1 || (rm > 3 && rm != 7) || !__builtin_cpu_supports("fma"))
+			return false;
+		fs_check(bk, idx, off, len);
+		s = stub_add(bk, STUB_FPU, idx, off, len);
+		s->insn = insn;
+		fp_guard(e, s, rm);
+		sse_mem(e, 0xf2, 0x0f10, 0, RBX, OFF_F(insn >> 27)); /* xmm0 = c */
+		sse_mem(e, 0xf2, 0x0f10, 1, RBX, OFF_F(rs1));        /* xmm1 = a */
+		b1(e, 0xc4); /* VEX.LIG.66.0F38.W1, vvvv = xmm1: vfm*231sd xmm0, xmm1, b */
+		b1(e, 0xe2);
+		b1(e, 0xf1);
+		op_mem(e, false, vfma[((insn & 0x7f) - 0x43) >> 2], 0, RBX, OFF_F(rs2));
+		sse_rr(e, 0x66, false, 0x0f2e, 0, 0); /* ucomisd xmm0, xmm0 */
+		s->fix2[2] = jcc_fwd(e, 0xa);         /* jp: NaN */
+		sse_mem(e, 0xf2, 0x0f11, 0, RBX, OFF_F(rd));
+		fp_accrue(e, s);
+		fs_dirty(e);
+		return true;
+	}
 	switch (f7) {
 	case 0x01: case 0x05: case 0x09: case 0x0d: case 0x2d: /* FADD..FDIV, FSQRT */
 		if ((rm > 3 && rm != 7) || (f7 == 0x2d && rs2 != 0))
@@ -1378,7 +1404,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		uint64_t exc, code = 0;
 
 		fix_here(e, s->fix);
-		for (unsigned k = 0; k < 2; k++)
+		for (unsigned k = 0; k < 3; k++)
 			if (s->fix2[k])
 				fix_here(e, s->fix2[k]);
 		if (s->kind != STUB_BRANCH)
