@@ -28,7 +28,7 @@ want() {
 	[ -z "${BENCH_PARTS:-}" ] && return 0
 	local p
 	for p in ${BENCH_PARTS//,/ }; do
-		case "$p" in "$1" | "$2" | "$3" | "$4") return 0 ;; esac
+		case "$p" in "$1" | "${2-}" | "${3-}" | "${4-}") return 0 ;; esac
 	done
 	return 1
 }
