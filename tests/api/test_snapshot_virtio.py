@@ -28,22 +28,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness as h  # noqa: E402
 import kumoapi as api  # noqa: E402
+_tap = h.Tap("")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 240)
-failures = 0
 SECTOR = 512
-
-
-def ok(name):
-    print(f"ok - {name}", flush=True)
-
-
-def not_ok(name, why, extra=()):
-    global failures
-    failures += 1
-    print(f"not ok - {name}: {why}", flush=True)
-    for line in extra:
-        print(f"# {line}", flush=True)
 
 
 def make_disk(path, tag):
@@ -184,7 +173,7 @@ def main():
         for c in cons:
             c.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

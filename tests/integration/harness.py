@@ -54,6 +54,24 @@ _ESCAPE_PARTIAL = re.compile(r"\x1b(\[[0-9;?]*[ -/]*)?$")
 CTRL_A_X = b"\x01x"
 
 
+class Tap:
+    """TAP-style result lines of one test program: "ok - PREFIXNAME (detail)" and
+    "not ok - PREFIXNAME: why" followed by "# " lines; counts the failures."""
+
+    def __init__(self, prefix=""):
+        self.prefix = prefix
+        self.failures = 0
+
+    def ok(self, name, detail=""):
+        print(f"ok - {self.prefix}{name}" + (f" ({detail})" if detail else ""), flush=True)
+
+    def not_ok(self, name, why, extra=()):
+        self.failures += 1
+        print(f"not ok - {self.prefix}{name}: {why}", flush=True)
+        for line in extra:
+            print(f"# {line}", flush=True)
+
+
 def env_seconds(name, default):
     """Timeout from the environment (seconds), e.g. KUMO_TEST_BOOT_TIMEOUT=600."""
     try:

@@ -26,26 +26,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+_tap = h.Tap("")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 240)
 CMD_TIMEOUT = h.env_seconds("KUMO_TEST_CMD_TIMEOUT", 60)
 FW_DYNAMIC = os.path.join(h.OPENSBI_DIR, "fw_dynamic.bin")
 APPEND = "console=ttyS0 earlycon"
 LOG_DIR = os.path.join(h.ROOT, "build", "test-logs", "console")
-
-failures = 0
-
-
-def ok(name):
-    print(f"ok - {name}", flush=True)
-
-
-def not_ok(name, why, extra=()):
-    global failures
-    failures += 1
-    print(f"not ok - {name}: {why}", flush=True)
-    for line in extra:
-        print(f"# {line}", flush=True)
 
 
 class Flow:
@@ -301,7 +289,7 @@ def main():
                 break
         else:
             fn(name, argv, **kw)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

@@ -17,18 +17,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-
-failures = 0
-
-
-def ok(name):
-    print(f"ok - {name}", flush=True)
-
-
-def not_ok(name, why):
-    global failures
-    failures += 1
-    print(f"not ok - {name}: {why}", flush=True)
+_tap = h.Tap("")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 
 def check(name, fn):
@@ -173,7 +163,7 @@ def main():
     check("rebuild with --out is byte-identical", rebuild_is_identical)
     check("bad argument: one error line", bad_argument)
     check("unreachable archive: one error line, no cache entry", unreachable_archive)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

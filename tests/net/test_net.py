@@ -28,20 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("KUMO_ROOT") or os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
-
-failures = 0
-
-
-def ok(name, detail=""):
-    print(f"ok - net/{name}" + (f" ({detail})" if detail else ""), flush=True)
-
-
-def not_ok(name, why, extra=()):
-    global failures
-    failures += 1
-    print(f"not ok - net/{name}: {why}", flush=True)
-    for line in extra:
-        print(f"#   {line}", flush=True)
+_tap = harness.Tap("net/")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 
 def free_port():
@@ -194,7 +182,7 @@ def main():
         finally:
             vm.close()
             srv.shutdown()
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

@@ -37,26 +37,14 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from test_net import rootfs_image  # noqa: E402
+_tap = harness.Tap("net/tap/")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 NS_PREFIX = "kumo-tap-"
 TAP = "ktap0"
 HOST_ADDR = "10.214.0.1"
 GUEST_ADDR = "10.214.0.2"
 HTTP_PORT = 8080
-
-failures = 0
-
-
-def ok(name, detail=""):
-    print(f"ok - net/tap/{name}" + (f" ({detail})" if detail else ""), flush=True)
-
-
-def not_ok(name, why, extra=()):
-    global failures
-    failures += 1
-    print(f"not ok - net/tap/{name}: {why}", flush=True)
-    for line in extra:
-        print(f"#   {line}", flush=True)
 
 
 # --- helpers this script runs as inside the namespace ---------------------------------------
@@ -309,7 +297,7 @@ def main():
                     server.kill()
                     server.wait()
             ns_delete(ns)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ LOG_DIR = os.path.join(h.ROOT, "build", "test-logs", "console")
 DATA_BYTES = 8 << 20
 SERIAL = "kumo-direct"
 FLOW = "virtio/direct"
+_tap = h.Tap(FLOW + ": ")
+ok, not_ok = _tap.ok, _tap.not_ok
 # Guest writes: (name, first sector, sectors, dd options). bs=512 throughout.
 WRITES = [
     ("3 sectors across a 4 KiB block, oflag=direct", 7, 3, "oflag=direct"),
@@ -45,20 +47,6 @@ WRITES = [
 ]
 # Guest reads with iflag=direct: (first sector, sectors) of the untouched original.
 READS = [(1, 1), (5, 6), (1023, 3), (16383, 1)]
-
-failures = 0
-
-
-def ok(name):
-    print("ok - %s: %s" % (FLOW, name), flush=True)
-
-
-def not_ok(name, why, extra=()):
-    global failures
-    failures += 1
-    print("not ok - %s: %s: %s" % (FLOW, name, why), flush=True)
-    for line in extra:
-        print("#   %s" % line, flush=True)
 
 
 def check(name, cond, why):
@@ -211,7 +199,7 @@ def main():
         finally:
             vm.close()
         check_host(root, data, original, sums)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":

@@ -27,21 +27,12 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
 import harness as h  # noqa: E402
+_tap = h.Tap("")
+ok, not_ok = _tap.ok, _tap.not_ok
 
 BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 300)
 CMD_TIMEOUT = h.env_seconds("KUMO_TEST_CMD_TIMEOUT", 90)
 LOG_DIR = os.path.join(h.ROOT, "build", "test-logs", "console")
-failures = 0
-
-
-def ok(name):
-    print("ok - %s" % name, flush=True)
-
-
-def not_ok(name, why):
-    global failures
-    failures += 1
-    print("not ok - %s: %s" % (name, why), flush=True)
 
 
 def check(name, cond, why):
@@ -198,7 +189,7 @@ def main():
         disk2 = os.path.join(tmp, "disk2.img")
         make_image(disk2, {"hello.txt": b"hello from the host\n"})
         flow_vconsole(disk2)
-    return 1 if failures else 0
+    return 1 if _tap.failures else 0
 
 
 if __name__ == "__main__":
