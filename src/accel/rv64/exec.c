@@ -444,7 +444,7 @@ static inline uint64_t imm_i(uint32_t insn)
 
 static inline uint64_t imm_s(uint32_t insn)
 {
-	return (uint64_t)(((int64_t)(int32_t)insn >> 25 << 5) | ((insn >> 7) & 31));
+	return ((uint64_t)((int64_t)(int32_t)insn >> 25) << 5) | ((insn >> 7) & 31);
 }
 
 static inline uint64_t imm_b(uint32_t insn)

@@ -472,7 +472,7 @@ static int64_t imm_i(uint32_t insn)
 
 static int64_t imm_s(uint32_t insn)
 {
-	return ((int64_t)(int32_t)insn >> 25 << 5) | ((insn >> 7) & 31);
+	return (int64_t)(((uint64_t)((int64_t)(int32_t)insn >> 25) << 5) | ((insn >> 7) & 31));
 }
 
 static int64_t imm_b(uint32_t insn)
