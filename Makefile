@@ -26,7 +26,7 @@ UNIT_HELPER_OBJS := $(UNIT_HELPERS:%.c=$(BUILD)/%.o)
 KUMO := $(BUILD)/kumo
 LIBKUMO := $(BUILD)/libkumo.a
 
-.PHONY: all deps run test unit bench image clean asan format
+.PHONY: all deps run test unit bench image clean asan tsan format
 # Keep objects of test binaries: they are not throwaway intermediates.
 .SECONDARY:
 all: $(KUMO) $(UNIT_BINS)
@@ -67,6 +67,11 @@ bench: deps
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
+
+# ThreadSanitizer build of the VMM (gcc cannot instrument atomic_thread_fence: -Wno-tsan). Guest
+# RAM shared between vCPUs and devices shows up as races by design (virtqueues use fences).
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan" build-tsan/kumo
 
 format:
 	clang-format -i $$(find src include tests -name '*.[ch]')
