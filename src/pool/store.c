@@ -217,6 +217,35 @@ static int next_seq(struct pool_store *st, int64_t *seq)
 	"id, name, quota_instances, quota_vcpus, quota_ram_mb, used_instances, used_vcpus, " \
 	"used_ram_mb"
 
+/*
+ * The end of a "one row by key" or "every row" query, shared by each kind of record: convert
+ * the rows with FROM(rows, index, record) and release them. ROWS_ONE gives -ENOENT when nothing
+ * matched; ROWS_ALL fills *OUT with a calloc'ed array of *N records (one spare, zeroed, so an
+ * empty result is still a valid pointer) that the caller frees, or gives -ENOMEM.
+ */
+#define ROWS_ONE(rows, from, rec) \
+	({ \
+		int ret_ = (rows)->nrows ? 0 : -ENOENT; \
+		if (!ret_) \
+			from((rows), 0, (rec)); \
+		pool_rows_fini(rows); \
+		ret_; \
+	})
+#define ROWS_ALL(rows, from, out, n) \
+	({ \
+		int ret_ = 0; \
+		*(out) = calloc((size_t)(rows)->nrows + 1, sizeof(**(out))); \
+		if (!*(out)) { \
+			ret_ = -ENOMEM; \
+		} else { \
+			for (int i_ = 0; i_ < (rows)->nrows; i_++) \
+				from((rows), i_, &(*(out))[i_]); \
+			*(n) = (rows)->nrows; \
+		} \
+		pool_rows_fini(rows); \
+		ret_; \
+	})
+
 static void tenant_from(const struct pool_rows *r, int i, struct pool_tenant *t)
 {
 	t->id = pool_rows_int(r, i, 0);
@@ -266,13 +295,7 @@ int pool_store_tenant_by_token(struct pool_store *st, const char *token, struct 
 	pool_sha256_hex(token, strlen(token), hash);
 	ret = EXEC(st, "SELECT " TENANT_COLS " FROM tenants WHERE token_hash = $1", &r, NULL,
 		   PV_S(hash));
-	if (ret)
-		return ret;
-	ret = r.nrows ? 0 : -ENOENT;
-	if (!ret)
-		tenant_from(&r, 0, t);
-	pool_rows_fini(&r);
-	return ret;
+	return ret ? ret : ROWS_ONE(&r, tenant_from, t);
 }
 
 int pool_store_tenant_get(struct pool_store *st, int64_t id, struct pool_tenant *t)
@@ -280,13 +303,7 @@ int pool_store_tenant_get(struct pool_store *st, int64_t id, struct pool_tenant 
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " TENANT_COLS " FROM tenants WHERE id = $1", &r, NULL, PV_I(id));
 
-	if (ret)
-		return ret;
-	ret = r.nrows ? 0 : -ENOENT;
-	if (!ret)
-		tenant_from(&r, 0, t);
-	pool_rows_fini(&r);
-	return ret;
+	return ret ? ret : ROWS_ONE(&r, tenant_from, t);
 }
 
 int pool_store_tenant_list(struct pool_store *st, struct pool_tenant **out, int *n)
@@ -294,18 +311,7 @@ int pool_store_tenant_list(struct pool_store *st, struct pool_tenant **out, int 
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " TENANT_COLS " FROM tenants ORDER BY id", &r, NULL);
 
-	if (ret)
-		return ret;
-	*out = calloc((size_t)r.nrows + 1, sizeof(**out));
-	if (!*out) {
-		pool_rows_fini(&r);
-		return -ENOMEM;
-	}
-	for (int i = 0; i < r.nrows; i++)
-		tenant_from(&r, i, &(*out)[i]);
-	*n = r.nrows;
-	pool_rows_fini(&r);
-	return 0;
+	return ret ? ret : ROWS_ALL(&r, tenant_from, out, n);
 }
 
 /* --- flavors and images --- */
@@ -359,18 +365,7 @@ int pool_store_flavor_list(struct pool_store *st, struct pool_flavor **out, int 
 	int ret = EXEC(st, "SELECT id, name, vcpus, ram_mb, disk_gb FROM flavors ORDER BY id", &r,
 		       NULL);
 
-	if (ret)
-		return ret;
-	*out = calloc((size_t)r.nrows + 1, sizeof(**out));
-	if (!*out) {
-		pool_rows_fini(&r);
-		return -ENOMEM;
-	}
-	for (int i = 0; i < r.nrows; i++)
-		flavor_from(&r, i, &(*out)[i]);
-	*n = r.nrows;
-	pool_rows_fini(&r);
-	return 0;
+	return ret ? ret : ROWS_ALL(&r, flavor_from, out, n);
 }
 
 int pool_store_flavor_delete(struct pool_store *st, const char *name)
@@ -439,13 +434,7 @@ int pool_store_image_get_id(struct pool_store *st, int64_t id, struct pool_image
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " IMAGE_COLS " FROM images WHERE id = $1", &r, NULL, PV_I(id));
 
-	if (ret)
-		return ret;
-	ret = r.nrows ? 0 : -ENOENT;
-	if (!ret)
-		image_from(&r, 0, im);
-	pool_rows_fini(&r);
-	return ret;
+	return ret ? ret : ROWS_ONE(&r, image_from, im);
 }
 
 int pool_store_image_list(struct pool_store *st, struct pool_image **out, int *n)
@@ -453,18 +442,7 @@ int pool_store_image_list(struct pool_store *st, struct pool_image **out, int *n
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " IMAGE_COLS " FROM images ORDER BY id", &r, NULL);
 
-	if (ret)
-		return ret;
-	*out = calloc((size_t)r.nrows + 1, sizeof(**out));
-	if (!*out) {
-		pool_rows_fini(&r);
-		return -ENOMEM;
-	}
-	for (int i = 0; i < r.nrows; i++)
-		image_from(&r, i, &(*out)[i]);
-	*n = r.nrows;
-	pool_rows_fini(&r);
-	return 0;
+	return ret ? ret : ROWS_ALL(&r, image_from, out, n);
 }
 
 /* --- server groups --- */
@@ -859,13 +837,7 @@ int pool_store_host_reload(struct pool_store *st, struct sched_host *h)
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " HOST_COLS " FROM hosts WHERE id = $1", &r, NULL, PV_I(h->id));
 
-	if (ret)
-		return ret;
-	ret = r.nrows ? 0 : -ENOENT;
-	if (!ret)
-		host_from(&r, 0, h);
-	pool_rows_fini(&r);
-	return ret;
+	return ret ? ret : ROWS_ONE(&r, host_from, h);
 }
 
 /* --- claims --- */
@@ -1013,13 +985,7 @@ int pool_store_vm_get(struct pool_store *st, int64_t id, struct pool_vm *vm)
 	struct pool_rows r;
 	int ret = EXEC(st, "SELECT " VM_COLS VM_FROM "WHERE v.id = $1", &r, NULL, PV_I(id));
 
-	if (ret)
-		return ret;
-	ret = r.nrows ? 0 : -ENOENT;
-	if (!ret)
-		vm_from(&r, 0, vm);
-	pool_rows_fini(&r);
-	return ret;
+	return ret ? ret : ROWS_ONE(&r, vm_from, vm);
 }
 
 int pool_store_vm_list(struct pool_store *st, int64_t tenant, int64_t host, struct pool_vm **out,
@@ -1030,18 +996,7 @@ int pool_store_vm_list(struct pool_store *st, int64_t tenant, int64_t host, stru
 			   "($1 = 0 OR v.tenant_id = $2) AND ($3 = 0 OR v.host_id = $4) ORDER BY v.id",
 		       &r, NULL, PV_I(tenant), PV_I(tenant), PV_I(host), PV_I(host));
 
-	if (ret)
-		return ret;
-	*out = calloc((size_t)r.nrows + 1, sizeof(**out));
-	if (!*out) {
-		pool_rows_fini(&r);
-		return -ENOMEM;
-	}
-	for (int i = 0; i < r.nrows; i++)
-		vm_from(&r, i, &(*out)[i]);
-	*n = r.nrows;
-	pool_rows_fini(&r);
-	return 0;
+	return ret ? ret : ROWS_ALL(&r, vm_from, out, n);
 }
 
 static void need_of(const struct pool_vm *v, int64_t need[SCHED_NRES])
