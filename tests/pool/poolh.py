@@ -305,3 +305,23 @@ def kill_vms(tmp):
 
 def tmpdir():
     return tempfile.mkdtemp(prefix="kumo-pool-")
+
+
+def remove_tmp(tmp):
+    """Deletes the test's directory, or keeps it (and says where) when a check failed."""
+    if failures == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"# logs kept in {tmp}")
+
+
+def cleanup(tmp, agents=(), ctl=None, net=None):
+    """Stops the agents, the VMs they left, the controller and the namespaces; then remove_tmp."""
+    for a in agents:
+        a.stop()
+    kill_vms(tmp)
+    if ctl:
+        ctl.stop()
+    if net:
+        net.close()
+    remove_tmp(tmp)

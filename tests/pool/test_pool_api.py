@@ -8,7 +8,6 @@ host going down and being avoided, usage. Host h1's kumo driver fails every buil
 first. Servers that must run boot a 64-byte idle kernel (an Image header whose code is
 `wfi; j .-4`) on the real VMM. TAP lines; every wait is bounded."""
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -261,14 +260,5 @@ try:
     over = [h for h in hosts().values() if h["vcpus_used"] > h["vcpus"] or h["ram_mb_used"] > h["ram_mb"]]
     P.tap(not over, "no host is over capacity", str(over))
 finally:
-    for a in agents.values():
-        a.stop()
-    P.kill_vms(tmp)
-    if ctl:
-        ctl.stop()
-    net.close()
-    if P.failures == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"# logs kept in {tmp}")
+    P.cleanup(tmp, agents.values(), ctl, net)
 sys.exit(1 if P.failures else 0)

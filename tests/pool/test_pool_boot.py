@@ -7,7 +7,6 @@ socket); deletes stop the VM processes, the kumo one by a guest power-off reques
 its control API. Needs the cached default guest (make image); skips otherwise. Boots are slow
 on the software CPU, so there are exactly two."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -125,14 +124,5 @@ try:
               "the kumo driver's delete powers the Debian guest off through the control API (shutdown)",
               log[-600:])
 finally:
-    for a in agents.values():
-        a.stop()
-    P.kill_vms(tmp)
-    if ctl:
-        ctl.stop()
-    net.close()
-    if P.failures == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"# logs kept in {tmp}")
+    P.cleanup(tmp, agents.values(), ctl, net)
 sys.exit(1 if P.failures else 0)

@@ -6,7 +6,6 @@ usage equals the sum of its VMs (no leaked claim), every accepted request has it
 anti-affinity group shares a host. Loopback only; bounded request counts and waits."""
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -170,8 +169,5 @@ finally:
         c.stop()
     if stop_pg:
         stop_pg()
-    if P.failures == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"# logs kept in {tmp}")
+    P.remove_tmp(tmp)
 sys.exit(1 if P.failures else 0)
