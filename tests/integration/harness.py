@@ -20,6 +20,7 @@ import bisect
 import codecs
 import fcntl
 import os
+import secrets
 import pty
 import re
 import select
@@ -70,6 +71,20 @@ class Tap:
         print(f"not ok - {self.prefix}{name}: {why}", flush=True)
         for line in extra:
             print(f"# {line}", flush=True)
+
+
+def make_www(tmp, label):
+    """A directory for a test's HTTP server: page.txt ("LABEL TOKEN") and a 1 MiB random
+    blob.bin. Returns (directory, token, blob bytes)."""
+    www = os.path.join(tmp, "www")
+    os.mkdir(www)
+    token = secrets.token_hex(16)
+    with open(os.path.join(www, "page.txt"), "w") as f:
+        f.write(f"{label} {token}\n")
+    blob = secrets.token_bytes(1 << 20)
+    with open(os.path.join(www, "blob.bin"), "wb") as f:
+        f.write(blob)
+    return www, token, blob
 
 
 def env_seconds(name, default):

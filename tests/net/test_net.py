@@ -14,7 +14,6 @@ Environment: KUMO_TEST_BOOT_TIMEOUT (seconds, default 300).
 import hashlib
 import http.server
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -114,14 +113,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="kumo-net-") as tmp:
         disk = os.path.join(tmp, "rootfs.ext4")
         shutil.copyfile(disk_src, disk)
-        www = os.path.join(tmp, "www")
-        os.mkdir(www)
-        token = secrets.token_hex(16)
-        with open(os.path.join(www, "page.txt"), "w") as f:
-            f.write(f"kumo-host-page {token}\n")
-        blob = secrets.token_bytes(1 << 20)
-        with open(os.path.join(www, "blob.bin"), "wb") as f:
-            f.write(blob)
+        www, token, blob = harness.make_www(tmp, "kumo-host-page")
         srv = start_http(www)
         http_port = srv.server_address[1]
         fwd_port = free_port()

@@ -21,7 +21,6 @@ Environment: KUMO_TEST_BOOT_TIMEOUT (seconds, default 300).
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import socket
 import struct
@@ -255,14 +254,7 @@ def main():
 
             disk = os.path.join(tmp, "rootfs.ext4")
             shutil.copyfile(disk_src, disk)
-            www = os.path.join(tmp, "www")
-            os.mkdir(www)
-            token = secrets.token_hex(16)
-            with open(os.path.join(www, "page.txt"), "w") as f:
-                f.write(f"kumo-tap-page {token}\n")
-            blob = secrets.token_bytes(1 << 20)
-            with open(os.path.join(www, "blob.bin"), "wb") as f:
-                f.write(blob)
+            www, token, blob = harness.make_www(tmp, "kumo-tap-page")
             server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind",
                                        HOST_ADDR, "--directory", www, str(HTTP_PORT)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
