@@ -153,6 +153,16 @@ struct accel_ops {
 	int (*get_reg)(struct accel_vcpu *vcpu, uint32_t id, uint64_t *val);
 	int (*set_reg)(struct accel_vcpu *vcpu, uint32_t id, uint64_t val);
 	int (*get_stats)(struct accel_vcpu *vcpu, struct accel_stats *out);
+
+	/*
+	 * The memory map's dirty log (memmap_dirty_log_*) was started or fetched-and-cleared:
+	 * the vCPU forgets the write permissions it cached, before it next runs guest code, so
+	 * that its next store to each page that is now clean marks the page (the software TLB's
+	 * not-dirty flag, DESIGN.md §4). Call it for every vCPU while none runs guest code (a
+	 * paused VM): stores through cached permissions between the clear and this call are not
+	 * logged otherwise. Any thread. May be NULL (then the backend cannot log vCPU stores).
+	 */
+	int (*dirty_log_sync)(struct accel_vcpu *vcpu);
 };
 
 /* Backends. */

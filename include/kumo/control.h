@@ -129,18 +129,18 @@ int control_status(int err);
 
 /* ---- snapshots (src/vmm/snapshot.c) ---- */
 
-#define SNAPSHOT_FORMAT_VERSION 1
+#define SNAPSHOT_FORMAT_VERSION 2 /* 2: dirty.bin holds one bit per 4 KiB page (1: per 2 MiB) */
 
 /*
  * Writes manifest.json (format version, configuration, every hart's registers, the guest
  * clock, checksums), devices.bin (board_save) and memory.bin (guest RAM as a sparse file:
  * all-zero pages are holes) into dir. The VM must be paused. Refuses a VM whose devices
- * cannot be saved. diff: memory.bin holds only the 2 MiB chunks written since the previous
+ * cannot be saved. diff: memory.bin holds only the 4 KiB pages written since the previous
  * snapshot (or restore) of this VM in this process, which becomes the manifest's parent;
- * restoring it restores the parent chain first. After any snapshot, guest RAM is
- * write-protected to track the next diff (see snapshot.c). compress: memory.zst (one zstd
- * frame per non-zero 2 MiB chunk) and memory.idx instead of memory.bin; restoring it
- * decompresses every chunk at once (not lazy).
+ * restoring it restores the parent chain first. After any snapshot the memory map's dirty
+ * log is restarted to track the next diff (see snapshot.c). compress: memory.zst (one zstd
+ * frame per non-zero 2 MiB chunk; in a diff, the chunk's dirty pages over zeros) and
+ * memory.idx instead of memory.bin; restoring it decompresses every chunk at once (not lazy).
  */
 int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress);
 /*

@@ -1,6 +1,7 @@
 /*
  * memmap.c - guest-physical address space: one RAM region and a sorted table of MMIO ranges.
- * Lookups binary-search the table; it is only modified before vCPUs start.
+ * Lookups binary-search the table; it is only modified before vCPUs start. Also the dirty log
+ * of guest RAM (one bit per 4 KiB page, memmap.h).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -24,8 +25,9 @@ struct memmap {
 	struct mmio_region *regions; /* sorted by base, non-overlapping */
 	memmap_write_hook *write_hook; /* set before vCPUs and devices run */
 	void *write_opaque;
-	memmap_write_hook *_Atomic prewrite_hook; /* set and cleared while devices run */
-	void *_Atomic prewrite_opaque;
+	_Atomic uint64_t *dirty;  /* [dirty_words]: one bit per RAM page; NULL without RAM */
+	size_t dirty_words;
+	_Atomic bool dirty_on;    /* the log records marks */
 	unsigned nregions, cap;
 };
 
@@ -39,6 +41,7 @@ void memmap_free(struct memmap *mm)
 	if (!mm)
 		return;
 	free(mm->regions);
+	free((void *)mm->dirty);
 	free(mm);
 }
 
@@ -56,6 +59,12 @@ int memmap_add_ram(struct memmap *mm, uint64_t base, uint64_t size, void *host)
 	for (unsigned i = 0; i < mm->nregions; i++)
 		if (overlaps(base, size, mm->regions[i].base, mm->regions[i].size))
 			return -EEXIST;
+	mm->dirty_words = (size_t)(((size + MEMMAP_DIRTY_PAGE - 1) >> MEMMAP_DIRTY_PAGE_SHIFT) + 63) / 64;
+	mm->dirty = calloc(mm->dirty_words, sizeof(*mm->dirty));
+	if (!mm->dirty) {
+		mm->dirty_words = 0;
+		return -ENOMEM;
+	}
 	mm->ram = host;
 	mm->ram_base = base;
 	mm->ram_size = size;
@@ -154,35 +163,105 @@ void memmap_set_write_hook(struct memmap *mm, memmap_write_hook *hook, void *opa
 	mm->write_opaque = opaque;
 }
 
-/* Calls hook for the part of [host, host+len) that lies in guest RAM. */
-static void call_hook(const struct memmap *mm, memmap_write_hook *hook, void *opaque,
-		      const void *host, uint64_t len)
+/* Calls hook for the part of [host, host+len) that lies in guest RAM, and marks it dirty. */
+static void ram_announced(const struct memmap *mm, memmap_write_hook *hook, void *opaque,
+			  const void *host, uint64_t len)
 {
 	const uint8_t *p = host;
+	uint64_t gpa;
 
-	if (!hook || !len || p < mm->ram || p - mm->ram >= (ptrdiff_t)mm->ram_size)
+	if (!len || !mm->ram || p < mm->ram || p - mm->ram >= (ptrdiff_t)mm->ram_size)
 		return;
 	if (len > mm->ram_size - (uint64_t)(p - mm->ram))
 		len = mm->ram_size - (uint64_t)(p - mm->ram);
-	hook(opaque, mm->ram_base + (uint64_t)(p - mm->ram), len);
+	gpa = mm->ram_base + (uint64_t)(p - mm->ram);
+	memmap_dirty_mark(mm, gpa, len);
+	if (hook)
+		hook(opaque, gpa, len);
 }
 
 void memmap_ram_written(const struct memmap *mm, const void *host, uint64_t len)
 {
-	call_hook(mm, mm->write_hook, mm->write_opaque, host, len);
-}
-
-void memmap_set_prewrite_hook(struct memmap *mm, memmap_write_hook *hook, void *opaque)
-{
-	atomic_store(&mm->prewrite_opaque, opaque);
-	atomic_store(&mm->prewrite_hook, hook);
+	ram_announced(mm, mm->write_hook, mm->write_opaque, host, len);
 }
 
 void memmap_ram_will_write(const struct memmap *mm, const void *host, uint64_t len)
 {
-	memmap_write_hook *hook = atomic_load(&mm->prewrite_hook);
+	ram_announced(mm, NULL, NULL, host, len);
+}
 
-	call_hook(mm, hook, atomic_load(&mm->prewrite_opaque), host, len);
+/* ---- dirty log */
+
+int memmap_dirty_log_start(struct memmap *mm)
+{
+	if (!mm->dirty)
+		return -ENODEV;
+	for (size_t w = 0; w < mm->dirty_words; w++)
+		atomic_store_explicit(&mm->dirty[w], 0, memory_order_relaxed);
+	/* Release: a writer that sees the log on marks into a cleared bitmap. */
+	atomic_store_explicit(&mm->dirty_on, true, memory_order_release);
+	return 0;
+}
+
+void memmap_dirty_log_stop(struct memmap *mm)
+{
+	atomic_store_explicit(&mm->dirty_on, false, memory_order_release);
+}
+
+bool memmap_dirty_log_active(const struct memmap *mm)
+{
+	return atomic_load_explicit(&mm->dirty_on, memory_order_acquire);
+}
+
+size_t memmap_dirty_log_words(const struct memmap *mm)
+{
+	return mm->dirty_words;
+}
+
+int memmap_dirty_log_fetch(struct memmap *mm, uint64_t *out, size_t nwords)
+{
+	if (nwords != mm->dirty_words)
+		return -EINVAL;
+	for (size_t w = 0; w < nwords; w++)
+		out[w] = atomic_exchange_explicit(&mm->dirty[w], 0, memory_order_acq_rel);
+	return 0;
+}
+
+void memmap_dirty_mark(const struct memmap *mm, uint64_t gpa, uint64_t len)
+{
+	uint64_t first, last, end;
+
+	if (!len || !atomic_load_explicit(&mm->dirty_on, memory_order_acquire) || !mm->ram ||
+	    gpa >= mm->ram_base + mm->ram_size || gpa + len <= mm->ram_base || gpa + len < gpa)
+		return;
+	if (gpa < mm->ram_base) {
+		len -= mm->ram_base - gpa;
+		gpa = mm->ram_base;
+	}
+	end = gpa + len - mm->ram_base;
+	if (end > mm->ram_size)
+		end = mm->ram_size;
+	first = (gpa - mm->ram_base) >> MEMMAP_DIRTY_PAGE_SHIFT;
+	last = (end - 1) >> MEMMAP_DIRTY_PAGE_SHIFT;
+	for (uint64_t pg = first; pg <= last; pg++) {
+		_Atomic uint64_t *w = &mm->dirty[pg / 64];
+		uint64_t bit = 1ull << (pg % 64);
+
+		/* A plain load first: most marks find the bit set and need no locked operation. */
+		if (!(atomic_load_explicit(w, memory_order_relaxed) & bit))
+			atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+	}
+}
+
+bool memmap_dirty_page_clean(const struct memmap *mm, uint64_t gpa)
+{
+	uint64_t pg;
+
+	if (!atomic_load_explicit(&mm->dirty_on, memory_order_acquire) || !mm->ram ||
+	    gpa < mm->ram_base || gpa - mm->ram_base >= mm->ram_size)
+		return false;
+	pg = (gpa - mm->ram_base) >> MEMMAP_DIRTY_PAGE_SHIFT;
+	return !(atomic_load_explicit(&mm->dirty[pg / 64], memory_order_relaxed) & (1ull << (pg % 64)));
 }
 
 uint64_t memmap_ram_base(const struct memmap *mm)

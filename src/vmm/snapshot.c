@@ -1,23 +1,25 @@
 /*
  * snapshot.c - snapshots of a paused VM into a directory, and restore in a new process.
  *
- * A snapshot directory holds three files:
+ * A snapshot directory holds these files:
  *   manifest.json  format name and version, the configuration, the guest clock, every hart's
  *                  registers (by accel register id) and HSM state, and the size and checksum
- *                  of the two other files
+ *                  of the other files
  *   devices.bin    board_save(): one record per board device
  *   memory.bin     guest RAM, as large as RAM; all-zero pages are holes (sparse file)
- *   dirty.bin      diff snapshots only: one byte per 2 MiB chunk of RAM, 1 when memory.bin
- *                  holds that chunk; the other chunks come from the parent snapshot
+ *   dirty.bin      diff snapshots only: one bit per 4 KiB page of RAM (little-endian 64-bit
+ *                  words: bit p % 64 of word p / 64 is page p), 1 when memory.bin holds that
+ *                  page; the other pages come from the parent snapshot
+ *   (compressed: memory.zst and memory.idx instead of memory.bin, see save_memory_zstd)
  *
- * Dirty tracking for diff snapshots: after every snapshot (and after a restore) guest RAM is
- * write-protected with mprotect; the first write to a 2 MiB chunk faults, the SIGSEGV handler
- * marks the chunk dirty and unprotects it, and the write is retried. Chunks (not pages) keep
- * the number of mappings small (RAM / 2 MiB at most). Host system calls that fill guest RAM
- * (the virtio back ends' preadv/recv) would fail with EFAULT on a protected page instead of
- * faulting, so devices announce the buffers they may write when they take a request
- * (memmap_ram_will_write) and track_prewrite() marks and opens those chunks first. One VM per
- * process: the tracker is process-wide.
+ * Dirty tracking for diff snapshots uses the memory map's dirty log (memmap.h: one bit per
+ * page, set atomically from any thread). After every snapshot (and after a restore), with the
+ * VM paused, the log is cleared and every vCPU is told to forget its cached write permissions
+ * (accel_ops.dirty_log_sync); the software CPU then sends the first store to each clean page
+ * through its slow path, which marks the page and refills the TLB entry without the not-dirty
+ * flag (RV64_TLB_REQ_DIRTY, DESIGN.md §4), so later stores to it cost nothing extra. Device
+ * DMA is marked where devices announce it (memmap_ram_will_write, memmap_ram_written). A diff
+ * snapshot fetches and clears the log and writes only the pages marked there.
  *
  * Checksums are 64-bit FNV-1a style hashes (not cryptographic: they catch truncation and
  * corruption, not tampering). The memory checksum covers the non-zero pages and their offsets,
@@ -33,8 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -186,120 +186,91 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
 	return ret;
 }
 
-/* ---- dirty tracking (process-wide: one VM per process) ---- */
+/* ---- dirty tracking: the memory map's dirty log (one bit per 4 KiB page, memmap.h) ---- */
 
+/* What the next diff snapshot is relative to (one VM per process snapshots or restores). */
 static struct {
-	uint8_t *ram;
-	uint64_t size;
-	uint64_t base;          /* guest-physical address of ram[0] */
-	_Atomic uint8_t *dirty; /* [nchunks]: 1 when the chunk was written since track_start */
-	size_t nchunks;
-	char parent[PATH_MAX];  /* the snapshot the next diff is relative to */
-	volatile sig_atomic_t active;
-	bool handler_installed;
-	struct sigaction old;
+	uint8_t *ram;          /* guest RAM of the VM whose writes are logged; NULL: none */
+	char parent[PATH_MAX]; /* the snapshot the next diff is relative to */
 } track;
 
-static void track_fault(int sig, siginfo_t *si, void *uctx)
+static bool page_dirty(const uint64_t *bits, uint64_t off)
 {
-	uint8_t *a = si->si_addr;
+	uint64_t pg = off / SNAP_PAGE;
 
-	if (track.active && si->si_code == SEGV_ACCERR && a >= track.ram &&
-	    a < track.ram + track.size) {
-		size_t c = (size_t)(a - track.ram) / SNAP_CHUNK;
-		uint64_t off = (uint64_t)c * SNAP_CHUNK;
-		uint64_t len = track.size - off < SNAP_CHUNK ? track.size - off : SNAP_CHUNK;
+	return bits[pg / 64] >> (pg % 64) & 1;
+}
 
-		atomic_store_explicit(&track.dirty[c], 1, memory_order_relaxed);
-		if (!mprotect(track.ram + off, len, PROT_READ | PROT_WRITE))
-			return; /* the faulting write runs again */
-	}
-	/* Not a tracked write: the previous disposition handles the fault when it recurs. */
-	sigaction(SIGSEGV, &track.old, NULL);
+/* Words of a dirty bitmap of guest RAM of `size` bytes (the memory map's layout). */
+static size_t dirty_words(uint64_t size)
+{
+	return (size_t)((size / SNAP_PAGE + 63) / 64);
 }
 
 /*
- * Device DMA is announced before it happens (memmap_ram_will_write): mark the chunks dirty and
- * open them, since back ends write with system calls that fail on protected pages rather than
- * fault. Runs on the I/O or back-end threads while vCPUs may fault on the same chunks: both
- * only set the dirty byte and make the chunk writable.
- */
-static void track_prewrite(void *opaque, uint64_t gpa, uint64_t len)
-{
-	uint64_t off = gpa - track.base, end;
-
-	if (!track.active || gpa < track.base || off >= track.size || !len)
-		return;
-	end = len > track.size - off ? track.size : off + len;
-	for (size_t c = off / SNAP_CHUNK; (uint64_t)c * SNAP_CHUNK < end; c++) {
-		uint64_t coff = (uint64_t)c * SNAP_CHUNK;
-		uint64_t clen = track.size - coff < SNAP_CHUNK ? track.size - coff : SNAP_CHUNK;
-
-		/* Always open it: a vCPU's fault handler may have marked it but not opened it yet. */
-		atomic_store_explicit(&track.dirty[c], 1, memory_order_relaxed);
-		mprotect(track.ram + coff, clen, PROT_READ | PROT_WRITE);
-	}
-}
-
-/*
- * Starts (or restarts) tracking relative to snapshot `dir`: every chunk clean, guest RAM
- * write-protected. The vCPUs must be parked.
+ * Starts (or restarts) tracking relative to snapshot `dir`: every page clean in the memory
+ * map's dirty log, and every vCPU forgets its cached write permissions so that its next store
+ * to each page is logged (accel_ops.dirty_log_sync). The VM must be paused.
  */
 static int track_start(struct vm *vm, const char *dir)
 {
+	const struct accel_ops *ops = vm_accel_ops(vm);
+	struct memmap *mm = board_memmap(vm_board(vm));
 	uint64_t size;
 	uint8_t *ram = vm_ram(vm, &size);
-	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK);
 	int ret;
 
-	track.active = 0;
+	track.ram = NULL;
+	if (!ops->dirty_log_sync) {
+		err_set("accelerator %s cannot log guest writes", ops->name);
+		return -ENOTSUP;
+	}
 	if (!realpath(dir, track.parent)) {
 		ret = -errno;
 		err_set("cannot resolve %s: %s", dir, strerror(errno));
 		return ret;
 	}
-	if (track.ram != ram || track.nchunks != n) {
-		free((void *)track.dirty);
-		track.dirty = calloc(n, 1);
-		if (!track.dirty) {
-			track.nchunks = 0;
-			err_set("out of memory for dirty tracking");
-			return -ENOMEM;
-		}
-		track.ram = ram;
-		track.size = size;
-		track.nchunks = n;
+	if (memmap_dirty_log_words(mm) != dirty_words(size)) {
+		err_set("the memory map's dirty log does not cover guest RAM");
+		return -EINVAL;
 	}
-	memset((void *)track.dirty, 0, n);
-	if (!track.handler_installed) {
-		struct sigaction sa = {.sa_sigaction = track_fault, .sa_flags = SA_SIGINFO | SA_RESTART};
-
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGSEGV, &sa, &track.old)) {
-			ret = -errno;
-			err_set("cannot install the dirty-tracking handler: %s", strerror(errno));
-			return ret;
-		}
-		track.handler_installed = true;
-	}
-	if (mprotect(ram, size, PROT_READ)) {
-		ret = -errno;
-		err_set("cannot write-protect guest RAM for dirty tracking: %s", strerror(errno));
-		mprotect(ram, size, PROT_READ | PROT_WRITE);
+	ret = memmap_dirty_log_start(mm);
+	if (ret) {
+		err_set("cannot start the dirty log: %s", strerror(-ret));
 		return ret;
 	}
-	track.base = memmap_ram_base(board_memmap(vm_board(vm)));
-	memmap_set_prewrite_hook(board_memmap(vm_board(vm)), track_prewrite, NULL);
-	track.active = 1;
+	for (unsigned i = 0; i < vm_ncpus(vm); i++) {
+		ret = ops->dirty_log_sync(vm_accel_vcpu(vm, i));
+		if (ret) {
+			memmap_dirty_log_stop(mm);
+			err_set("vCPU %u cannot log its writes: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	track.ram = ram;
 	return 0;
+}
+
+/* A diff snapshot failed after fetching the log: its pages stay dirty for the next one. */
+static void track_putback(struct vm *vm, const uint64_t *bits, size_t nwords)
+{
+	struct memmap *mm = board_memmap(vm_board(vm));
+	uint64_t base = memmap_ram_base(mm);
+
+	for (size_t w = 0; w < nwords; w++)
+		for (uint64_t b = bits[w]; b; b &= b - 1) {
+			uint64_t pg = (uint64_t)w * 64 + (unsigned)__builtin_ctzll(b);
+
+			memmap_dirty_mark(mm, base + pg * SNAP_PAGE, 1);
+		}
 }
 
 /*
  * Writes guest RAM as a sparse file; runs of non-zero pages go out in one pwrite. With
- * `chunks` (diff), only chunks marked there are written and hashed.
+ * `dirty` (diff: one bit per page), only pages marked there are written and hashed.
  */
 static int save_memory(const char *dir, const uint8_t *ram, uint64_t size, uint64_t *hash,
-		       uint64_t *data_bytes, const uint8_t *chunks)
+		       uint64_t *data_bytes, const uint64_t *dirty)
 {
 	char *p = path_in(dir, "memory.bin");
 	uint64_t h = FNV_OFFSET, run = 0, nrun = 0;
@@ -315,7 +286,7 @@ static int save_memory(const char *dir, const uint8_t *ram, uint64_t size, uint6
 	}
 	*data_bytes = 0;
 	for (uint64_t off = 0; off <= size; off += SNAP_PAGE) {
-		bool zero = off == size || (chunks && !chunks[off / SNAP_CHUNK]) ||
+		bool zero = off == size || (dirty && !page_dirty(dirty, off)) ||
 			    page_is_zero(ram + off);
 
 		if (!zero) {
@@ -356,21 +327,23 @@ struct snap_zidx {
 };
 
 /*
- * Writes guest RAM (only the chunks marked in `chunks`, when given) as one zstd frame per
- * non-zero chunk into memory.zst and the index into memory.idx. The checksum is the one of
- * the uncompressed form (non-zero pages and their offsets), so both forms verify alike.
+ * Writes guest RAM as one zstd frame per non-zero 2 MiB chunk into memory.zst and the index
+ * into memory.idx. With `dirty` (diff: one bit per page), only chunks with a dirty page are
+ * written, their clean pages compressed as zeros (restore copies just the dirty pages out of
+ * the frame), so the diff stays page-granular. The checksum is the one of the uncompressed
+ * form (non-zero pages written and their offsets), so both forms verify alike.
  */
 static int save_memory_zstd(const char *dir, const uint8_t *ram, uint64_t size, uint64_t *hash,
-			    uint64_t *data_bytes, const uint8_t *chunks, uint64_t *idx_hash)
+			    uint64_t *data_bytes, const uint64_t *dirty, uint64_t *idx_hash)
 {
 	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK), bound = ZSTD_compressBound(SNAP_CHUNK);
 	struct snap_zidx *idx = calloc(n, sizeof(*idx));
-	uint8_t *zbuf = malloc(bound);
+	uint8_t *zbuf = malloc(bound), *part = dirty ? malloc(SNAP_CHUNK) : NULL;
 	char *p = path_in(dir, "memory.zst");
 	uint64_t h = FNV_OFFSET, pos = 0;
 	int fd = -1, ret = 0;
 
-	if (!idx || !zbuf || !p) {
+	if (!idx || !zbuf || !p || (dirty && !part)) {
 		err_set("out of memory compressing guest RAM");
 		ret = -ENOMEM;
 		goto out;
@@ -384,19 +357,35 @@ static int save_memory_zstd(const char *dir, const uint8_t *ram, uint64_t size, 
 	for (size_t c = 0; c < n; c++) {
 		uint64_t off = (uint64_t)c * SNAP_CHUNK;
 		uint64_t len = size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK;
+		const uint8_t *src = ram + off;
 		bool zero = true;
 		size_t z;
 
-		if (chunks && !chunks[c])
-			continue;
-		for (uint64_t o = off; o < off + len; o += SNAP_PAGE)
-			if (!page_is_zero(ram + o)) {
-				h = hash_page(h, o, ram + o);
+		if (dirty) {
+			/* The dirty pages of the chunk over zeros; nothing at all when none is dirty. */
+			bool any = false;
+
+			for (uint64_t o = 0; o < len; o += SNAP_PAGE) {
+				bool d = page_dirty(dirty, off + o);
+
+				any |= d;
+				if (d)
+					memcpy(part + o, ram + off + o, SNAP_PAGE);
+				else
+					memset(part + o, 0, SNAP_PAGE);
+			}
+			if (!any)
+				continue;
+			src = part;
+		}
+		for (uint64_t o = 0; o < len; o += SNAP_PAGE)
+			if (!page_is_zero(src + o)) {
+				h = hash_page(h, off + o, src + o);
 				zero = false;
 			}
 		if (zero)
 			continue;
-		z = ZSTD_compress(zbuf, bound, ram + off, len, 3);
+		z = ZSTD_compress(zbuf, bound, src, len, 3);
 		if (ZSTD_isError(z)) {
 			err_set("zstd: %s", ZSTD_getErrorName(z));
 			ret = -EIO;
@@ -423,6 +412,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(p);
+	free(part);
 	free(zbuf);
 	free(idx);
 	return ret;
@@ -477,8 +467,8 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 	const struct vm_config *cfg = vm_get_config(vm);
 	json_t *m = NULL, *harts, *memj;
 	void *devs = NULL, *ram;
-	uint8_t *chunks = NULL;
-	size_t devs_len = 0;
+	uint64_t *dirty = NULL;
+	size_t devs_len = 0, nwords = 0;
 	uint64_t ram_size, mem_hash = 0, data = 0, idx_hash = 0, t0 = clock_ns();
 	char *text = NULL, real[PATH_MAX];
 	int ret;
@@ -498,7 +488,9 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 	}
 	ram = vm_ram(vm, &ram_size);
 	if (diff) {
-		if (!track.active || track.ram != ram) {
+		struct memmap *mm = board_memmap(vm_board(vm));
+
+		if (!track.ram || track.ram != ram || !memmap_dirty_log_active(mm)) {
 			err_set("cannot take a diff snapshot: it needs an earlier snapshot (or a restore) "
 				"of this VM in this process");
 			return -EPERM;
@@ -507,18 +499,26 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 			err_set("cannot take a diff snapshot into %s: it is its own parent", dir);
 			return -EINVAL;
 		}
-		/* The vCPUs are parked: the dirty map is stable. */
-		chunks = malloc(track.nchunks);
-		if (!chunks) {
+		/*
+		 * The vCPUs are parked and the I/O thread quiesced: the log is stable. Fetched
+		 * and cleared here; a failure below puts the pages back (track_putback).
+		 */
+		nwords = memmap_dirty_log_words(mm);
+		dirty = malloc(nwords * sizeof(*dirty));
+		if (!dirty) {
 			err_set("out of memory");
 			return -ENOMEM;
 		}
-		for (size_t c = 0; c < track.nchunks; c++)
-			chunks[c] = atomic_load_explicit(&track.dirty[c], memory_order_relaxed);
+		ret = memmap_dirty_log_fetch(mm, dirty, nwords);
+		if (ret) {
+			err_set("cannot read the dirty log: %s", strerror(-ret));
+			free(dirty);
+			return ret;
+		}
 	}
 	ret = board_save(vm_board(vm), &devs, &devs_len);
 	if (ret)
-		return ret;
+		goto out;
 	for (unsigned i = 0; i < vm_ncpus(vm); i++) {
 		int st = vm_hsm_state(vm, i);
 
@@ -529,14 +529,14 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 		}
 	}
 	if (compress)
-		ret = save_memory_zstd(dir, ram, ram_size, &mem_hash, &data, chunks, &idx_hash);
+		ret = save_memory_zstd(dir, ram, ram_size, &mem_hash, &data, dirty, &idx_hash);
 	else
-		ret = save_memory(dir, ram, ram_size, &mem_hash, &data, chunks);
+		ret = save_memory(dir, ram, ram_size, &mem_hash, &data, dirty);
 	if (ret)
 		goto out;
 	ret = write_file(dir, "devices.bin", devs, devs_len);
 	if (!ret && diff)
-		ret = write_file(dir, "dirty.bin", chunks, track.nchunks);
+		ret = write_file(dir, "dirty.bin", dirty, nwords * sizeof(*dirty));
 	if (ret)
 		goto out;
 
@@ -570,6 +570,8 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 		json_object_set_new(json_object_get(m, "config"), "rng", json_boolean(cfg->rng));
 		json_object_set_new(json_object_get(m, "config"), "virtio_console",
 				    json_boolean(cfg->virtio_console));
+		json_object_set_new(json_object_get(m, "config"), "agent",
+				    json_boolean(cfg->agent == VM_AGENT_ON));
 	}
 	json_object_set_new(m, "guest_ticks", hex(vm_paused_ticks(vm)));
 	harts = json_array();
@@ -589,12 +591,16 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 					      (json_int_t)SNAP_CHUNK, "checksum", hex(idx_hash)));
 	}
 	if (diff) {
+		size_t nbytes = nwords * sizeof(*dirty), npages = 0;
+
+		for (size_t w = 0; w < nwords; w++)
+			npages += (size_t)__builtin_popcountll(dirty[w]);
 		json_object_set_new(memj, "parent", json_string(track.parent));
 		json_object_set_new(memj, "dirty",
-				    json_pack("{s:s,s:I,s:I,s:o}", "file", "dirty.bin", "chunk_bytes",
-					      (json_int_t)SNAP_CHUNK, "size", (json_int_t)track.nchunks,
-					      "checksum",
-					      hex(snapshot_hash(FNV_OFFSET, chunks, track.nchunks))));
+				    json_pack("{s:s,s:I,s:I,s:I,s:o}", "file", "dirty.bin", "page_bytes",
+					      (json_int_t)SNAP_PAGE, "size", (json_int_t)nbytes,
+					      "pages", (json_int_t)npages, "checksum",
+					      hex(snapshot_hash(FNV_OFFSET, dirty, nbytes))));
 	}
 	json_object_set_new(m, "memory", memj);
 	text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
@@ -613,7 +619,9 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 	if (track_start(vm, dir))
 		log_warn("diff snapshots are unavailable: %s", err_get());
 out:
-	free(chunks);
+	if (ret && dirty)
+		track_putback(vm, dirty, nwords);
+	free(dirty);
 	free(text);
 	json_decref(m);
 	free(devs);
@@ -717,6 +725,8 @@ static int read_devices(const char *dir, json_t *c, struct vm_config *cfg)
 	cfg->nnets = (unsigned)json_array_size(nets);
 	cfg->rng = json_is_true(json_object_get(c, "rng"));
 	cfg->virtio_console = json_is_true(json_object_get(c, "virtio_console"));
+	/* The device set must match the snapshot's: older snapshots have no agent channel. */
+	cfg->agent = json_is_true(json_object_get(c, "agent")) ? VM_AGENT_ON : VM_AGENT_OFF;
 	return 0;
 bad:
 	err_set("%s/manifest.json is corrupted: bad drives or nets", dir);
@@ -895,23 +905,25 @@ static int read_at(int fd, uint8_t *buf, uint64_t len, uint64_t off)
 
 /*
  * Decompresses memory.zst into guest RAM: every chunk (full snapshot; RAM is still the zeroed
- * anonymous mapping) or the chunks marked in `chunks` (diff: a zero chunk is cleared), and
- * checks the checksum of what it produced. Not lazy: every non-zero chunk is read now.
+ * anonymous mapping) or the dirty pages marked in `dirty` (diff: the frame holds the chunk's
+ * dirty pages over zeros; a dirty page that became all zero is cleared), and checks the
+ * checksum of what it produced. Not lazy: every non-zero chunk is read now.
  */
 static int restore_memory_zstd(const char *dir, json_t *mem, uint8_t *ram, uint64_t size,
-			       uint64_t want, const uint8_t *chunks)
+			       uint64_t want, const uint64_t *dirty)
 {
 	size_t n = (size_t)((size + SNAP_CHUNK - 1) / SNAP_CHUNK), got = 0;
 	struct snap_zidx *idx = read_small_file(dir, "memory.idx", n * sizeof(*idx), &got);
 	uint64_t h = FNV_OFFSET, idx_want = 0;
 	json_t *ij = json_object_get(mem, "index");
 	char *p = path_in(dir, "memory.zst");
-	uint8_t *zbuf = NULL;
+	uint8_t *zbuf = NULL, *part = NULL;
 	struct stat st;
 	int fd = -1, ret = -EINVAL;
 
 	if (!idx || got != n * sizeof(*idx) || !unhex(json_object_get(ij, "checksum"), &idx_want) ||
-	    snapshot_hash(FNV_OFFSET, idx, got) != idx_want) {
+	    snapshot_hash(FNV_OFFSET, idx, got) != idx_want ||
+	    json_integer_value(json_object_get(ij, "chunk_bytes")) != SNAP_CHUNK) {
 		err_set("%s/memory.idx is missing, truncated or corrupted", dir);
 		goto out;
 	}
@@ -921,20 +933,21 @@ static int restore_memory_zstd(const char *dir, json_t *mem, uint8_t *ram, uint6
 		goto out;
 	}
 	zbuf = malloc(ZSTD_compressBound(SNAP_CHUNK));
-	if (!zbuf) {
+	part = dirty ? malloc(SNAP_CHUNK) : NULL;
+	if (!zbuf || (dirty && !part)) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	for (size_t c = 0; c < n; c++) {
 		uint64_t off = (uint64_t)c * SNAP_CHUNK;
 		uint64_t len = size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK;
+		uint8_t *dst = dirty ? part : ram + off;
 		size_t z;
 
-		if (chunks && !chunks[c])
-			continue;
 		if (!idx[c].len) {
-			if (chunks) /* a dirty chunk that became all zero */
-				memset(ram + off, 0, len);
+			for (uint64_t o = 0; dirty && o < len; o += SNAP_PAGE)
+				if (page_dirty(dirty, off + o)) /* a dirty page that became all zero */
+					memset(ram + off + o, 0, SNAP_PAGE);
 			continue;
 		}
 		if (idx[c].len > ZSTD_compressBound(SNAP_CHUNK) ||
@@ -943,14 +956,17 @@ static int restore_memory_zstd(const char *dir, json_t *mem, uint8_t *ram, uint6
 			err_set("%s/memory.zst is truncated", dir);
 			goto out;
 		}
-		z = ZSTD_decompress(ram + off, len, zbuf, idx[c].len);
+		z = ZSTD_decompress(dst, len, zbuf, idx[c].len);
 		if (ZSTD_isError(z) || z != len) {
 			err_set("%s/memory.zst is corrupted (chunk %zu does not decompress)", dir, c);
 			goto out;
 		}
-		for (uint64_t o = off; o < off + len; o += SNAP_PAGE)
-			if (!page_is_zero(ram + o))
-				h = hash_page(h, o, ram + o);
+		for (uint64_t o = 0; o < len; o += SNAP_PAGE) {
+			if (dirty && page_dirty(dirty, off + o))
+				memcpy(ram + off + o, dst + o, SNAP_PAGE);
+			if (!page_is_zero(dst + o))
+				h = hash_page(h, off + o, dst + o);
+		}
 	}
 	if (h != want) {
 		err_set("%s/memory.zst is corrupted (checksum mismatch)", dir);
@@ -960,6 +976,7 @@ static int restore_memory_zstd(const char *dir, json_t *mem, uint8_t *ram, uint6
 out:
 	if (fd >= 0)
 		close(fd);
+	free(part);
 	free(zbuf);
 	free(p);
 	free(idx);
@@ -968,19 +985,22 @@ out:
 
 static int restore_memory(struct vm *vm, const char *dir, unsigned depth);
 
-/* Diff snapshot: reads and checks dirty.bin (*chunks, caller frees), then restores the parent. */
+/*
+ * Diff snapshot: reads and checks dirty.bin (*dirty, one bit per page, caller frees), then
+ * restores the parent.
+ */
 static int restore_parent(struct vm *vm, const char *dir, const char *parent, unsigned depth,
-			  uint64_t want, uint8_t **chunks)
+			  uint64_t want, uint64_t **dirty)
 {
 	uint64_t ram_size;
 	size_t n, got = 0;
 	int ret;
 
 	vm_ram(vm, &ram_size);
-	n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK);
-	*chunks = read_small_file(dir, "dirty.bin", n, &got);
-	if (!*chunks || got != n || snapshot_hash(FNV_OFFSET, *chunks, n) != want) {
-		if (*chunks)
+	n = dirty_words(ram_size) * sizeof(**dirty);
+	*dirty = read_small_file(dir, "dirty.bin", n, &got);
+	if (!*dirty || got != n || snapshot_hash(FNV_OFFSET, *dirty, n) != want) {
+		if (*dirty)
 			err_set("%s/dirty.bin is truncated or corrupted (size or checksum mismatch)", dir);
 		return -EINVAL;
 	}
@@ -997,14 +1017,15 @@ static int restore_parent(struct vm *vm, const char *dir, const char *parent, un
 /*
  * Puts snapshot dir's memory into guest RAM: a full snapshot's memory.bin is mapped lazily
  * (MAP_PRIVATE over the RAM mapping; the accelerator keeps its pointer); a diff snapshot
- * first restores its parent (recursively), then reads its dirty chunks over it.
+ * first restores its parent (recursively), then reads its dirty pages over it (a dirty page
+ * that became all zero is a hole in memory.bin and reads as zeros).
  */
 static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 {
 	json_t *m, *mem, *dj;
-	uint64_t ram_size, size = 0, hash = 0, want = 0;
-	uint8_t *ram = vm_ram(vm, &ram_size), *chunks = NULL;
-	size_t n = (size_t)((ram_size + SNAP_CHUNK - 1) / SNAP_CHUNK);
+	uint64_t ram_size, size = 0, hash = 0, want = 0, *dirty = NULL;
+	uint8_t *ram = vm_ram(vm, &ram_size);
+	size_t nbytes = dirty_words(ram_size) * sizeof(uint64_t);
 	const char *parent;
 	char *mp = NULL;
 	struct stat st;
@@ -1022,8 +1043,8 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 	dj = json_object_get(mem, "dirty");
 	if (!unhex(json_object_get(mem, "size"), &size) || size != ram_size ||
 	    !unhex(json_object_get(mem, "checksum"), &hash) ||
-	    (parent && (json_integer_value(json_object_get(dj, "chunk_bytes")) != SNAP_CHUNK ||
-			json_integer_value(json_object_get(dj, "size")) != (json_int_t)n ||
+	    (parent && (json_integer_value(json_object_get(dj, "page_bytes")) != SNAP_PAGE ||
+			json_integer_value(json_object_get(dj, "size")) != (json_int_t)nbytes ||
 			!unhex(json_object_get(dj, "checksum"), &want)))) {
 		err_set("%s/manifest.json is corrupted: memory size or checksum (or not this VM's)", dir);
 		goto out;
@@ -1035,9 +1056,9 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 			err_set("%s: unknown memory compression", dir);
 			goto out;
 		}
-		ret = parent ? restore_parent(vm, dir, parent, depth, want, &chunks) : 0;
+		ret = parent ? restore_parent(vm, dir, parent, depth, want, &dirty) : 0;
 		if (!ret)
-			ret = restore_memory_zstd(dir, mem, ram, size, hash, chunks);
+			ret = restore_memory_zstd(dir, mem, ram, size, hash, dirty);
 		goto out;
 	}
 	mp = path_in(dir, "memory.bin");
@@ -1065,22 +1086,28 @@ static int restore_memory(struct vm *vm, const char *dir, unsigned depth)
 		}
 		goto out;
 	}
-	ret = restore_parent(vm, dir, parent, depth, want, &chunks);
+	ret = restore_parent(vm, dir, parent, depth, want, &dirty);
 	if (ret)
 		goto out;
-	for (size_t c = 0; c < n && !ret; c++) {
-		uint64_t off = (uint64_t)c * SNAP_CHUNK;
+	/* Runs of dirty pages, one pread each. */
+	for (uint64_t off = 0; off < size && !ret;) {
+		uint64_t end;
 
-		if (chunks[c])
-			ret = read_at(fd, ram + off, size - off < SNAP_CHUNK ? size - off : SNAP_CHUNK,
-				      off);
+		if (!page_dirty(dirty, off)) {
+			off += SNAP_PAGE;
+			continue;
+		}
+		for (end = off + SNAP_PAGE; end < size && page_dirty(dirty, end); end += SNAP_PAGE)
+			;
+		ret = read_at(fd, ram + off, end - off, off);
+		off = end;
 	}
 	if (ret)
 		err_set("cannot read %s: %s", mp, strerror(-ret));
 out:
 	if (fd >= 0)
 		close(fd);
-	free(chunks);
+	free(dirty);
 	free(mp);
 	json_decref(m);
 	return ret;

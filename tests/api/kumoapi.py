@@ -52,25 +52,28 @@ def wait_socket(sock, proc=None, timeout=10):
 
 
 def diff_equals_full(parent, diff, full):
-    """Whether snapshot `parent` with `diff`'s dirty chunks laid over it is the same machine as
-    the full snapshot `full` taken at the same moment. Returns (ok, detail)."""
+    """Whether snapshot `parent` with `diff`'s dirty pages laid over it is the same machine as
+    the full snapshot `full` taken at the same moment. dirty.bin holds one bit per page
+    (little-endian 64-bit words). Returns (ok, detail)."""
     md, mf = (json.load(open(os.path.join(d, "manifest.json"))) for d in (diff, full))
     with open(os.path.join(parent, "memory.bin"), "rb") as f:
         mem = bytearray(f.read())
-    chunk = md["memory"]["dirty"]["chunk_bytes"]
+    page = md["memory"]["dirty"]["page_bytes"]
     dirty = open(os.path.join(diff, "dirty.bin"), "rb").read()
+    npages = len(mem) // page
+    pages = [p for p in range(npages) if dirty[p // 8] >> (p % 8) & 1]
     with open(os.path.join(diff, "memory.bin"), "rb") as f:
-        for c, d in enumerate(dirty):
-            if d:
-                f.seek(c * chunk)
-                mem[c * chunk:(c + 1) * chunk] = f.read(chunk)
+        for p in pages:
+            f.seek(p * page)
+            mem[p * page:(p + 1) * page] = f.read(page)
     same_mem = mem == open(os.path.join(full, "memory.bin"), "rb").read()
     same_dev = open(os.path.join(diff, "devices.bin"), "rb").read() == open(os.path.join(full, "devices.bin"), "rb").read()
     same_cpu = md["harts"] == mf["harts"] and md["guest_ticks"] == mf["guest_ticks"]
-    ndirty = sum(1 for d in dirty if d)
+    ndirty = len(pages)
     good = (same_mem and same_dev and same_cpu and md["memory"]["parent"] == os.path.realpath(parent)
-            and 0 < ndirty < len(dirty))
-    return good, (f"{ndirty}/{len(dirty)} dirty 2 MiB chunks" if good else
-                  f"memory {same_mem}, devices {same_dev}, harts {same_cpu}, dirty {ndirty}/{len(dirty)}, "
+            and 0 < ndirty < npages and md["memory"]["dirty"].get("pages") == ndirty)
+    mib = ndirty * page / (1 << 20)
+    return good, (f"{ndirty}/{npages} dirty 4 KiB pages ({mib:.1f} MiB)" if good else
+                  f"memory {same_mem}, devices {same_dev}, harts {same_cpu}, dirty {ndirty}/{npages}, "
                   f"parent {md['memory'].get('parent')}")
 

@@ -109,6 +109,7 @@ struct rv64_cpu {
 	_Atomic uint64_t mtimecmp;     /* ACLINT timer compare (set_timer) */
 	_Atomic uint32_t exit_request; /* kick: return ACCEL_EXIT_INTR at the next block boundary */
 	_Atomic uint32_t flush_request; /* flush_tlb from another hart */
+	_Atomic uint32_t dirty_request; /* dirty log restarted: drop write TLB entries (rv64.c) */
 	pthread_mutex_t wait_lock;     /* with wait_cond: vcpu_wait() sleeps here */
 	pthread_cond_t wait_cond;
 
@@ -160,6 +161,11 @@ int rv64_mem_atomic_ptr(struct rv64_cpu *cpu, uint64_t va, unsigned size, bool l
 /* Translates va for `acc` at the effective privilege (MPRV honoured for loads/stores). */
 int rv64_mmu_translate(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, uint64_t *pa);
 void rv64_tlb_flush(struct rv64_cpu *cpu);
+/*
+ * Drops every write TLB entry (direct-mapped and victims), so that the next store to each page
+ * is filled again and, while the memory map's dirty log is on, logged (mmu.h RV64_TLB_REQ_DIRTY).
+ */
+void rv64_tlb_flush_writes(struct rv64_cpu *cpu);
 void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va);
 /*
  * Must be called after every change of satp, mstatus (MPRV/MPP/SUM/MXR), or priv (traps, xRET,

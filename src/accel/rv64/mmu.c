@@ -142,6 +142,12 @@ void rv64_tlb_flush(struct rv64_cpu *cpu)
 	cpu->tlb_lp_addr[0] = cpu->tlb_lp_addr[1] = 0;
 }
 
+void rv64_tlb_flush_writes(struct rv64_cpu *cpu)
+{
+	memset(cpu->tlb[RV64_ACC_WRITE], 0, sizeof(cpu->tlb[RV64_ACC_WRITE]));
+	memset(cpu->tlb_victim[RV64_ACC_WRITE], 0, sizeof(cpu->tlb_victim[RV64_ACC_WRITE]));
+}
+
 void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 {
 	unsigned half = (unsigned)(va >> 63);
@@ -369,6 +375,9 @@ static int mmu_walk(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, uns
 			if (!__atomic_compare_exchange_n(ptep, &expected, pte | need, false,
 							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 				continue;
+			/* The PTE write is a write to guest RAM like any other: log it. */
+			if (cpu->vm->memmap)
+				memmap_dirty_mark(cpu->vm->memmap, pte_pa, 8);
 		}
 
 		/* Step 8. */
@@ -518,6 +527,26 @@ static int code_store(struct rv64_cpu *cpu, uint64_t va, uint64_t pa)
 }
 
 /*
+ * After a slow-path write of this hart to RAM at pa (reached through va's write entry, which
+ * mmu_lookup just filled or found): logs the page when the entry still requires
+ * RV64_TLB_REQ_DIRTY, then lifts the requirement so later stores take the fast path. An entry
+ * without it maps a page already logged (mmu.h), so a slow-path entry (PMP, code) costs no
+ * extra work per store.
+ */
+static void dirty_store(struct rv64_cpu *cpu, uint64_t va, uint64_t pa)
+{
+	struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_WRITE, va);
+	bool found = e->tag && e->paddr == (pa & RV64_PAGE_MASK);
+
+	if (found && (e->tag & RV64_TLB_REQ_DIRTY))
+		return;
+	if (cpu->vm->memmap)
+		memmap_dirty_mark(cpu->vm->memmap, pa, 1);
+	if (found)
+		e->tag |= RV64_TLB_REQ_DIRTY;
+}
+
+/*
  * Caches the translation of va's 4 KiB page. RAM pages with uniform PMP permission for `acc`
  * get a fast entry; anything else an entry that only the slow path uses (it skips the walk, but
  * every access is still checked against PMP and dispatched).
@@ -539,6 +568,9 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 		req |= RV64_TLB_REQ_SLOW;
 	else if (acc == RV64_ACC_WRITE && page_is_code(cpu->vm, page))
 		req |= RV64_TLB_REQ_CODE;
+	if (acc == RV64_ACC_WRITE && host && cpu->vm->memmap &&
+	    memmap_dirty_page_clean(cpu->vm->memmap, page))
+		req |= RV64_TLB_REQ_DIRTY;
 	e->tag = (va & RV64_PAGE_MASK) | (RV64_TLB_FLAGS & ~req);
 	e->host_addend = host ? (uintptr_t)host - (uintptr_t)(va & RV64_PAGE_MASK) : 0;
 	e->paddr = page;
@@ -550,7 +582,8 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 static bool tlb_usable(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *e,
 		       enum rv64_access acc, uint64_t va)
 {
-	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW | RV64_TLB_REQ_CODE) ==
+	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW | RV64_TLB_REQ_CODE |
+		RV64_TLB_REQ_DIRTY) ==
 	       ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS);
 }
 
@@ -745,6 +778,7 @@ int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64
 		if (!lo.host)
 			return mmio_store(cpu, va, lo.pa, size, val);
 		host_write(lo.host, size, val);
+		dirty_store(cpu, va, lo.pa);
 		return code_store(cpu, va, lo.pa);
 	}
 	/* Both portions are translated (D set) and checked before any byte is written. */
@@ -758,6 +792,8 @@ int rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64
 		return fault(cpu, RV64_EXC_STORE_ACCESS, va + first);
 	memcpy(lo.host, &val, first);
 	memcpy(hi.host, (uint8_t *)&val + first, size - first);
+	dirty_store(cpu, va, lo.pa);
+	dirty_store(cpu, va + first, hi.pa);
 	return code_store(cpu, va, lo.pa) | code_store(cpu, va + first, hi.pa);
 }
 
@@ -829,8 +865,10 @@ int rv64_mem_atomic_ptr(struct rv64_cpu *cpu, uint64_t va, unsigned size, bool l
 	/* Atomics on devices are not supported (a PMA): access fault. */
 	if (!loc.host)
 		return fault(cpu, access_fault_cause[acc], va);
-	if (!lr)
+	if (!lr) {
+		dirty_store(cpu, va, loc.pa);  /* before the write: the VM is paused to read the log */
 		code_store(cpu, va, loc.pa); /* sets code_written: the executor leaves the page */
+	}
 	*host = loc.host;
 	*pa = loc.pa;
 	return 0;

@@ -29,6 +29,9 @@
  * page whose decoded instructions it just invalidated (it also sets cpu->code_written); the
  * executor must then leave the page and look its code up again. Pages with decoded code have
  * RV64_TLB_REQ_CODE required in their write entries, so the store fast path stays one compare.
+ * Dirty logging works the same way with RV64_TLB_REQ_DIRTY: every slow-path write to RAM (plain
+ * stores, misaligned and page-crossing ones, AMOs and SC, the page-table walker's A/D updates)
+ * marks its pages in the memory map's dirty log.
  */
 #ifndef KUMO_RV64_MMU_H
 #define KUMO_RV64_MMU_H
@@ -58,6 +61,14 @@
  * so stores take the slow path, which drops the decoded copy and then clears this requirement.
  */
 #define RV64_TLB_REQ_CODE (1ull << 9)
+/*
+ * Never allowed, write entries only: the memory map's dirty log is on and the page was clean
+ * when the entry was filled (DESIGN.md §4), so the first store takes the slow path, which marks
+ * the page (memmap_dirty_mark) and then clears this requirement. While the log is on, a write
+ * entry without it maps a page already marked since the log was last cleared: clearing the
+ * log drops every write entry (rv64_tlb_flush_writes through accel_ops.dirty_log_sync).
+ */
+#define RV64_TLB_REQ_DIRTY (1ull << 10)
 #define RV64_TLB_FLAGS 0xff8ull       /* every flag bit (bits 3..11) */
 
 int rv64_mmu_load_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val);

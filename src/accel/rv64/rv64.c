@@ -212,6 +212,10 @@ static int rv64_vcpu_run(struct accel_vcpu *v)
 			if (!rv64_code_all_synced(cpu))
 				rv64_dcache_flush(cpu);
 		}
+		if (unlikely(atomic_load_explicit(&cpu->dirty_request, memory_order_acquire))) {
+			atomic_store_explicit(&cpu->dirty_request, 0, memory_order_relaxed);
+			rv64_tlb_flush_writes(cpu);
+		}
 		if (!have_clock || cpu->stats.instret - clock_at >= CLOCK_EVERY) {
 			now = clock_guest_ticks();
 			clock_at = cpu->stats.instret;
@@ -380,6 +384,17 @@ static void rv64_ram_written(struct accel_vm *v, uint64_t gpa, uint64_t len)
 	rv64_code_ram_written(to_vm(v), gpa, len);
 }
 
+static int rv64_dirty_log_sync(struct accel_vcpu *v)
+{
+	/*
+	 * The hart drops its write entries at its next slice boundary, before it runs guest code
+	 * again; the acquire load in rv64_vcpu_run() pairs with this release. The caller makes
+	 * sure no hart runs guest code meanwhile (accel.h), so none stores unlogged.
+	 */
+	atomic_store_explicit(&to_cpu(v)->dirty_request, 1, memory_order_release);
+	return 0;
+}
+
 const struct accel_ops accel_rv64_ops = {
 	.name = "rv64",
 	.isa = "rv64imafdc_zicsr_zifencei_zicntr_zba_zbb_zbs_sstc",
@@ -398,4 +413,5 @@ const struct accel_ops accel_rv64_ops = {
 	.get_reg = rv64_get_reg,
 	.set_reg = rv64_set_reg,
 	.get_stats = rv64_get_stats,
+	.dirty_log_sync = rv64_dirty_log_sync,
 };
