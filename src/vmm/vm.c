@@ -356,8 +356,11 @@ static long sbi_console_write(void *opaque, const uint8_t *buf, size_t len)
 static long sbi_console_read(void *opaque, uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
+	size_t n = console_take_input(&vm->con, buf, len);
 
-	return (long)console_take_input(&vm->con, buf, len);
+	/* buf is guest RAM written behind the vCPUs' backs (decode cache, dirty log). */
+	memmap_ram_written(vm->mm, buf, n);
+	return (long)n;
 }
 
 /* ---- vCPU threads ---- */

@@ -421,8 +421,11 @@ int virtq_pop(struct virtio_dev *d, unsigned q, struct virtq_elem *e)
 		goto out;
 	}
 	e->gen = vq->gen;
-	if (virtio_has_feature(d, VIRTIO_F_EVENT_IDX))
+	if (virtio_has_feature(d, VIRTIO_F_EVENT_IDX)) {
 		*avail_event(vq) = vq->last_avail;
+		/* The device area is guest RAM the vCPUs never write: log it for diff snapshots. */
+		memmap_ram_will_write(d->mm, (const void *)avail_event(vq), 2);
+	}
 	ret = 1;
 out:
 	pthread_mutex_unlock(&d->lock);
@@ -456,6 +459,8 @@ void virtq_push(struct virtio_dev *d, unsigned q, const struct virtq_elem *e, ui
 		memmap_ram_written(d->mm, e->iov[i].iov_base, n);
 		left -= (unsigned)n;
 	}
+	/* The used ring is guest RAM written behind the vCPUs' backs: log it (memmap.h). */
+	memmap_ram_will_write(d->mm, (const void *)vq->used, 4 + 8 * (size_t)vq->num);
 	slot[0] = e->head;
 	slot[1] = len;
 	/* The element must be visible before the index: pairs with the driver's read barrier. */
