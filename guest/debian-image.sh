@@ -11,7 +11,8 @@
 #   DIR/vmlinux             the kernel: a RISC-V Image with an EFI stub header, loaded at RAM + 0x200000
 #   DIR/initramfs.cpio.gz   busybox + modules + /init
 #   DIR/VERSION             "kernel PACKAGE VERSION" and "busybox PACKAGE VERSION" lines
-#   DIR/RECIPE              hash of the recipe (this script, guest/init, guest/mkcpio.py)
+#   DIR/RECIPE              hash of the recipe (this script, guest/init, guest/kumo-agent,
+#                           guest/mkcpio.py)
 #
 # apt-get runs with a private configuration (sources.list, lists and package cache under
 # .../kumo/apt), so no root is needed and the host's apt setup is untouched; apt verifies the
@@ -68,7 +69,7 @@ while [ $# -gt 0 ]; do
 done
 
 target=${out:-$cache/guest/debian-$suite}
-recipe=$(cat "$here/debian-image.sh" "$here/init" "$here/mkcpio.py" 2>/dev/null | sha256sum | cut -d' ' -f1) ||
+recipe=$(cat "$here/debian-image.sh" "$here/init" "$here/kumo-agent" "$here/mkcpio.py" 2>/dev/null | sha256sum | cut -d' ' -f1) ||
 	die "cannot read the recipe files in $here"
 
 print_result() {
@@ -104,7 +105,7 @@ for tool in apt-get apt-cache dpkg-deb depmod modprobe python3 sha256sum; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing (run 'make deps')"
 done
 [ -r "$keyring" ] || die "$keyring is missing (install debian-archive-keyring)"
-for f in init mkcpio.py; do
+for f in init kumo-agent mkcpio.py; do
 	[ -r "$here/$f" ] || die "$here/$f is missing"
 done
 
@@ -257,6 +258,7 @@ if command -v qemu-riscv64 >/dev/null 2>&1 &&
 	done <<<"$applets"
 fi
 install -m 0755 "$here/init" "$root/init"
+install -m 0755 "$here/kumo-agent" "$root/sbin/kumo-agent"
 echo kumo >"$root/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"

@@ -15,7 +15,7 @@
 # Result (default DIR = ${XDG_CACHE_HOME:-$HOME/.cache}/kumo/guest/debian-trixie-rootfs):
 #   DIR/rootfs.ext4   the file system (tests that write to it should use a copy)
 #   DIR/VERSION       "busybox PACKAGE VERSION"
-#   DIR/RECIPE        hash of the recipe (this script and guest/rootfs/*)
+#   DIR/RECIPE        hash of the recipe (this script, guest/rootfs/* and guest/kumo-agent)
 #
 # The package comes from the same private apt setup and cache as guest/debian-image.sh: this
 # script runs that one first (it resolves, downloads and verifies the pinned packages) and uses
@@ -63,7 +63,7 @@ done
 	die "--size '$size' is not a number of MiB between 8 and 65536"
 
 target=${out:-$cache/guest/debian-trixie-rootfs}
-recipe=$( (cat "$here/rootfs.sh" "$here/rootfs/rcS" "$here/rootfs/inittab" "$here/rootfs/udhcpc.script"
+recipe=$( (cat "$here/rootfs.sh" "$here/rootfs/rcS" "$here/rootfs/inittab" "$here/rootfs/udhcpc.script" "$here/kumo-agent"
 	echo "$size") 2>/dev/null |
 	sha256sum | cut -d' ' -f1) || die "cannot read the recipe files in $here"
 
@@ -134,6 +134,7 @@ install -m 0644 "$here/rootfs/inittab" "$root/etc/inittab"
 printf '%s\n' 'export PATH=/sbin:/usr/sbin:/bin:/usr/bin' 'export HOME=/root' "export PS1='kumo:\\w# '" \
 	>"$root/etc/profile"
 install -m 0755 "$here/rootfs/udhcpc.script" "$root/etc/udhcpc/default.script"
+install -m 0755 "$here/kumo-agent" "$root/sbin/kumo-agent"
 echo kumo >"$root/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"

@@ -118,6 +118,13 @@ int control_snapshot(struct control *ctl, const char *dir, bool diff, bool compr
 int control_console_read(struct control *ctl, uint64_t *pos, uint8_t *buf, size_t n, size_t *got);
 int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, size_t *took);
 
+/*
+ * Guest agent liveness (GET /agent): a ping through the agent channel, answered within
+ * timeout_ms (the control lock is held meanwhile). 0 with *rtt_us; -ETIMEDOUT; -ENOENT when
+ * the VM has no agent channel; -EPERM when not running.
+ */
+int control_agent_ping(struct control *ctl, unsigned timeout_ms, uint64_t *rtt_us);
+
 /* GET /vm: state, configuration and vCPUs. New reference. */
 json_t *control_describe(struct control *ctl);
 /* GET /metrics as JSON (new reference) or Prometheus text (malloc'd, caller frees). */

@@ -60,6 +60,14 @@ struct vm_config {
 	unsigned nnets;
 	/* Restore: create RAM, board and vCPUs but load nothing (snapshot_restore fills them). */
 	bool restoring;
+	/* Guest agent channel (a second virtio-console, see kumo/agent.h): enum vm_agent. */
+	int agent;
+};
+
+enum vm_agent {
+	VM_AGENT_AUTO = 0, /* on when the VM has a network interface and a virtio slot is free */
+	VM_AGENT_OFF,
+	VM_AGENT_ON,
 };
 
 struct vm;
@@ -136,5 +144,19 @@ size_t vm_console_read(struct vm *vm, uint64_t *pos, uint8_t *buf, size_t n);
 size_t vm_console_write(struct vm *vm, const uint8_t *buf, size_t n);
 /* After a restore: every ready virtqueue is looked at once (kicks are not saved). */
 void vm_kick_virtio(struct vm *vm);
+
+/*
+ * The guest agent channel, NULL when the VM has none. vm_get_config(vm)->agent says
+ * VM_AGENT_ON or VM_AGENT_OFF once the VM exists (AUTO is resolved by vm_new). Any thread;
+ * valid until vm_free().
+ */
+struct agent;
+struct agent *vm_agent(struct vm *vm);
+/*
+ * The MAC of cfg's network interface i as vm_new() gives it to the device: the --net spec's
+ * mac=, or the default with several default NICs made distinct (..:56, ..:57, ...).
+ * 0, -EINVAL (bad spec, err_set) or -ENOENT (no such interface). Pure; any thread.
+ */
+int vm_net_mac(const struct vm_config *cfg, unsigned i, uint8_t mac[6]);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "kumo/accel.h"
+#include "kumo/agent.h"
 #include "kumo/base.h"
 #include "kumo/board.h"
 #include "kumo/control.h"
@@ -148,6 +149,10 @@ struct control {
 	/* vm_new() keeps pointers into these: they live as long as the control object. */
 	struct vm_disk cfg_disks[VM_MAX_DISKS];
 	const char *cfg_nets[VM_MAX_NETS];
+
+	/* Clones: NIC i's MAC in the snapshot, when the restore gave the NIC another one. */
+	bool mac_changed[VM_MAX_NETS];
+	uint8_t snap_mac[VM_MAX_NETS][6];
 
 	pthread_t shutdown_thread;
 	bool shutdown_started;
@@ -442,10 +447,42 @@ out:
 	return ret;
 }
 
+/*
+ * Lock held. A clone whose NIC got a new MAC: the device has it, but the guest's driver keeps
+ * the MAC it read at probe time, so the guest agent is asked to change the interface.
+ */
+static void queue_mac_changes(struct control *ctl, struct vm *vm, const struct vm_config *snap,
+			      const struct vm_config *cfg)
+{
+	struct agent *ag = vm_agent(vm);
+
+	for (unsigned i = 0; i < cfg->nnets && i < VM_MAX_NETS; i++) {
+		uint8_t old[6], new[6];
+		char olds[18], news[18];
+
+		ctl->mac_changed[i] = false;
+		if (vm_net_mac(snap, i, old) || vm_net_mac(cfg, i, new) || !memcmp(old, new, 6))
+			continue;
+		ctl->mac_changed[i] = true;
+		memcpy(ctl->snap_mac[i], old, 6);
+		agent_format_mac(old, olds);
+		agent_format_mac(new, news);
+		if (ag && !agent_set_mac(ag, i, old, new))
+			log_info("NIC %u: MAC %s -> %s; the guest agent will be asked to change it", i,
+				 olds, news);
+		else if (!ag)
+			log_warn("NIC %u: the clone's device has MAC %s, but the snapshot has no guest "
+				 "agent channel: inside the guest the interface keeps %s",
+				 i, news, olds);
+	}
+	if (ag)
+		agent_probe(ag);
+}
+
 int control_restore(struct control *ctl, const char *dir, const struct vm_disk *disks,
 		    unsigned ndisks, const char *const *nets, unsigned nnets)
 {
-	struct vm_config cfg = {0};
+	struct vm_config cfg = {0}, snap;
 	struct vm *vm = NULL;
 	int ret;
 
@@ -462,6 +499,7 @@ int control_restore(struct control *ctl, const char *dir, const struct vm_disk *
 		ret = -EINVAL;
 		goto out;
 	}
+	snap = cfg;
 	if (ndisks)
 		cfg.disks = disks;
 	if (nnets)
@@ -477,6 +515,7 @@ int control_restore(struct control *ctl, const char *dir, const struct vm_disk *
 	}
 	ctl->vcpus = cfg.ncpus;
 	ctl->mem = cfg.mem;
+	queue_mac_changes(ctl, vm, &snap, &cfg);
 	hand_over(ctl, vm);
 out:
 	pthread_mutex_unlock(&ctl->lock);
@@ -719,7 +758,86 @@ int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, siz
 	return ret;
 }
 
+int control_agent_ping(struct control *ctl, unsigned timeout_ms, uint64_t *rtt_us)
+{
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	ret = check(ctl, CONTROL_OP_CONSOLE);
+	if (!ret && !vm_agent(ctl->vm)) {
+		err_set("the VM has no guest agent channel (it needs a network interface and a free "
+			"virtio slot when it starts)");
+		ret = -ENOENT;
+	}
+	if (!ret && vm_is_paused(ctl->vm)) {
+		err_set("cannot ping the guest agent: the VM is paused");
+		ret = -EPERM;
+	}
+	/* The lock stays held: the VM cannot be freed under the wait (at most timeout_ms). */
+	if (!ret)
+		ret = agent_ping(vm_agent(ctl->vm), timeout_ms, rtt_us);
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
 /* ---- GET /vm ---- */
+
+/* Lock held: the guest agent channel and what it knows about each NIC's MAC in the guest. */
+static json_t *describe_agent(struct control *ctl)
+{
+	const struct vm_config *c = vm_get_config(ctl->vm);
+	struct agent *ag = vm_agent(ctl->vm);
+	struct agent_info ai = {0};
+	json_t *o = json_object(), *nics = json_array(), *ifs = json_object();
+	char mac[18];
+
+	if (ag) {
+		agent_info(ag, &ai);
+		json_object_set_new(o, "state", json_string(agent_state_name(ai.state)));
+		json_object_set_new(o, "version", ai.version[0] ? json_string(ai.version) : json_null());
+		json_object_set_new(o, "last_seen_ms",
+				    ai.last_seen_ns ? json_integer((json_int_t)((clock_ns() -
+										 ai.last_seen_ns) /
+										1000000))
+						    : json_null());
+		for (unsigned i = 0; i < ai.nifaces; i++) {
+			agent_format_mac(ai.ifaces[i].mac, mac);
+			json_object_set_new(ifs, ai.ifaces[i].name, json_string(mac));
+		}
+		json_object_set_new(o, "interfaces", ifs);
+	} else {
+		json_decref(ifs);
+		json_object_set_new(o, "state", json_string("absent"));
+	}
+	for (unsigned i = 0; i < c->nnets && i < VM_MAX_NETS; i++) {
+		struct agent_nic_info ni = {0};
+		uint8_t dev[6];
+		const uint8_t *guest = dev;
+		const char *sync = "none";
+
+		if (vm_net_mac(c, i, dev))
+			continue;
+		if (ag && !agent_nic_info(ag, i, &ni) && ni.state != AGENT_MAC_NONE) {
+			sync = agent_mac_state_name(ni.state);
+			guest = ni.state == AGENT_MAC_DONE ? ni.new_mac : ni.old_mac;
+		} else if (ctl->mac_changed[i]) {
+			sync = "no_agent";
+			guest = ctl->snap_mac[i];
+		}
+		json_t *n = json_object();
+		agent_format_mac(dev, mac);
+		json_object_set_new(n, "index", json_integer(i));
+		json_object_set_new(n, "mac", json_string(mac));
+		agent_format_mac(guest, mac);
+		json_object_set_new(n, "guest_mac", json_string(mac));
+		json_object_set_new(n, "mac_change", json_string(sync));
+		if (ni.detail[0])
+			json_object_set_new(n, "detail", json_string(ni.detail));
+		json_array_append_new(nics, n);
+	}
+	json_object_set_new(o, "nics", nics);
+	return o;
+}
 
 static const char *hsm_name(int st)
 {
@@ -793,6 +911,7 @@ json_t *control_describe(struct control *ctl)
 		}
 		json_object_set_new(o, "uptime_ms",
 				    json_integer((json_int_t)(vm_uptime_ns(ctl->vm) / 1000000)));
+		json_object_set_new(o, "agent", describe_agent(ctl));
 	}
 	json_object_set_new(o, "vcpus", vcpus);
 	if (ctl->exit_status >= 0)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "kumo/accel.h"
+#include "kumo/agent.h"
 #include "kumo/base.h"
 #include "kumo/block.h"
 #include "kumo/board.h"
@@ -115,6 +116,8 @@ struct vm {
 	} io_slots[VIRT_VIRTIO_COUNT];                /* the I/O thread's callback arguments */
 	unsigned nvirtio;
 	struct virtio_dev *vcon;         /* virtio-console, when it is the console */
+	struct agent *agent;             /* guest agent channel, NULL: none */
+	struct virtio_dev *agent_dev;    /* its virtio-console (owned by the board) */
 
 	uint64_t start_ns, stop_ns;
 
@@ -722,6 +725,20 @@ static void vcon_write(void *opaque, const uint8_t *buf, size_t n)
 	console_out(opaque, buf, n);
 }
 
+static void agent_kick(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	virtio_dev_kick(vm->agent_dev, VIRTIO_CONSOLE_RXQ);
+}
+
+static bool agent_running(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	return !atomic_load(&vm->pause_req) && !stopping(vm);
+}
+
 /* Puts dev on the board and on the I/O thread; frees it on failure. */
 static int attach_virtio(struct vm *vm, struct virtio_dev *dev)
 {
@@ -742,13 +759,16 @@ static int attach_virtio(struct vm *vm, struct virtio_dev *dev)
 
 static int create_virtio(struct vm *vm, const struct vm_config *cfg)
 {
+	unsigned used = cfg->ndisks + cfg->nnets + cfg->rng + cfg->virtio_console;
 	struct virtio_dev *dev;
 	int ret;
 
-	if (cfg->ndisks + cfg->nnets + cfg->rng + cfg->virtio_console > VIRT_VIRTIO_COUNT) {
+	if (used + (cfg->agent == VM_AGENT_ON) > VIRT_VIRTIO_COUNT) {
 		err_set("too many virtio devices: the virt board has %d slots", VIRT_VIRTIO_COUNT);
 		return -ENOSPC;
 	}
+	if (cfg->agent == VM_AGENT_AUTO)
+		vm->cfg.agent = cfg->nnets && used < VIRT_VIRTIO_COUNT ? VM_AGENT_ON : VM_AGENT_OFF;
 	ret = iothread_new(&vm->io);
 	if (ret)
 		return ret;
@@ -777,9 +797,9 @@ static int create_virtio(struct vm *vm, const struct vm_config *cfg)
 		ret = net_spec_parse(cfg->nets[i], &spec);
 		if (ret)
 			return ret;
-		/* Several NICs with the default MAC get distinct ones (..:56, ..:57, ...). */
-		if (i && !memcmp(spec.mac, "\x52\x54\x00\x12\x34\x56", 6))
-			spec.mac[5] = (uint8_t)(spec.mac[5] + i);
+		ret = vm_net_mac(cfg, i, spec.mac);
+		if (ret)
+			return ret;
 		ret = net_backend_new(&spec, &nb);
 		if (ret)
 			return ret;
@@ -807,7 +827,46 @@ static int create_virtio(struct vm *vm, const struct vm_config *cfg)
 			return ret;
 		vm->vcon = dev;
 	}
+	if (vm->cfg.agent == VM_AGENT_ON) {
+		/* The last slot: the guest agent finds it as the hvc that is not a console. */
+		struct agent_hooks hooks = {.opaque = vm, .kick = agent_kick,
+					    .running = agent_running};
+		struct virtio_console_backend be;
+
+		ret = agent_new(&hooks, &vm->agent);
+		if (ret)
+			return ret;
+		agent_console_backend(vm->agent, &be);
+		ret = virtio_console_new(vm->mm, &be, &dev);
+		if (!ret)
+			ret = attach_virtio(vm, dev);
+		if (ret)
+			return ret;
+		vm->agent_dev = dev;
+	}
 	return 0;
+}
+
+int vm_net_mac(const struct vm_config *cfg, unsigned i, uint8_t mac[6])
+{
+	struct net_spec spec;
+	int ret;
+
+	if (i >= cfg->nnets)
+		return -ENOENT;
+	ret = net_spec_parse(cfg->nets[i], &spec);
+	if (ret)
+		return ret;
+	/* Several NICs with the default MAC get distinct ones (..:56, ..:57, ...). */
+	if (i && !memcmp(spec.mac, "\x52\x54\x00\x12\x34\x56", 6))
+		spec.mac[5] = (uint8_t)(spec.mac[5] + i);
+	memcpy(mac, spec.mac, 6);
+	return 0;
+}
+
+struct agent *vm_agent(struct vm *vm)
+{
+	return vm->agent;
 }
 
 int vm_new(const struct vm_config *cfg, struct vm **out)
@@ -997,6 +1056,8 @@ int vm_run(struct vm *vm)
 	vm->start_ns = clock_ns();
 	if (vm->io && iothread_start(vm->io))
 		vm_request_stop(vm, VM_EXIT_ERROR);
+	if (vm->agent && agent_start(vm->agent))
+		log_warn("%s: the guest agent channel stays silent", err_get());
 	for (unsigned i = 0; i < vm->ncpus && !stopping(vm); i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -1038,6 +1099,7 @@ int vm_run(struct vm *vm)
 			pthread_join(vm->vcpus[i].thread, NULL);
 			vm->vcpus[i].thread_started = false;
 		}
+	agent_stop(vm->agent);
 	iothread_stop(vm->io);
 	vm->stop_ns = clock_ns();
 	console_stop(&vm->con);
@@ -1069,6 +1131,7 @@ void vm_free(struct vm *vm)
 	iothread_free(vm->io); /* before the board frees the devices it watches */
 	if (vm->board)
 		board_free(vm->board);
+	agent_free(vm->agent); /* after the device whose back end it is */
 	if (vm->ram)
 		munmap(vm->ram, vm->cfg.mem);
 	if (vm->wake_fd >= 0)
