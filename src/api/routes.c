@@ -401,6 +401,22 @@ static void do_console_get(struct control *ctl, const char *offset, struct api_r
 }
 
 /* PUT /console: the raw body is typed at the console. 400 when the input queue is full. */
+#define AGENT_PING_MS 2000
+
+/* GET /agent: a ping through the guest agent channel (docs/guest-agent.md). */
+static void do_agent_get(struct control *ctl, struct api_response *r)
+{
+	uint64_t rtt_us = 0;
+	int ret = control_agent_ping(ctl, AGENT_PING_MS, &rtt_us);
+
+	if (!ret)
+		respond_json(r, 200, json_pack("{s:I}", "rtt_us", (json_int_t)rtt_us));
+	else if (ret == -ETIMEDOUT)
+		respond_error(r, 504, err_get());
+	else
+		respond_result(r, ret);
+}
+
 static int do_console_put(struct control *ctl, const char *body, size_t len)
 {
 	size_t took = 0;
@@ -431,7 +447,7 @@ void api_handle(struct control *ctl, const char *method, const char *path,
 		allow = "GET, PATCH";
 	else if (!strcmp(path, "/console"))
 		allow = "GET, PUT";
-	else if (!strcmp(path, "/metrics"))
+	else if (!strcmp(path, "/metrics") || !strcmp(path, "/agent"))
 		allow = "GET";
 	else if (!strcmp(path, "/actions") || !strcmp(path, "/machine-config") ||
 		 !strcmp(path, "/boot-source") || !strcmp(path, "/snapshot/create") ||
@@ -471,6 +487,10 @@ void api_handle(struct control *ctl, const char *method, const char *path,
 	if (get) {
 		if (!strcmp(path, "/vm")) {
 			respond_json(resp, 200, control_describe(ctl));
+			return;
+		}
+		if (!strcmp(path, "/agent")) {
+			do_agent_get(ctl, resp);
 			return;
 		}
 		if (!query_format || !strcmp(query_format, "json")) {
