@@ -1,0 +1,502 @@
+/*
+ * test_dirty_log.c - the dirty log of guest RAM (memmap.h) and how the software RV64 CPU fills
+ * it through its TLB's not-dirty flag (mmu.h RV64_TLB_REQ_DIRTY): every kind of guest write
+ * (plain, FP, misaligned, page-crossing stores, AMOs, SC, the page-table walker's A/D updates)
+ * marks exactly the pages it wrote; the second store to a page takes the fast path (it is not
+ * logged again until the log is re-armed); re-arming (fetch-and-clear + dirty_log_sync) makes
+ * the next store log again; device DMA announced through the memory map is marked.
+ *
+ * Programs are encoded by hand, run through accel_rv64_ops and end in an ECALL that exits to
+ * the test. The CPU tests run twice: with the JIT (KUMO_JIT unset: stores are translated to
+ * its inline TLB path) and with the interpreter alone (KUMO_JIT=0).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "accel/rv64/cpu.h"
+#include "accel/rv64/mmu.h"
+#include "kumo/accel.h"
+#include "kumo/memmap.h"
+
+#define RAM_BASE 0x80000000ull
+#define RAM_SIZE (4ull << 20)
+#define NPAGES (RAM_SIZE / 4096)
+#define CODE (RAM_BASE + 0x0)
+#define HANDLER_M (RAM_BASE + 0x10000) /* mtvec: ECALL (exits), so traps show as a wrong pc */
+#define DATA (RAM_BASE + 0x100000)
+#define PT (RAM_BASE + 0x200000) /* page tables for the walker test */
+
+#define ECALL 0x00000073u
+#define MS_FS (3ull << 13)
+#define C_MSTATUS 0x300
+#define C_MTVEC 0x305
+#define C_SATP 0x180
+
+enum { A0 = 10, A1 = 11, A2 = 12, A3 = 13 };
+
+/* --- encoders (unpriv 20191213 §2.3, §8.2, §11.5) */
+
+static uint32_t S(unsigned op, unsigned f3, unsigned rs1, unsigned rs2, int32_t imm)
+{
+	uint32_t u = (uint32_t)imm;
+
+	return ((u >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | (u & 31) << 7 | op;
+}
+
+static uint32_t SD(unsigned rs1, unsigned rs2, int32_t imm)
+{
+	return S(0x23, 3, rs1, rs2, imm);
+}
+
+static uint32_t SB(unsigned rs1, unsigned rs2, int32_t imm)
+{
+	return S(0x23, 0, rs1, rs2, imm);
+}
+
+static uint32_t FSD(unsigned rs1, unsigned frs2, int32_t imm)
+{
+	return S(0x27, 3, rs1, frs2, imm);
+}
+
+static uint32_t LD(unsigned rd, unsigned rs1, int32_t imm)
+{
+	return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | 3u << 12 | rd << 7 | 0x03;
+}
+
+static uint32_t ADDI(unsigned rd, unsigned rs1, int32_t imm)
+{
+	return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | rd << 7 | 0x13;
+}
+
+static uint32_t BNE(unsigned rs1, unsigned rs2, int32_t imm)
+{
+	uint32_t u = (uint32_t)imm;
+
+	return ((u >> 12) & 1) << 31 | ((u >> 5) & 0x3f) << 25 | rs2 << 20 | rs1 << 15 | 1u << 12 |
+	       ((u >> 1) & 0xf) << 8 | ((u >> 11) & 1) << 7 | 0x63;
+}
+
+/* AMO with funct5 f5, .D (funct3 3): rd = op(mem[rs1], rs2). */
+static uint32_t AMO_D(unsigned f5, unsigned rd, unsigned rs1, unsigned rs2)
+{
+	return f5 << 27 | rs2 << 20 | rs1 << 15 | 3u << 12 | rd << 7 | 0x2f;
+}
+
+/* --- a one-hart VM over RAM_SIZE bytes with the dirty log */
+
+struct t {
+	const struct accel_ops *ops;
+	uint8_t *ram;
+	struct memmap *mm;
+	struct accel_vm *vm;
+	struct accel_vcpu *vcpu;
+	struct rv64_cpu *cpu; /* the same hart, for looking at its TLB */
+	uint64_t bits[NPAGES / 64];
+};
+
+static struct t *t_new(bool jit)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct accel_vm_config cfg = {0};
+
+	assert_non_null(t);
+	if (jit)
+		unsetenv("KUMO_JIT");
+	else
+		setenv("KUMO_JIT", "0", 1);
+	t->ops = &accel_rv64_ops;
+	t->ram = aligned_alloc(4096, RAM_SIZE);
+	assert_non_null(t->ram);
+	memset(t->ram, 0, RAM_SIZE);
+	t->mm = memmap_new();
+	assert_non_null(t->mm);
+	assert_int_equal(memmap_add_ram(t->mm, RAM_BASE, RAM_SIZE, t->ram), 0);
+	assert_int_equal(memmap_dirty_log_words(t->mm), NPAGES / 64);
+	cfg.ram = t->ram;
+	cfg.ram_base = RAM_BASE;
+	cfg.ram_size = RAM_SIZE;
+	cfg.memmap = t->mm;
+	cfg.ncpus = 1;
+	cfg.ecall_exit_mask = 0xb; /* ECALL exits from U, S and M */
+	assert_int_equal(t->ops->vm_new(&cfg, &t->vm), 0);
+	assert_int_equal(t->ops->vcpu_new(t->vm, 0, &t->vcpu), 0);
+	assert_non_null(t->ops->dirty_log_sync);
+	t->cpu = (struct rv64_cpu *)t->vcpu;
+	for (unsigned i = 0; i < 16; i++)
+		memcpy(t->ram + (HANDLER_M - RAM_BASE) + 4 * i, &(uint32_t){ECALL}, 4);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_MTVEC), HANDLER_M), 0);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_MSTATUS), MS_FS), 0);
+	return t;
+}
+
+static void t_free(struct t *t)
+{
+	t->ops->vcpu_free(t->vcpu);
+	t->ops->vm_free(t->vm);
+	memmap_free(t->mm);
+	free(t->ram);
+	free(t);
+}
+
+static int setup_jit(void **state)
+{
+	*state = t_new(true);
+	return 0;
+}
+
+static int setup_interp(void **state)
+{
+	*state = t_new(false);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	t_free(*state);
+	unsetenv("KUMO_JIT");
+	return 0;
+}
+
+static void setx(struct t *t, unsigned n, uint64_t v)
+{
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_X(n), v), 0);
+}
+
+static uint64_t getx(struct t *t, unsigned n)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_X(n), &v), 0);
+	return v;
+}
+
+static uint64_t get64(struct t *t, uint64_t pa)
+{
+	uint64_t v;
+
+	memcpy(&v, t->ram + (pa - RAM_BASE), 8);
+	return v;
+}
+
+static void put64(struct t *t, uint64_t pa, uint64_t v)
+{
+	memcpy(t->ram + (pa - RAM_BASE), &v, 8);
+}
+
+/* Clears the log and makes the hart forget its write permissions (what snapshots do). */
+static void arm(struct t *t)
+{
+	assert_int_equal(memmap_dirty_log_start(t->mm), 0);
+	assert_true(memmap_dirty_log_active(t->mm));
+	assert_int_equal(t->ops->dirty_log_sync(t->vcpu), 0);
+}
+
+/* Fetches and clears the log into t->bits; returns the number of dirty pages. */
+static unsigned fetch(struct t *t)
+{
+	unsigned n = 0;
+
+	assert_int_equal(memmap_dirty_log_fetch(t->mm, t->bits, NPAGES / 64), 0);
+	for (unsigned w = 0; w < NPAGES / 64; w++)
+		n += (unsigned)__builtin_popcountll(t->bits[w]);
+	return n;
+}
+
+static bool dirty(const struct t *t, uint64_t pa)
+{
+	uint64_t pg = (pa - RAM_BASE) / 4096;
+
+	return t->bits[pg / 64] >> (pg % 64) & 1;
+}
+
+/* Fetches the log and expects exactly the pages of pa[0..n) dirty. */
+static void expect_dirty(struct t *t, const uint64_t *pa, unsigned n)
+{
+	assert_int_equal(fetch(t), n);
+	for (unsigned i = 0; i < n; i++) {
+		if (!dirty(t, pa[i]))
+			fail_msg("page 0x%llx is not dirty", (unsigned long long)pa[i]);
+	}
+}
+
+/* Writes the program (an ECALL follows) at CODE and runs it at privilege `priv` to the ECALL. */
+static void run_prog(struct t *t, const uint32_t *insn, unsigned n, unsigned priv)
+{
+	uint64_t pc = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		memcpy(t->ram + (CODE - RAM_BASE) + 4 * i, &insn[i], 4);
+	memcpy(t->ram + (CODE - RAM_BASE) + 4 * n, &(uint32_t){ECALL}, 4);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PRIV, priv), 0);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PC, CODE), 0);
+	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0);
+	assert_int_equal(t->ops->vcpu_run_state(t->vcpu)->exit_reason, ACCEL_EXIT_SBI);
+	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_PC, &pc), 0);
+	assert_int_equal(pc, CODE + 4 * n); /* not the trap handler */
+}
+
+/* True when the hart's write TLB entry for va serves an aligned 8-byte store now. */
+static bool store_is_fast(struct t *t, uint64_t va)
+{
+	return rv64_tlb_match(t->cpu, rv64_tlb_slot(t->cpu, RV64_ACC_WRITE, va), RV64_ACC_WRITE,
+			      va, 8);
+}
+
+/* --- tests */
+
+/* A store marks its page; the second store to it takes the fast path; re-arming logs again. */
+static void test_store(void **state)
+{
+	struct t *t = *state;
+	const uint32_t prog[] = {SD(A1, A2, 8)};
+	const uint64_t page[] = {DATA};
+
+	arm(t);
+	setx(t, A1, DATA);
+	setx(t, A2, 0x1122334455667788ull);
+	run_prog(t, prog, 1, 3);
+	assert_int_equal(get64(t, DATA + 8), 0x1122334455667788ull);
+	assert_true(store_is_fast(t, DATA)); /* refilled without the not-dirty flag */
+	expect_dirty(t, page, 1);
+
+	/*
+	 * Fetched and cleared, but the hart was not told: its entry still allows the store, so
+	 * the next one takes the fast path and nothing is logged (this is why dirty_log_sync
+	 * exists, and the proof that a logged page costs nothing more).
+	 */
+	setx(t, A2, 2);
+	run_prog(t, prog, 1, 3);
+	assert_int_equal(get64(t, DATA + 8), 2);
+	assert_int_equal(fetch(t), 0);
+
+	/* Re-armed: the hart dropped its write entries; the next store logs the page again. */
+	arm(t);
+	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0); /* the SBI completion: pc += 4, ECALL */
+	assert_false(store_is_fast(t, DATA));
+	setx(t, A1, DATA); /* the completion wrote the SBI return values to a0 and a1 */
+	setx(t, A2, 3);
+	run_prog(t, prog, 1, 3);
+	assert_int_equal(get64(t, DATA + 8), 3);
+	expect_dirty(t, page, 1);
+}
+
+/* Stores to many pages in a loop (the JIT translates it): exactly those pages. */
+static void test_store_loop(void **state)
+{
+	struct t *t = *state;
+	/* do { sd a2, 0(a1); sb a2, 100(a1); a1 += 4096 * 2; } while (a1 != a3) */
+	const uint32_t prog[] = {SD(A1, A2, 0), SB(A1, A2, 100), ADDI(A1, A1, 2047),
+				 ADDI(A1, A1, 2047), ADDI(A1, A1, 2047), ADDI(A1, A1, 2047),
+				 ADDI(A1, A1, 4), BNE(A1, A3, -28)};
+	uint64_t pages[32];
+
+	arm(t);
+	for (unsigned i = 0; i < 32; i++)
+		pages[i] = DATA + 8192ull * i;
+	setx(t, A1, DATA);
+	setx(t, A2, 0xabcdef);
+	setx(t, A3, DATA + 8192ull * 32);
+	run_prog(t, prog, 8, 3);
+	expect_dirty(t, pages, 32);
+	for (unsigned i = 0; i < 32; i++) {
+		assert_int_equal(get64(t, pages[i]), 0xabcdef);
+		assert_false(dirty(t, pages[i] + 4096)); /* the page in between */
+	}
+	/* Again without re-arming: every store is fast now, nothing is logged. */
+	setx(t, A1, DATA);
+	run_prog(t, prog, 8, 3);
+	assert_int_equal(fetch(t), 0);
+}
+
+static void test_fsd(void **state)
+{
+	struct t *t = *state;
+	const uint32_t prog[] = {FSD(A1, 5, 16)};
+	const uint64_t page[] = {DATA + 0x3000};
+
+	arm(t);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_F(5), 0x400921fb54442d18ull), 0);
+	setx(t, A1, DATA + 0x3000);
+	run_prog(t, prog, 1, 3);
+	assert_int_equal(get64(t, DATA + 0x3010), 0x400921fb54442d18ull);
+	expect_dirty(t, page, 1);
+}
+
+/* A misaligned store inside one page marks it; one across a page boundary marks both. */
+static void test_misaligned(void **state)
+{
+	struct t *t = *state;
+	const uint32_t prog[] = {SD(A1, A2, 0)};
+	const uint64_t inside[] = {DATA + 0x5000}, across[] = {DATA + 0x6000, DATA + 0x7000};
+
+	arm(t);
+	setx(t, A1, DATA + 0x5003);
+	setx(t, A2, 0x0102030405060708ull);
+	run_prog(t, prog, 1, 3);
+	expect_dirty(t, inside, 1);
+
+	arm(t);
+	setx(t, A1, DATA + 0x7000 - 3);
+	run_prog(t, prog, 1, 3);
+	assert_int_equal(t->ram[DATA + 0x7000 - 3 - RAM_BASE], 0x08);
+	assert_int_equal(t->ram[DATA + 0x7000 + 4 - RAM_BASE], 0x01);
+	expect_dirty(t, across, 2);
+}
+
+/* AMOs and SC write: they mark their page. LR only reads: it does not. */
+static void test_amo_lr_sc(void **state)
+{
+	struct t *t = *state;
+	const uint32_t amo[] = {AMO_D(0x00, A0, A1, A2)}; /* amoadd.d a0, a2, (a1) */
+	const uint32_t lr[] = {AMO_D(0x02, A0, A1, 0)};
+	const uint32_t lrsc[] = {AMO_D(0x02, A0, A1, 0), AMO_D(0x03, A3, A1, A2)};
+	const uint64_t p1[] = {DATA + 0x8000}, p2[] = {DATA + 0x9000};
+
+	arm(t);
+	put64(t, DATA + 0x8000, 40);
+	setx(t, A1, DATA + 0x8000);
+	setx(t, A2, 2);
+	run_prog(t, amo, 1, 3);
+	assert_int_equal(getx(t, A0), 40);
+	assert_int_equal(get64(t, DATA + 0x8000), 42);
+	expect_dirty(t, p1, 1);
+
+	arm(t);
+	setx(t, A1, DATA + 0x9000);
+	run_prog(t, lr, 1, 3);
+	assert_int_equal(fetch(t), 0);
+
+	arm(t);
+	put64(t, DATA + 0x9000, 7);
+	setx(t, A2, 99);
+	run_prog(t, lrsc, 2, 3);
+	assert_int_equal(getx(t, A3), 0); /* SC succeeded */
+	assert_int_equal(get64(t, DATA + 0x9000), 99);
+	expect_dirty(t, p2, 1);
+}
+
+/*
+ * The page-table walker's A and D updates write PTEs in guest RAM: a load through a PTE
+ * without A marks the page-table page (not the data page); a store through a PTE without D
+ * marks the page-table page and the data page.
+ */
+static void test_ptw_ad(void **state)
+{
+	struct t *t = *state;
+	const uint64_t l1 = PT + 0x1000, l0 = PT + 0x2000, va = 0x1000;
+	const uint32_t load[] = {LD(A0, A1, 0)}, store[] = {SD(A1, A2, 0)};
+	const uint64_t pt_only[] = {l0}, pt_data[] = {l0, DATA + 0xa000};
+
+	/* Sv39: root[2] maps the RAM gigapage 1:1 (code; A and D set), va 0x1000 -> DATA+0xa000. */
+	put64(t, PT + 2 * 8, (RAM_BASE >> 12) << 10 | 0xcf); /* V R W X A D */
+	put64(t, PT + 0 * 8, (l1 >> 12) << 10 | 1);
+	put64(t, l1 + 0 * 8, (l0 >> 12) << 10 | 1);
+	put64(t, l0 + 1 * 8, ((DATA + 0xa000) >> 12) << 10 | 0x7); /* V R W, no A or D */
+	put64(t, DATA + 0xa000, 0x5555);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_SATP), 8ull << 60 | PT >> 12), 0);
+
+	arm(t);
+	setx(t, A1, va);
+	run_prog(t, load, 1, 1);
+	assert_int_equal(getx(t, A0), 0x5555);
+	assert_true(get64(t, l0 + 8) & 0x40);   /* A */
+	assert_false(get64(t, l0 + 8) & 0x80);  /* no D */
+	expect_dirty(t, pt_only, 1);
+
+	arm(t);
+	setx(t, A2, 0x6666);
+	run_prog(t, store, 1, 1);
+	assert_true(get64(t, l0 + 8) & 0x80); /* D */
+	assert_int_equal(get64(t, DATA + 0xa000), 0x6666);
+	expect_dirty(t, pt_data, 2);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_SATP), 0), 0);
+}
+
+/* With the log off, stores mark nothing and write entries are fast from the start. */
+static void test_log_off(void **state)
+{
+	struct t *t = *state;
+	const uint32_t prog[] = {SD(A1, A2, 0)};
+
+	arm(t);
+	memmap_dirty_log_stop(t->mm);
+	assert_false(memmap_dirty_log_active(t->mm));
+	setx(t, A1, DATA + 0xb000);
+	setx(t, A2, 1);
+	run_prog(t, prog, 1, 3);
+	assert_true(store_is_fast(t, DATA + 0xb000));
+	assert_int_equal(fetch(t), 0);
+	assert_false(memmap_dirty_page_clean(t->mm, DATA + 0xb000));
+}
+
+/* Device DMA announced through the memory map is marked, clipped to RAM. */
+static void test_dma(void **state)
+{
+	struct t *t = *state;
+	const uint64_t two[] = {DATA + 0xc000, DATA + 0xd000};
+	const uint64_t one[] = {DATA + 0xe000};
+	const uint64_t ends[] = {RAM_BASE, RAM_BASE + RAM_SIZE - 4096};
+
+	arm(t);
+	assert_true(memmap_dirty_page_clean(t->mm, DATA + 0xc000));
+	memmap_ram_written(t->mm, t->ram + (DATA + 0xcff0 - RAM_BASE), 0x20); /* crosses a page */
+	assert_false(memmap_dirty_page_clean(t->mm, DATA + 0xc000));
+	expect_dirty(t, two, 2);
+
+	memmap_ram_will_write(t->mm, t->ram + (DATA + 0xe000 - RAM_BASE), 4096);
+	expect_dirty(t, one, 1);
+
+	/* Pointers and addresses outside RAM are ignored or clipped. */
+	memmap_ram_written(t->mm, t->ram + RAM_SIZE, 4096);
+	memmap_dirty_mark(t->mm, RAM_BASE - 8192, 8192 + 1);
+	memmap_dirty_mark(t->mm, RAM_BASE + RAM_SIZE - 1, 4096);
+	memmap_dirty_mark(t->mm, RAM_BASE + RAM_SIZE, 4096);
+	memmap_dirty_mark(t->mm, ~0ull - 10, 100); /* wraps */
+	expect_dirty(t, ends, 2);
+
+	/* Off: announced writes are not logged. */
+	memmap_dirty_log_stop(t->mm);
+	memmap_ram_written(t->mm, t->ram + (DATA - RAM_BASE), 8);
+	assert_int_equal(fetch(t), 0);
+	assert_int_equal(memmap_dirty_log_fetch(t->mm, t->bits, 1), -EINVAL);
+}
+
+/* A store to a page that holds decoded code (the decode cache's not-code flag) is logged. */
+static void test_store_to_code(void **state)
+{
+	struct t *t = *state;
+	/* sd a2, 0(a1) rewrites the next instructions of the running page into NOPs. */
+	const uint32_t prog[] = {ADDI(A0, 0, 1), SD(A1, A2, 0), ADDI(A0, A0, 1), ADDI(0, 0, 0)};
+	const uint64_t page[] = {CODE};
+	uint64_t nops = (uint64_t)ADDI(0, 0, 0) << 32 | ADDI(0, 0, 0);
+
+	arm(t);
+	setx(t, A1, CODE + 8);
+	setx(t, A2, nops);
+	run_prog(t, prog, 4, 3);
+	assert_int_equal(get64(t, CODE + 8), nops);
+	expect_dirty(t, page, 1);
+}
+
+int main(void)
+{
+#define BOTH(fn)                                                                                   \
+	{#fn " (jit)", fn, setup_jit, teardown, NULL}, {#fn " (interpreter)", fn, setup_interp,    \
+							 teardown, NULL}
+	const struct CMUnitTest tests[] = {
+		BOTH(test_store),     BOTH(test_store_loop),    BOTH(test_fsd),
+		BOTH(test_misaligned), BOTH(test_amo_lr_sc),    BOTH(test_ptw_ad),
+		BOTH(test_log_off),   BOTH(test_store_to_code),
+		cmocka_unit_test_setup_teardown(test_dma, setup_interp, teardown),
+	};
+#undef BOTH
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
