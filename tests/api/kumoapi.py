@@ -3,6 +3,8 @@ import http.client
 import json
 import os
 import socket
+import struct
+import subprocess
 import time
 
 
@@ -51,22 +53,39 @@ def wait_socket(sock, proc=None, timeout=10):
     return False
 
 
+def snapshot_memory(d):
+    """Guest RAM as snapshot d stores it (a diff: its dirty pages, zeros elsewhere): memory.bin,
+    or memory.zst + memory.idx (one zstd frame per non-zero chunk, in chunk order) decompressed
+    with the zstd tool."""
+    m = json.load(open(os.path.join(d, "manifest.json")))["memory"]
+    if m.get("compression") != "zstd":
+        return bytearray(open(os.path.join(d, "memory.bin"), "rb").read())
+    size, chunk = int(m["size"], 16), m["index"]["chunk_bytes"]
+    idx = open(os.path.join(d, "memory.idx"), "rb").read()
+    out = subprocess.run(["zstd", "-d", "-c", "-q"], input=open(os.path.join(d, "memory.zst"), "rb").read(),
+                         capture_output=True, check=True).stdout
+    mem, pos = bytearray(size), 0
+    for c in range(len(idx) // 16):
+        if struct.unpack_from("<QQ", idx, 16 * c)[1]:
+            n = min(chunk, size - c * chunk)
+            mem[c * chunk:c * chunk + n] = out[pos:pos + n]
+            pos += n
+    return mem
+
+
 def diff_equals_full(parent, diff, full):
     """Whether snapshot `parent` with `diff`'s dirty pages laid over it is the same machine as
-    the full snapshot `full` taken at the same moment. dirty.bin holds one bit per page
-    (little-endian 64-bit words). Returns (ok, detail)."""
+    the full snapshot `full` taken at the same moment (any of them may be zstd-compressed).
+    dirty.bin holds one bit per page (little-endian 64-bit words). Returns (ok, detail)."""
     md, mf = (json.load(open(os.path.join(d, "manifest.json"))) for d in (diff, full))
-    with open(os.path.join(parent, "memory.bin"), "rb") as f:
-        mem = bytearray(f.read())
+    mem, dmem = snapshot_memory(parent), snapshot_memory(diff)
     page = md["memory"]["dirty"]["page_bytes"]
     dirty = open(os.path.join(diff, "dirty.bin"), "rb").read()
     npages = len(mem) // page
     pages = [p for p in range(npages) if dirty[p // 8] >> (p % 8) & 1]
-    with open(os.path.join(diff, "memory.bin"), "rb") as f:
-        for p in pages:
-            f.seek(p * page)
-            mem[p * page:(p + 1) * page] = f.read(page)
-    same_mem = mem == open(os.path.join(full, "memory.bin"), "rb").read()
+    for p in pages:
+        mem[p * page:(p + 1) * page] = dmem[p * page:(p + 1) * page]
+    same_mem = mem == snapshot_memory(full)
     same_dev = open(os.path.join(diff, "devices.bin"), "rb").read() == open(os.path.join(full, "devices.bin"), "rb").read()
     same_cpu = md["harts"] == mf["harts"] and md["guest_ticks"] == mf["guest_ticks"]
     ndirty = len(pages)

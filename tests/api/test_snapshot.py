@@ -9,8 +9,9 @@ STEP-th value on the console. Checks:
   restore    `kumo run --restore DIR` in a new process prints exactly the next value first
   clones     two more processes restore the same snapshot side by side; both continue
   shell      the restored guest's shell still runs commands and sees the counter in /tmp/c
-  refusals   a snapshot with a wrong version, a truncated memory file or corrupted device
-             state is refused with one line and exit status 1
+  refusals   a snapshot with a wrong version (also a format-1 diff with 2 MiB dirty chunks),
+             a truncated memory file or corrupted device state is refused with one line and
+             exit status 1
 
 Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 240 s).
 """
@@ -216,9 +217,16 @@ def main():
         time.sleep(0.2)
         at2 = counters(r1.text())[-1]
         st2, b2, _ = api.call(sock1, "PUT", "/snapshot/create", {"snapshot_path": diffz, "snapshot_type": "diff", "compress": True})
-        if st != 204 or st2 != 204:
-            not_ok("zstd: create", f"full {st} {b}, diff {st2} {b2}")
+        full3 = os.path.join(tmp, "full3")
+        st3, b3, _ = api.call(sock1, "PUT", "/snapshot/create", {"snapshot_path": full3})
+        if st != 204 or st2 != 204 or st3 != 204:
+            not_ok("zstd: create", f"full {st} {b}, diff {st2} {b2}, uncompressed full {st3} {b3}")
         else:
+            same, detail = api.diff_equals_full(fullz, diffz, full3)
+            if same:
+                ok(f"zstd: compressed parent + compressed diff ({detail}) == a full snapshot of the same moment")
+            else:
+                not_ok("zstd: diff same as full", detail)
             zsize = os.path.getsize(os.path.join(fullz, "memory.zst")) >> 20
             rz, rdz = restore("restore-zstd", fullz), restore("restore-zstd-diff", diffz)
             gz, gdz = wait_counter_after(rz, 0, 60), wait_counter_after(rdz, 0, 60)
@@ -301,9 +309,9 @@ def main():
         r1.close()
 
         # refusals
-        def refused(what, mutate, needle):
+        def refused(what, mutate, needle, src=None):
             bad = os.path.join(tmp, "bad-" + what)
-            shutil.copytree(snap, bad)
+            shutil.copytree(src or snap, bad)
             mutate(bad)
             p = subprocess.run([h.kumo_bin(), "run", "--restore", bad], capture_output=True, text=True,
                                timeout=60, stdin=subprocess.DEVNULL)
@@ -319,6 +327,16 @@ def main():
             m = json.load(open(p))
             m["version"] = 99
             json.dump(m, open(p, "w"))
+
+        def version1_diff(d):
+            # format 1: dirty.bin had one byte per 2 MiB chunk; such a diff must not be misread
+            p = os.path.join(d, "manifest.json")
+            m = json.load(open(p))
+            m["version"] = 1
+            nchunks = int(m["memory"]["size"], 16) >> 21
+            m["memory"]["dirty"] = {"file": "dirty.bin", "chunk_bytes": 2 << 20, "size": nchunks}
+            json.dump(m, open(p, "w"))
+            open(os.path.join(d, "dirty.bin"), "wb").write(b"\1" * nchunks)
 
         def truncate_mem(d):
             p = os.path.join(d, "memory.bin")
@@ -339,6 +357,7 @@ def main():
                 f.write(bytes([byte[0] ^ 0x5A]))
 
         refused("wrong version", wrong_version, "version 99")
+        refused("format 1 diff", version1_diff, "version 1, this kumo reads version 2", src=diff)
         refused("truncated memory", truncate_mem, "truncated")
         refused("corrupted devices", corrupt_dev, "corrupted")
         refused("corrupted memory", corrupt_mem, "corrupted")
