@@ -24,6 +24,8 @@
 #define VIRT_TEST_SIZE 0x1000ULL
 #define VIRT_RTC_BASE 0x101000ULL /* goldfish RTC */
 #define VIRT_RTC_SIZE 0x1000ULL
+#define VIRT_VMGENID_BASE 0x102000ULL /* microsoft,vmgenid: 16-byte generation ID */
+#define VIRT_VMGENID_SIZE 0x1000ULL
 #define VIRT_CLINT_BASE 0x2000000ULL /* ACLINT MSWI + MTIMER in the SiFive CLINT layout */
 #define VIRT_CLINT_SIZE 0x10000ULL
 #define VIRT_PLIC_BASE 0xc000000ULL
@@ -39,6 +41,7 @@
 #define VIRT_VIRTIO_IRQ 1 /* slots use 1..8 */
 #define VIRT_UART0_IRQ 10
 #define VIRT_RTC_IRQ 11
+#define VIRT_VMGENID_IRQ 12
 #define VIRT_PLIC_NDEV 95 /* sources 1..95 */
 
 #define BOARD_MAX_CPUS 64
@@ -132,5 +135,13 @@ void board_reset(struct board *b);
  */
 int board_save(struct board *b, void **out, size_t *len);
 int board_load(struct board *b, const void *buf, size_t len);
+
+/*
+ * VM Generation ID (src/machine/vmgenid.c): a restore or clone is a new generation. Picks a
+ * new random ID and notifies the guest (which reseeds its RNG). 0 or -EIO. Any thread.
+ * board_vmgenid() copies the current ID into id.
+ */
+int board_vmgenid_new_generation(struct board *b);
+void board_vmgenid(struct board *b, uint8_t id[16]);
 
 #endif

@@ -118,6 +118,19 @@ struct goldfish_rtc_config {
 extern const struct vdev_class goldfish_rtc_class;
 int goldfish_rtc_new(const struct goldfish_rtc_config *cfg, struct goldfish_rtc **out);
 
+/* --- Virtual Machine Generation ID (vmgenid.c) --- */
+struct vmgenid;
+struct vmgenid_config {
+	struct irq_line irq;
+	unsigned plic_irq;
+};
+extern const struct vdev_class vmgenid_class;
+/* Starts with a random generation ID (getrandom). */
+int vmgenid_new(const struct vmgenid_config *cfg, struct vmgenid **out);
+/* A new random ID and the interrupt, held until the guest reads the ID. 0 or -EIO. */
+int vmgenid_new_generation(struct vmgenid *g);
+void vmgenid_get(struct vmgenid *g, uint8_t id[16]);
+
 /* --- sifive,test syscon (syscon.c) --- */
 struct syscon;
 struct syscon_config {

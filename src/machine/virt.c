@@ -19,6 +19,7 @@
 enum virt_region_id {
 	VIRT_R_TEST,
 	VIRT_R_RTC,
+	VIRT_R_VMGENID,
 	VIRT_R_CLINT,
 	VIRT_R_PLIC,
 	VIRT_R_UART0,
@@ -34,6 +35,7 @@ static const struct virt_region {
 } virt_map[VIRT_R__COUNT] = {
 	[VIRT_R_TEST] = {"test", VIRT_TEST_BASE, VIRT_TEST_SIZE},
 	[VIRT_R_RTC] = {"rtc", VIRT_RTC_BASE, VIRT_RTC_SIZE},
+	[VIRT_R_VMGENID] = {"vmgenid", VIRT_VMGENID_BASE, VIRT_VMGENID_SIZE},
 	[VIRT_R_CLINT] = {"clint", VIRT_CLINT_BASE, VIRT_CLINT_SIZE},
 	[VIRT_R_PLIC] = {"plic", VIRT_PLIC_BASE, VIRT_PLIC_SIZE},
 	[VIRT_R_UART0] = {"serial", VIRT_UART0_BASE, VIRT_UART0_SIZE},
@@ -60,6 +62,7 @@ struct board {
 	struct memmap *mm;
 	struct plic *plic;
 	struct uart8250 *uart;
+	struct vmgenid *vmgenid;
 	struct board_dev devs[VIRT_MAX_DEVS]; /* in address-table order */
 	unsigned ndevs;
 	struct irq_line msip[BOARD_MAX_CPUS];
@@ -283,6 +286,14 @@ static int virt_create_devices(struct board *b)
 	if (ret)
 		goto out_plic;
 	ret = virt_add_dev(b, &goldfish_rtc_class, rtc, VIRT_R_RTC);
+	if (ret)
+		goto out_plic;
+	ret = vmgenid_new(&(struct vmgenid_config){.irq = {plic_set_irq, b->plic, VIRT_VMGENID_IRQ},
+						    .plic_irq = VIRT_VMGENID_IRQ},
+			  &b->vmgenid);
+	if (ret)
+		goto out_plic;
+	ret = virt_add_dev(b, &vmgenid_class, b->vmgenid, VIRT_R_VMGENID);
 	if (ret)
 		goto out_plic;
 
@@ -524,6 +535,16 @@ int board_load(struct board *b, const void *buf, size_t len)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int board_vmgenid_new_generation(struct board *b)
+{
+	return vmgenid_new_generation(b->vmgenid);
+}
+
+void board_vmgenid(struct board *b, uint8_t id[16])
+{
+	vmgenid_get(b->vmgenid, id);
 }
 
 /* --- the device tree (Linux Documentation/devicetree/bindings/riscv/cpus.yaml, ---

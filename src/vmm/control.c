@@ -515,6 +515,9 @@ int control_restore(struct control *ctl, const char *dir, const struct vm_disk *
 	}
 	ctl->vcpus = cfg.ncpus;
 	ctl->mem = cfg.mem;
+	/* Every restore may be one of many clones: a new VM generation reseeds the guest's RNG. */
+	if (board_vmgenid_new_generation(vm_board(vm)))
+		log_warn("%s: the restored guest keeps its VM generation ID", err_get());
 	queue_mac_changes(ctl, vm, &snap, &cfg);
 	hand_over(ctl, vm);
 out:
@@ -912,6 +915,15 @@ json_t *control_describe(struct control *ctl)
 		json_object_set_new(o, "uptime_ms",
 				    json_integer((json_int_t)(vm_uptime_ns(ctl->vm) / 1000000)));
 		json_object_set_new(o, "agent", describe_agent(ctl));
+		{
+			uint8_t id[16];
+			char hexid[33];
+
+			board_vmgenid(vm_board(ctl->vm), id);
+			for (unsigned i = 0; i < 16; i++)
+				snprintf(hexid + 2 * i, 3, "%02x", id[i]);
+			json_object_set_new(o, "generation_id", json_string(hexid));
+		}
 	}
 	json_object_set_new(o, "vcpus", vcpus);
 	if (ctl->exit_status >= 0)
