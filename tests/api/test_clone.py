@@ -15,6 +15,10 @@ DHCP lease and starts guest/kumo-agent) with --net user and --api-sock. Checks:
                - the network still works: a fresh DHCP lease with the new MAC, and a page from
                  the host's HTTP server through slirp
                - GET /agent answers (liveness)
+  vmgenid    every clone is a new VM generation: GET /vm generation_id differs from the
+             original's and between the clones, each guest kernel took the notification
+             (dmesg "crng reseeded due to virtual machine fork", one vmgenid interrupt), and
+             16 bytes of /dev/urandom differ between the clones
   same MAC   a clone restored without --net keeps the snapshot's MAC: mac_change "none"
 
 Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 300 s).
@@ -100,6 +104,7 @@ def main():
         else:
             not_ok("agent on a fresh boot", f"GET /vm agent = {json.dumps(ag)}", [con.stderr_text()[-500:]])
 
+        orig_gen = api.call(sock, "GET", "/vm")[1].get("generation_id")
         api.call(sock, "PATCH", "/vm", {"state": "paused"})
         st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
         if st != 204:
@@ -114,7 +119,7 @@ def main():
         con.proc.wait()
 
         # Two clones side by side, each with its own disk copy and MAC.
-        clones = []
+        clones, gens, rand = [], [], []
         for i, mac in enumerate(CLONE_MACS):
             d = os.path.join(tmp, f"clone{i}.ext4")
             shutil.copyfile(disk, d)
@@ -134,15 +139,23 @@ def main():
                 ok(f"{name}: GET /vm says the guest took the new MAC", n.get("detail", ""))
             else:
                 not_ok(f"{name}: GET /vm", f"agent = {json.dumps(ag)}", [c.stderr_text()[-800:]])
+            gens.append(api.call(s, "GET", "/vm")[1].get("generation_id"))
             try:
                 c.send("\n")
                 c.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+                rand.append(c.run("head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo").strip())
+                fork = c.run("dmesg | grep -c 'crng reseeded due to virtual machine fork'; "
+                             "awk '/vmgenid/ {print $2}' /proc/interrupts", check=False).split()
                 addr = c.run("cat /sys/class/net/eth0/address").strip()
                 lease = c.run("udhcpc -i eth0 -n -q -t 5 -T 2 -s /bin/true 2>&1 | tail -1", timeout=90, check=False)
                 page = c.run(f"wget -q -T 20 -O - http://10.0.2.2:{port}/page.txt", timeout=90, check=False)
             except h.GuestFailure as e:
                 not_ok(f"{name}: console", str(e), e.report())
                 continue
+            if fork == ["1", "1"]:
+                ok(f"{name}: the guest kernel reseeded its RNG on the new VM generation")
+            else:
+                not_ok(f"{name}: vmgenid", f"reseed messages and vmgenid interrupts: {fork}")
             if addr == mac:
                 ok(f"{name}: inside the guest eth0 has its own MAC", addr)
             else:
@@ -156,6 +169,14 @@ def main():
                 ok(f"{name}: GET /agent answers", f"{body['rtt_us']} us")
             else:
                 not_ok(f"{name}: GET /agent", f"{st} {body}")
+        if orig_gen and len(set(gens + [orig_gen])) == 3 and all(gens):
+            ok("each clone has its own VM generation ID", f"{orig_gen} -> {gens}")
+        else:
+            not_ok("generation IDs", f"original {orig_gen}, clones {gens}")
+        if len(rand) == 2 and rand[0] != rand[1] and all(len(r) == 32 for r in rand):
+            ok("/dev/urandom differs between the clones")
+        else:
+            not_ok("urandom", f"{rand}")
         running = [c.proc.poll() is None for c, _, _ in clones]
         if all(running):
             ok("two clones of one snapshot ran side by side")
