@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Snapshots of a Linux guest with virtio devices: a disk and user-mode networking (TAP).
 
-The default Debian guest boots with --disk and --net user and --api-sock. Checks:
+The default Debian guest boots with 2 vCPUs, --disk, --net user and --api-sock. Checks:
   before     the guest reads a marker from /dev/vda and gets a DHCP lease on eth0
   snapshot   of the paused VM (virtio-mmio and virtqueue state in devices.bin)
   restore    in a new process: the disk still reads (a different sector: no cached page) and
@@ -9,9 +9,11 @@ The default Debian guest boots with --disk and --net user and --api-sock. Checks
   clone      `--restore DIR --disk path=COPY`: a clone on its own copy of the disk sees the
              copy's content and writes go to the copy only; a clone with the wrong number of
              disks is refused with one line
-  diff       after disk DMA (O_DIRECT reads into user memory) and network RX (DHCP), a diff
-             snapshot on top of the full one equals a full snapshot of the same moment, and
-             the diff chain restores to a guest that still reads its disk
+  diff       after disk DMA (O_DIRECT reads into user memory) and network RX (DHCP), with a
+             shell loop storing on the other vCPU meanwhile, a diff snapshot on top of the full
+             one equals a full snapshot of the same moment (both harts' stores are logged:
+             every hart re-arms its TLB's not-dirty flags), and the diff chain restores to a
+             guest that still reads its disk
 
 Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 240 s).
 """
@@ -70,7 +72,7 @@ def main():
         # init_on_alloc=0: Debian's kernel otherwise zeroes every page it allocates, so the
         # vCPU (not the device) would be the first to write the page cache the disk fills.
         con = h.Console(h.kumo_argv(img["kernel"], img["initramfs"], "console=ttyS0 init_on_alloc=0", mem="256M",
-                                    extra=["--api-sock", sock, "--disk", f"path={disk}", "--net", "user"]),
+                                    cpus=2, extra=["--api-sock", sock, "--disk", f"path={disk}", "--net", "user"]),
                         name="original")
         cons.append(con)
         try:
@@ -91,11 +93,13 @@ def main():
             not_ok("virtio: snapshot", f"{st} {body}")
             return 1
         ok("virtio: snapshot of a paused VM with a disk and a network interface")
-        # Device DMA while tracking: the back ends write guest RAM with preadv/recv, which
-        # must be announced (the pages opened and marked dirty) rather than fail with EFAULT.
+        # Device DMA while logging: the back ends write guest RAM with preadv/recv, which the
+        # devices announce to the memory map (no vCPU store marks those pages).
         api.call(sock, "PATCH", "/vm", {"state": "running"})
+        # A background loop keeps storing (on whichever hart the scheduler gives it).
+        con.run("(i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo $i > /tmp/bg; done) & true", timeout=30)
         # Buffered reads of 8 MiB never read before: the page cache takes fresh pages, which
-        # the guest has not written since the snapshot (their chunks are still protected).
+        # the guest has not written since the snapshot.
         dma = con.run("dd if=/dev/vda of=/dev/null bs=64k skip=64 count=128 2>&1 | tail -1", timeout=90, check=False)
         got2, out2 = dhcp(con)
         api.call(sock, "PATCH", "/vm", {"state": "paused"})
