@@ -3,9 +3,10 @@
  *
  * vcpu_run() alternates between rv64_exec() (exec.c), which runs a bounded number of
  * instructions, and the checks that need not happen per instruction: kicks, remote TLB flush
- * requests, timers and pending interrupts. Interrupts are therefore taken at instruction
- * boundaries, at most RUN_BUDGET instructions after they become pending and enabled; the
- * executor ends its slice early after anything that can enable an interrupt (CSR writes, xRET).
+ * requests, dirty-log re-arms (dirty_log_sync), timers and pending interrupts. Interrupts are
+ * therefore taken at instruction boundaries, at most RUN_BUDGET instructions after they become
+ * pending and enabled; the executor ends its slice early after anything that can enable an
+ * interrupt (CSR writes, xRET).
  */
 #include <errno.h>
 #include <stdlib.h>
