@@ -26,8 +26,8 @@
 #define AGENT_TIMEOUT_MS 60000 /* running guest time a command may wait for its answer */
 #define AGENT_RETRY_MS 1000    /* a request without an answer is sent again after this */
 #define AGENT_MAX_NICS 8
-#define AGENT_MAX_IFACES 16    /* guest interfaces remembered from the last "macs" answer */
-#define AGENT_LINE_MAX 1024    /* longer lines from the guest are dropped */
+#define AGENT_MAX_IFACES 16 /* guest interfaces remembered from the last "macs" answer */
+#define AGENT_LINE_MAX 1024 /* longer lines from the guest are dropped */
 
 struct agent;
 struct virtio_console_backend;
@@ -41,36 +41,36 @@ struct agent_hooks {
 };
 
 enum agent_state {
-	AGENT_WAITING,      /* nothing heard from the guest agent yet */
+	AGENT_WAITING,	    /* nothing heard from the guest agent yet */
 	AGENT_CONNECTED,    /* the guest agent said hello or answered */
 	AGENT_UNRESPONSIVE, /* a command timed out without any answer */
 };
 
 enum agent_mac_state {
-	AGENT_MAC_NONE,    /* no change asked for this NIC */
+	AGENT_MAC_NONE,	   /* no change asked for this NIC */
 	AGENT_MAC_PENDING, /* queued or sent, no answer yet */
-	AGENT_MAC_DONE,    /* the guest interface now has the new MAC */
+	AGENT_MAC_DONE,	   /* the guest interface now has the new MAC */
 	AGENT_MAC_FAILED,  /* the agent answered with an error (detail says which) */
 	AGENT_MAC_TIMEOUT, /* no answer within AGENT_TIMEOUT_MS */
 };
 
 struct agent_iface {
-	char name[16];     /* IFNAMSIZ */
+	char name[16]; /* IFNAMSIZ */
 	uint8_t mac[6];
 };
 
 struct agent_info {
 	enum agent_state state;
-	uint64_t last_seen_ns;  /* clock_ns() of the last line from the guest agent, 0: never */
-	char version[32];       /* from its hello line, "" if not seen */
-	unsigned nifaces;       /* interfaces from the last "macs" answer */
+	uint64_t last_seen_ns; /* clock_ns() of the last line from the guest agent, 0: never */
+	char version[32];      /* from its hello line, "" if not seen */
+	unsigned nifaces;      /* interfaces from the last "macs" answer */
 	struct agent_iface ifaces[AGENT_MAX_IFACES];
 };
 
 struct agent_nic_info {
 	enum agent_mac_state state;
 	uint8_t old_mac[6], new_mac[6];
-	char detail[96];        /* the agent's answer (interface name or error), "" if none */
+	char detail[96]; /* the agent's answer (interface name or error), "" if none */
 };
 
 /* 0 or -errno (err_set says why). hooks is copied. */

@@ -29,8 +29,8 @@ struct vmgenid {
 	pthread_mutex_t lock;
 	struct vmgenid_config cfg;
 	uint8_t id[VMGENID_SIZE];
-	bool irq_level;     /* a change the guest has not read yet */
-	uint64_t changes;   /* generations since creation */
+	bool irq_level;	  /* a change the guest has not read yet */
+	uint64_t changes; /* generations since creation */
 };
 
 /* Lock held. getrandom() for a version 4 GUID (RFC 9562 §5.4: version and variant bits). */
@@ -196,11 +196,11 @@ static int vmgenid_dt_node(void *dev, void *fdt, const struct dt_ctx *ctx, uint6
 }
 
 const struct vdev_class vmgenid_class = {
-	.name = "vmgenid",
-	.mmio = &vmgenid_mmio,
-	.reset = vmgenid_reset,
-	.dt_node = vmgenid_dt_node,
-	.free = vmgenid_free,
-	.save = vmgenid_save,
-	.load = vmgenid_load,
+    .name = "vmgenid",
+    .mmio = &vmgenid_mmio,
+    .reset = vmgenid_reset,
+    .dt_node = vmgenid_dt_node,
+    .free = vmgenid_free,
+    .save = vmgenid_save,
+    .load = vmgenid_load,
 };

@@ -25,8 +25,8 @@
 #include "kumo/base.h"
 #include "kumo/virtio.h"
 
-#define AGENT_OUT_MAX 2048  /* bytes queued for the guest */
-#define AGENT_TICK_MS 100   /* the thread's period while work is outstanding */
+#define AGENT_OUT_MAX 2048 /* bytes queued for the guest */
+#define AGENT_TICK_MS 100  /* the thread's period while work is outstanding */
 #define MS 1000000ULL
 
 enum req_kind { REQ_NONE, REQ_PING, REQ_SET_MAC, REQ_MACS };
@@ -40,9 +40,9 @@ struct agent {
 
 	uint8_t out[AGENT_OUT_MAX]; /* requests not yet taken by the guest */
 	size_t out_len;
-	char line[AGENT_LINE_MAX];  /* guest output up to the next newline */
+	char line[AGENT_LINE_MAX]; /* guest output up to the next newline */
 	size_t line_len;
-	bool line_overflow;         /* drop the rest of an overlong line */
+	bool line_overflow; /* drop the rest of an overlong line */
 
 	enum agent_state state;
 	uint64_t last_seen_ns;
@@ -51,7 +51,7 @@ struct agent {
 	unsigned nifaces;
 	struct agent_nic_info nics[AGENT_MAX_NICS];
 
-	bool probe;       /* ping until the guest agent answers */
+	bool probe;	  /* ping until the guest agent answers */
 	bool macs_wanted; /* ask for the guest's interfaces when nothing else is queued */
 	uint32_t next_id;
 	struct {
@@ -59,12 +59,12 @@ struct agent {
 		unsigned nic;
 		uint32_t first_id, id; /* answers to any id in [first_id, id] count */
 		uint64_t sent_at;      /* active_ns when last sent */
-		uint64_t began;        /* active_ns when first sent */
+		uint64_t began;	       /* active_ns when first sent */
 	} cur;
 	uint64_t active_ns;  /* running guest time while work was outstanding */
 	uint64_t work_began; /* active_ns when the current wait for a connection began */
 
-	uint32_t ping_id;    /* agent_ping()'s request, 0: none */
+	uint32_t ping_id; /* agent_ping()'s request, 0: none */
 	bool ping_answered;
 	uint64_t ping_sent_ns, ping_rtt_ns;
 };
@@ -288,7 +288,7 @@ static void be_write(void *opaque, const uint8_t *buf, size_t n)
 void agent_console_backend(struct agent *a, struct virtio_console_backend *be)
 {
 	*be = (struct virtio_console_backend){
-		.opaque = a, .pending = be_pending, .read = be_read, .write = be_write};
+	    .opaque = a, .pending = be_pending, .read = be_read, .write = be_write};
 }
 
 /* ---- the agent's thread ---- */
@@ -355,7 +355,8 @@ static void give_up(struct agent *a, const char *why)
 			 why, AGENT_TIMEOUT_MS / 1000, i, old, new);
 		told = true;
 	}
-	/* Only a probe: a guest without an agent is not a problem until it is asked for something. */
+	/* Only a probe: a guest without an agent is not a problem until it is asked for something.
+	 */
 	if (!told)
 		log_info("guest agent: %s within %u s", why, AGENT_TIMEOUT_MS / 1000);
 	a->probe = false;
@@ -384,7 +385,8 @@ static void step(struct agent *a)
 	if (a->cur.kind != REQ_NONE) {
 		if (a->active_ns - a->cur.began > timeout) {
 			if (a->cur.kind == REQ_SET_MAC)
-				a->nics[a->cur.nic].state = AGENT_MAC_PENDING; /* give_up reports it */
+				a->nics[a->cur.nic].state =
+				    AGENT_MAC_PENDING; /* give_up reports it */
 			give_up(a, "the guest agent did not answer a command");
 		}
 		return;
@@ -502,8 +504,7 @@ void agent_free(struct agent *a)
 	free(a);
 }
 
-int agent_set_mac(struct agent *a, unsigned nic, const uint8_t old_mac[6],
-		  const uint8_t new_mac[6])
+int agent_set_mac(struct agent *a, unsigned nic, const uint8_t old_mac[6], const uint8_t new_mac[6])
 {
 	if (nic >= AGENT_MAX_NICS) {
 		err_set("guest agent: NIC %u is out of range", nic);
@@ -583,8 +584,8 @@ int agent_ping(struct agent *a, unsigned timeout_ms, uint64_t *rtt_us)
 void agent_info(struct agent *a, struct agent_info *out)
 {
 	pthread_mutex_lock(&a->lock);
-	*out = (struct agent_info){.state = a->state, .last_seen_ns = a->last_seen_ns,
-				   .nifaces = a->nifaces};
+	*out = (struct agent_info){
+	    .state = a->state, .last_seen_ns = a->last_seen_ns, .nifaces = a->nifaces};
 	memcpy(out->version, a->version, sizeof(out->version));
 	memcpy(out->ifaces, a->ifaces, sizeof(out->ifaces));
 	pthread_mutex_unlock(&a->lock);

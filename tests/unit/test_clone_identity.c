@@ -65,14 +65,12 @@ static void test_vmgenid_generations(void **state)
 
 	line_level = false;
 	line_calls = 0;
-	assert_int_equal(vmgenid_new(&(struct vmgenid_config){.irq = {fake_irq, NULL, 12},
-							      .plic_irq = 12},
-				     &g),
-			 0);
-	assert_int_equal(vmgenid_new(&(struct vmgenid_config){.irq = {fake_irq, NULL, 12},
-							      .plic_irq = 12},
-				     &g2),
-			 0);
+	assert_int_equal(
+	    vmgenid_new(&(struct vmgenid_config){.irq = {fake_irq, NULL, 12}, .plic_irq = 12}, &g),
+	    0);
+	assert_int_equal(
+	    vmgenid_new(&(struct vmgenid_config){.irq = {fake_irq, NULL, 12}, .plic_irq = 12}, &g2),
+	    0);
 	vmgenid_class.reset(g);
 	assert_false(line_level);
 	read_id(g, a);
@@ -81,8 +79,8 @@ static void test_vmgenid_generations(void **state)
 	assert_memory_not_equal(a, zero, 16);
 	read_id(g2, b);
 	assert_memory_not_equal(a, b, 16); /* random per device */
-	assert_int_equal(a[7] >> 4, 4);    /* version 4 */
-	assert_int_equal(a[8] >> 6, 2);    /* RFC variant */
+	assert_int_equal(a[7] >> 4, 4);	   /* version 4 */
+	assert_int_equal(a[8] >> 6, 2);	   /* RFC variant */
 
 	/* A new generation: new ID, the line up until the guest reads the ID. */
 	assert_int_equal(vmgenid_new_generation(g), 0);
@@ -117,8 +115,11 @@ static void test_vmgenid_generations(void **state)
 
 static void test_vmgenid_board(void **state)
 {
-	struct board_config bc = {.ncpus = 1, .ram_size = 64ULL << 20, .isa = NULL,
-				  .mmu_type = "riscv,sv39", .bootargs = "console=ttyS0"};
+	struct board_config bc = {.ncpus = 1,
+				  .ram_size = 64ULL << 20,
+				  .isa = NULL,
+				  .mmu_type = "riscv,sv39",
+				  .bootargs = "console=ttyS0"};
 	static uint8_t fdt[1 << 16];
 	uint8_t before[16], after[16];
 	struct board *b;
@@ -364,11 +365,9 @@ static void test_agent_paused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vmgenid_generations),
-		cmocka_unit_test(test_vmgenid_board),
-		cmocka_unit_test(test_agent_set_mac),
-		cmocka_unit_test(test_agent_ping),
-		cmocka_unit_test(test_agent_paused),
+	    cmocka_unit_test(test_vmgenid_generations), cmocka_unit_test(test_vmgenid_board),
+	    cmocka_unit_test(test_agent_set_mac),	cmocka_unit_test(test_agent_ping),
+	    cmocka_unit_test(test_agent_paused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
