@@ -245,8 +245,8 @@ static void run_prog(struct t *t, const uint32_t *insn, unsigned n, unsigned pri
 /* True when the hart's write TLB entry for va serves an aligned 8-byte store now. */
 static bool store_is_fast(struct t *t, uint64_t va)
 {
-	return rv64_tlb_match(t->cpu, rv64_tlb_slot(t->cpu, RV64_ACC_WRITE, va), RV64_ACC_WRITE,
-			      va, 8);
+	return rv64_tlb_match(t->cpu, rv64_tlb_slot(t->cpu, RV64_ACC_WRITE, va), RV64_ACC_WRITE, va,
+			      8);
 }
 
 /* --- tests */
@@ -292,9 +292,9 @@ static void test_store_loop(void **state)
 {
 	struct t *t = *state;
 	/* do { sd a2, 0(a1); sb a2, 100(a1); a1 += 4096 * 2; } while (a1 != a3) */
-	const uint32_t prog[] = {SD(A1, A2, 0), SB(A1, A2, 100), ADDI(A1, A1, 2047),
+	const uint32_t prog[] = {SD(A1, A2, 0),	     SB(A1, A2, 100),	 ADDI(A1, A1, 2047),
 				 ADDI(A1, A1, 2047), ADDI(A1, A1, 2047), ADDI(A1, A1, 2047),
-				 ADDI(A1, A1, 4), BNE(A1, A3, -28)};
+				 ADDI(A1, A1, 4),    BNE(A1, A3, -28)};
 	uint64_t pages[32];
 
 	arm(t);
@@ -406,8 +406,8 @@ static void test_ptw_ad(void **state)
 	setx(t, A1, va);
 	run_prog(t, load, 1, 1);
 	assert_int_equal(getx(t, A0), 0x5555);
-	assert_true(get64(t, l0 + 8) & 0x40);   /* A */
-	assert_false(get64(t, l0 + 8) & 0x80);  /* no D */
+	assert_true(get64(t, l0 + 8) & 0x40);  /* A */
+	assert_false(get64(t, l0 + 8) & 0x80); /* no D */
 	expect_dirty(t, pt_only, 1);
 
 	arm(t);
@@ -488,13 +488,20 @@ static void test_store_to_code(void **state)
 int main(void)
 {
 #define BOTH(fn)                                                                                   \
-	{#fn " (jit)", fn, setup_jit, teardown, NULL}, {#fn " (interpreter)", fn, setup_interp,    \
-							 teardown, NULL}
+	{#fn " (jit)", fn, setup_jit, teardown, NULL},                                             \
+	{                                                                                          \
+#fn " (interpreter)", fn, setup_interp, teardown, NULL                             \
+	}
 	const struct CMUnitTest tests[] = {
-		BOTH(test_store),     BOTH(test_store_loop),    BOTH(test_fsd),
-		BOTH(test_misaligned), BOTH(test_amo_lr_sc),    BOTH(test_ptw_ad),
-		BOTH(test_log_off),   BOTH(test_store_to_code),
-		cmocka_unit_test_setup_teardown(test_dma, setup_interp, teardown),
+	    BOTH(test_store),
+	    BOTH(test_store_loop),
+	    BOTH(test_fsd),
+	    BOTH(test_misaligned),
+	    BOTH(test_amo_lr_sc),
+	    BOTH(test_ptw_ad),
+	    BOTH(test_log_off),
+	    BOTH(test_store_to_code),
+	    cmocka_unit_test_setup_teardown(test_dma, setup_interp, teardown),
 	};
 #undef BOTH
 
