@@ -61,9 +61,12 @@ struct agent {
 		uint64_t sent_at;      /* active_ns when last sent */
 		uint64_t began;	       /* active_ns when first sent */
 	} cur;
+	bool blocked;	     /* a request did not fit: the guest is not reading its queue */
+	uint64_t blocked_since; /* active_ns when the first request did not fit */
 	uint64_t active_ns;  /* running guest time while work was outstanding */
 	uint64_t work_began; /* active_ns when the current wait for a connection began */
 
+	bool ping_busy;	  /* an agent_ping() caller owns ping_* (callers take turns) */
 	uint32_t ping_id; /* agent_ping()'s request, 0: none */
 	bool ping_answered;
 	uint64_t ping_sent_ns, ping_rtt_ns;
@@ -180,11 +183,11 @@ static void mac_answer(struct agent *a, unsigned nic, bool ok, const char *detai
 	if (ok) {
 		n->state = AGENT_MAC_DONE;
 		log_info("guest agent: NIC %u: MAC %s -> %s inside the guest (%s)", nic, old, new,
-			 detail);
+			 n->detail);
 	} else {
 		n->state = AGENT_MAC_FAILED;
 		log_warn("guest agent: NIC %u: could not change the guest's MAC %s to %s: %s", nic,
-			 old, new, detail);
+			 old, new, n->detail); /* the guest's words, cut to the field's size */
 	}
 	a->macs_wanted = true;
 }
@@ -221,6 +224,7 @@ static void handle_line(struct agent *a, char *line)
 			if (a->nics[i].state == AGENT_MAC_TIMEOUT)
 				a->nics[i].state = AGENT_MAC_PENDING;
 		a->work_began = a->active_ns;
+		a->blocked = false;
 		if (!was)
 			log_info("guest agent connected (%s)", a->version);
 		pthread_cond_broadcast(&a->cond);
@@ -259,13 +263,22 @@ static void handle_line(struct agent *a, char *line)
 	pthread_cond_broadcast(&a->cond);
 }
 
+/*
+ * The guest's bytes end up in log lines (version, error details) and in GET /vm's JSON, which
+ * must be UTF-8: anything but printable ASCII is kept as '?' (the protocol is ASCII).
+ */
+static char line_char(uint8_t b)
+{
+	return b >= 0x20 && b < 0x7f ? (char)b : '?';
+}
+
 static void be_write(void *opaque, const uint8_t *buf, size_t n)
 {
 	struct agent *a = opaque;
 
 	pthread_mutex_lock(&a->lock);
 	for (size_t i = 0; i < n; i++) {
-		char ch = (char)buf[i];
+		char ch = buf[i] == '\n' || buf[i] == '\r' ? (char)buf[i] : line_char(buf[i]);
 
 		if (ch == '\n') {
 			if (!a->line_overflow) {
@@ -323,8 +336,13 @@ static void send_req(struct agent *a, enum req_kind kind, unsigned nic, bool res
 	default:
 		sent = send_line(a, "%u macs\n", id);
 	}
-	if (!sent)
+	if (!sent) {
+		if (!a->blocked)
+			a->blocked_since = a->active_ns;
+		a->blocked = true;
 		return;
+	}
+	a->blocked = false;
 	a->next_id = id + 1 ? id + 1 : 1;
 	if (!resend) {
 		a->cur.kind = kind;
@@ -362,6 +380,7 @@ static void give_up(struct agent *a, const char *why)
 	a->probe = false;
 	a->macs_wanted = false;
 	a->cur.kind = REQ_NONE;
+	a->blocked = false;
 	a->state = AGENT_UNRESPONSIVE;
 }
 
@@ -389,6 +408,14 @@ static void step(struct agent *a)
 				    AGENT_MAC_PENDING; /* give_up reports it */
 			give_up(a, "the guest agent did not answer a command");
 		}
+		return;
+	}
+	/*
+	 * A connected agent that stopped reading its queue (full of GET /agent pings, say): the
+	 * command cannot even be sent; it times out like an unanswered one.
+	 */
+	if (a->blocked && a->active_ns - a->blocked_since > timeout) {
+		give_up(a, "the guest agent did not read its channel");
 		return;
 	}
 	for (unsigned i = 0; i < AGENT_MAX_NICS; i++)
@@ -529,42 +556,59 @@ void agent_probe(struct agent *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+/* Lock held: waits on a->cond until woken or until deadline (clock_ns()). */
+static void cond_wait_until(struct agent *a, uint64_t deadline)
+{
+	uint64_t now = clock_ns(), left = deadline > now ? deadline - now : 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(left / 1000000000ULL);
+	ts.tv_nsec += (long)(left % 1000000000ULL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+}
+
 int agent_ping(struct agent *a, unsigned timeout_ms, uint64_t *rtt_us)
 {
 	uint64_t deadline = clock_ns() + timeout_ms * MS;
 	int ret = -ETIMEDOUT;
 
 	pthread_mutex_lock(&a->lock);
+	/* One ping at a time: a second caller waits for the first, within its own timeout. */
+	while (a->ping_busy && !a->stop && clock_ns() < deadline)
+		cond_wait_until(a, deadline);
 	if (a->stop) {
 		pthread_mutex_unlock(&a->lock);
+		err_set("the VM is stopping");
 		return -ESHUTDOWN;
 	}
+	if (a->ping_busy) {
+		pthread_mutex_unlock(&a->lock);
+		err_set("the guest agent did not answer within %u ms (another ping was waiting)",
+			timeout_ms);
+		return -ETIMEDOUT;
+	}
+	a->ping_busy = true;
 	a->ping_id = a->next_id;
 	a->next_id = a->next_id + 1 ? a->next_id + 1 : 1;
 	a->ping_answered = false;
 	a->ping_sent_ns = clock_ns();
 	if (!send_line(a, "%u ping\n", a->ping_id)) {
 		a->ping_id = 0;
+		a->ping_busy = false;
+		pthread_cond_broadcast(&a->cond);
 		pthread_mutex_unlock(&a->lock);
 		err_set("the guest agent channel is full: the guest is not reading it");
 		return -ETIMEDOUT;
 	}
-	while (!a->ping_answered && !a->stop) {
-		uint64_t now = clock_ns();
-		struct timespec ts;
-
-		if (now >= deadline)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t left = deadline - now;
-		ts.tv_sec += (time_t)(left / 1000000000ULL);
-		ts.tv_nsec += (long)(left % 1000000000ULL);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&a->cond, &a->lock, &ts);
-	}
+	while (!a->ping_answered && !a->stop && clock_ns() < deadline)
+		cond_wait_until(a, deadline);
+	a->ping_busy = false;
+	pthread_cond_broadcast(&a->cond); /* the next caller's turn */
 	if (a->ping_answered) {
 		*rtt_us = a->ping_rtt_ns / 1000;
 		ret = 0;

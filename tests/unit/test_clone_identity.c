@@ -362,12 +362,220 @@ static void test_agent_paused(void **state)
 	agent_free(a);
 }
 
+/* ---- a hostile guest on the agent channel ---- */
+
+static bool all_printable(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}
+
+/* Garbage, endless lines, lines longer than the buffer, bytes that are not ASCII. */
+static void test_agent_garbage(void **state)
+{
+	struct virtio_console_backend be;
+	struct agent *a = agent_setup(&be);
+	struct agent_info ai;
+	static uint8_t junk[1 << 16];
+	char line[AGENT_LINE_MAX + 64];
+	uint32_t x = 12345;
+
+	/* 64 KiB of noise in odd-sized writes: no state change, no crash. */
+	for (size_t i = 0; i < sizeof(junk); i++) {
+		x = x * 1103515245u + 12345u;
+		junk[i] = (uint8_t)(x >> 16);
+	}
+	for (size_t off = 0; off < sizeof(junk);) {
+		size_t n = (off % 977) + 1;
+
+		if (n > sizeof(junk) - off)
+			n = sizeof(junk) - off;
+		be.write(be.opaque, junk + off, n);
+		off += n;
+	}
+	say(&be, "\n");
+	agent_info(a, &ai);
+	assert_int_equal(ai.state, AGENT_WAITING);
+
+	/* A line that never ends (1 MiB), then a hello on the same line: all of it dropped. */
+	memset(junk, 'x', sizeof(junk));
+	for (int i = 0; i < 16; i++)
+		be.write(be.opaque, junk, sizeof(junk));
+	say(&be, " 0 hello tail-of-a-long-line\n");
+	agent_info(a, &ai);
+	assert_int_equal(ai.state, AGENT_WAITING);
+
+	/* One byte longer than the buffer holds: dropped; one that fits: taken. */
+	snprintf(line, sizeof(line), "0 hello %0*d\n", AGENT_LINE_MAX - 8, 0);
+	assert_int_equal(strlen(line), AGENT_LINE_MAX + 1);
+	say(&be, line);
+	agent_info(a, &ai);
+	assert_int_equal(ai.state, AGENT_WAITING);
+	snprintf(line, sizeof(line), "0 hello %0*d\n", AGENT_LINE_MAX - 9, 7);
+	say(&be, line);
+	agent_info(a, &ai);
+	assert_int_equal(ai.state, AGENT_CONNECTED);
+	assert_int_equal(strlen(ai.version), sizeof(ai.version) - 1);
+
+	/* Control characters, escape sequences and invalid UTF-8 never reach logs or JSON. */
+	static const uint8_t odd[] = "0 hello \x1b[31m\xff\xfe\xc3(\x01 v\0x\n";
+	be.write(be.opaque, odd, sizeof(odd) - 1);
+	agent_info(a, &ai);
+	assert_true(all_printable(ai.version));
+	assert_string_equal(ai.version, "?[31m??" "?(? v?x");
+	agent_free(a);
+}
+
+/* Answers with wrong or malformed IDs are ignored; only the request's own ID counts. */
+static void test_agent_fake_answers(void **state)
+{
+	struct virtio_console_backend be;
+	struct agent *a = agent_setup(&be);
+	struct agent_nic_info ni;
+	struct agent_info ai;
+	char line[256], reply[1400];
+	unsigned id;
+
+	/* An answer before any hello (to a ping it was never sent) counts as contact only. */
+	say(&be, "77 ok pong\n");
+	agent_info(a, &ai);
+	assert_int_equal(ai.state, AGENT_CONNECTED);
+
+	assert_int_equal(agent_set_mac(a, 0, mac_old, mac_new), 0);
+	do
+		assert_true(take_line(&be, line, sizeof(line), 2000));
+	while (!strstr(line, "set-mac"));
+	assert_int_equal(sscanf(line, "%u set-mac", &id), 1);
+
+	snprintf(reply, sizeof(reply),
+		 "%u ok wrong-id\n%u ok wrong-id\n4294967296 ok too-big\n-1 ok negative\n"
+		 "%ux ok suffix\n %u\n%u maybe\n%u\n0 ok zero\n",
+		 id + 100, id - 1, id, id, id, id);
+	say(&be, reply);
+	assert_int_equal(agent_nic_info(a, 0, &ni), 0);
+	assert_int_equal(ni.state, AGENT_MAC_PENDING);
+
+	/* The right ID with an error far longer than the detail field: cut, still a string. */
+	int n = snprintf(reply, sizeof(reply), "%u err ", id);
+	memset(reply + n, 'e', 1000); /* the line still fits in AGENT_LINE_MAX */
+	memcpy(reply + n + 1000, "\n", 2);
+	say(&be, reply);
+	assert_int_equal(agent_nic_info(a, 0, &ni), 0);
+	assert_int_equal(ni.state, AGENT_MAC_FAILED);
+	assert_int_equal(strlen(ni.detail), sizeof(ni.detail) - 1);
+
+	/* A macs answer with more interfaces than remembered, and names too long. */
+	do
+		assert_true(take_line(&be, line, sizeof(line), 2000));
+	while (!strstr(line, "macs"));
+	assert_int_equal(sscanf(line, "%u macs", &id), 1);
+	n = snprintf(reply, sizeof(reply), "%u ok averyveryverylongifname=52:54:00:00:00:01", id);
+	for (int i = 0; i < 40; i++)
+		n += snprintf(reply + n, sizeof(reply) - (size_t)n, " e%d=52:54:00:00:00:%02x", i, i);
+	snprintf(reply + n, sizeof(reply) - (size_t)n, "\n");
+	say(&be, reply);
+	agent_info(a, &ai);
+	assert_int_equal(ai.nifaces, AGENT_MAX_IFACES);
+	assert_string_equal(ai.ifaces[0].name, "e0");
+	for (unsigned i = 0; i < ai.nifaces; i++)
+		assert_true(strlen(ai.ifaces[i].name) < sizeof(ai.ifaces[i].name));
+	agent_free(a);
+}
+
+/* A guest that answers every ping it reads, for a while (pings from several threads). */
+struct answerer {
+	struct virtio_console_backend *be;
+	unsigned ms, answered;
+};
+
+static void *answerer_main(void *arg)
+{
+	struct answerer *p = arg;
+	uint64_t end = clock_ns() + p->ms * 1000000ULL;
+	char line[256], reply[64];
+	unsigned id;
+
+	while (clock_ns() < end)
+		if (take_line(p->be, line, sizeof(line), 50) && sscanf(line, "%u ping", &id) == 1) {
+			snprintf(reply, sizeof(reply), "%u ok pong\n", id);
+			say(p->be, reply);
+			p->answered++;
+		}
+	return NULL;
+}
+
+struct ping_call {
+	struct agent *a;
+	int ret;
+};
+
+static void *ping_main(void *arg)
+{
+	struct ping_call *c = arg;
+	uint64_t rtt;
+
+	c->ret = agent_ping(c->a, 2000, &rtt);
+	return NULL;
+}
+
+/* Pings from several API threads at once take turns; each gets its own answer. */
+static void test_agent_concurrent_pings(void **state)
+{
+	struct virtio_console_backend be;
+	struct agent *a = agent_setup(&be);
+	struct answerer ans = {.be = &be, .ms = 1500};
+	struct ping_call calls[4];
+	pthread_t g, t[4];
+
+	say(&be, "0 hello kumo-agent 1\n");
+	pthread_create(&g, NULL, answerer_main, &ans);
+	for (int i = 0; i < 4; i++) {
+		calls[i] = (struct ping_call){.a = a, .ret = 1};
+		pthread_create(&t[i], NULL, ping_main, &calls[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(calls[i].ret, 0);
+	}
+	pthread_join(g, NULL);
+	assert_true(ans.answered >= 4);
+	agent_free(a);
+}
+
+/* A guest that never reads its queue: pings fail fast once it is full; stopping still works. */
+static void test_agent_never_reads(void **state)
+{
+	struct virtio_console_backend be;
+	struct agent *a = agent_setup(&be);
+	uint64_t rtt, t0 = clock_ns();
+	int ret = 0;
+	unsigned pings = 0;
+
+	while (pings < 2000) {
+		ret = agent_ping(a, 1, &rtt);
+		pings++;
+		if (ret == -ETIMEDOUT && strstr(err_get(), "full"))
+			break;
+		assert_int_equal(ret, -ETIMEDOUT);
+	}
+	assert_non_null(strstr(err_get(), "full"));
+	assert_true(pings > 10 && pings < 2000);
+	assert_true(be.pending(be.opaque) <= 2048);
+	assert_true(clock_ns() - t0 < 10ULL * 1000000000ULL);
+	agent_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vmgenid_generations), cmocka_unit_test(test_vmgenid_board),
 	    cmocka_unit_test(test_agent_set_mac),	cmocka_unit_test(test_agent_ping),
-	    cmocka_unit_test(test_agent_paused),
+	    cmocka_unit_test(test_agent_paused),	cmocka_unit_test(test_agent_garbage),
+	    cmocka_unit_test(test_agent_fake_answers),
+	    cmocka_unit_test(test_agent_concurrent_pings),
+	    cmocka_unit_test(test_agent_never_reads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
