@@ -68,6 +68,10 @@ enum vm_state control_state(struct control *ctl);
 
 /* Configuring: each replaces that part of the pending configuration. */
 int control_set_machine(struct control *ctl, unsigned vcpus, uint64_t mem_bytes);
+/* The guest agent channel: enum vm_agent (kumo run --agent, machine-config "agent"). */
+int control_set_agent(struct control *ctl, int mode);
+/* "auto", "on", "off" -> enum vm_agent; -EINVAL (err_set says why) for anything else. */
+int control_agent_mode(const char *name);
 int control_set_boot(struct control *ctl, const char *kernel, const char *initrd,
 		     const char *cmdline, const char *bios);
 /* Adds or replaces drive `id` (a name, at most 31 bytes) / network interface `id`. */
@@ -120,8 +124,9 @@ int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, siz
 
 /*
  * Guest agent liveness (GET /agent): a ping through the agent channel, answered within
- * timeout_ms (the control lock is held meanwhile). 0 with *rtt_us; -ETIMEDOUT; -ENOENT when
- * the VM has no agent channel; -EPERM when not running.
+ * timeout_ms (waited for without the control lock: other calls are served meanwhile; pings
+ * take turns). 0 with *rtt_us; -ETIMEDOUT; -ENOENT when the VM has no agent channel; -EPERM
+ * when not running; -ESHUTDOWN when the VM stops during the wait.
  */
 int control_agent_ping(struct control *ctl, unsigned timeout_ms, uint64_t *rtt_us);
 

@@ -97,15 +97,26 @@ static bool opt_bool(json_t *o, const char *k)
 static const struct field machine_fields[] = {
 	{"vcpu_count", F_INT, true},
 	{"mem_size_mib", F_INT, true},
+	{"agent", F_STRING, false}, /* "auto" (default), "on", "off": the guest agent channel */
 };
 
 static int do_machine(struct control *ctl, json_t *b)
 {
 	json_int_t vcpus, mib;
 	int ret = validate(b, machine_fields, ARRAY_SIZE(machine_fields), "machine-config");
+	int agent = VM_AGENT_AUTO;
 
 	if (ret)
 		return ret;
+	/* Without the field the mode stays as it was (kumo run --agent, an earlier PUT). */
+	if (json_object_get(b, "agent")) {
+		agent = control_agent_mode(opt_str(b, "agent"));
+		if (agent < 0) {
+			err_set("machine-config: agent '%s' is not auto, on or off",
+				opt_str(b, "agent"));
+			return -EINVAL;
+		}
+	}
 	vcpus = json_integer_value(json_object_get(b, "vcpu_count"));
 	mib = json_integer_value(json_object_get(b, "mem_size_mib"));
 	if (vcpus < 1 || vcpus > VM_MAX_CPUS) {
@@ -118,7 +129,10 @@ static int do_machine(struct control *ctl, json_t *b)
 			(long long)mib, VM_MAX_MEM >> 20);
 		return -EINVAL;
 	}
-	return control_set_machine(ctl, (unsigned)vcpus, (uint64_t)mib << 20);
+	ret = control_set_machine(ctl, (unsigned)vcpus, (uint64_t)mib << 20);
+	if (!ret && json_object_get(b, "agent"))
+		ret = control_set_agent(ctl, agent);
+	return ret;
 }
 
 static const struct field boot_fields[] = {
@@ -400,7 +414,6 @@ static void do_console_get(struct control *ctl, const char *offset, struct api_r
 	}
 }
 
-/* PUT /console: the raw body is typed at the console. 400 when the input queue is full. */
 #define AGENT_PING_MS 2000
 
 /* GET /agent: a ping through the guest agent channel (docs/guest-agent.md). */
@@ -413,10 +426,13 @@ static void do_agent_get(struct control *ctl, struct api_response *r)
 		respond_json(r, 200, json_pack("{s:I}", "rtt_us", (json_int_t)rtt_us));
 	else if (ret == -ETIMEDOUT)
 		respond_error(r, 504, err_get());
+	else if (ret == -ESHUTDOWN) /* the VM stopped during the wait: like any call when stopped */
+		respond_error(r, 400, err_get());
 	else
 		respond_result(r, ret);
 }
 
+/* PUT /console: the raw body is typed at the console. 400 when the input queue is full. */
 static int do_console_put(struct control *ctl, const char *body, size_t len)
 {
 	size_t took = 0;

@@ -140,6 +140,7 @@ struct control {
 	/* Pending configuration (configuring state). */
 	unsigned vcpus;
 	uint64_t mem;
+	int agent; /* enum vm_agent */
 	char *kernel, *initrd, *cmdline, *bios;
 	struct control_drive drives[VM_MAX_DISKS];
 	unsigned ndrives;
@@ -153,6 +154,9 @@ struct control {
 	/* Clones: NIC i's MAC in the snapshot, when the restore gave the NIC another one. */
 	bool mac_changed[VM_MAX_NETS];
 	uint8_t snap_mac[VM_MAX_NETS][6];
+
+	/* control_agent_ping() callers waiting without the lock; the VM outlives them. */
+	unsigned agent_pings;
 
 	pthread_t shutdown_thread;
 	bool shutdown_started;
@@ -284,6 +288,34 @@ int control_set_machine(struct control *ctl, unsigned vcpus, uint64_t mem_bytes)
 		ctl->vcpus = vcpus;
 		ctl->mem = mem_bytes;
 	}
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
+int control_agent_mode(const char *name)
+{
+	static const char *const names[] = {
+	    [VM_AGENT_AUTO] = "auto", [VM_AGENT_OFF] = "off", [VM_AGENT_ON] = "on"};
+
+	for (int i = 0; name && i < (int)ARRAY_SIZE(names); i++)
+		if (!strcmp(name, names[i]))
+			return i;
+	err_set("agent '%s' is not auto, on or off", name ? name : "");
+	return -EINVAL;
+}
+
+int control_set_agent(struct control *ctl, int mode)
+{
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	ret = check(ctl, CONTROL_OP_CONFIGURE);
+	if (!ret && mode != VM_AGENT_AUTO && mode != VM_AGENT_OFF && mode != VM_AGENT_ON) {
+		err_set("agent mode %d is not auto, on or off", mode);
+		ret = -EINVAL;
+	}
+	if (!ret)
+		ctl->agent = mode;
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }
@@ -433,7 +465,8 @@ int control_start(struct control *ctl)
 				 .append = ctl->cmdline, .bios = ctl->bios, .mem = ctl->mem,
 				 .ncpus = ctl->vcpus, .console_in = ctl->console_in,
 				 .console_out = ctl->console_out, .disks = ctl->cfg_disks,
-				 .ndisks = ctl->ndrives, .nets = ctl->cfg_nets, .nnets = ctl->nnets};
+				 .ndisks = ctl->ndrives, .nets = ctl->cfg_nets, .nnets = ctl->nnets,
+				 .agent = ctl->agent};
 	ret = vm_new(&cfg, &vm);
 	if (ret) {
 		vm_free(vm);
@@ -576,6 +609,12 @@ void control_vm_exited(struct control *ctl, int status)
 	ctl->state = VM_STATE_STOPPED;
 	ctl->exit_status = status;
 	pthread_cond_broadcast(&ctl->cond);
+	/*
+	 * The caller frees the VM next: wait for pings still using its agent. vm_run() stopped
+	 * the agent, which ends their waits (-ESHUTDOWN) at once.
+	 */
+	while (ctl->agent_pings)
+		pthread_cond_wait(&ctl->cond, &ctl->lock);
 	pthread_mutex_unlock(&ctl->lock);
 }
 
@@ -763,6 +802,7 @@ int control_console_write(struct control *ctl, const uint8_t *buf, size_t n, siz
 
 int control_agent_ping(struct control *ctl, unsigned timeout_ms, uint64_t *rtt_us)
 {
+	struct agent *ag;
 	int ret;
 
 	pthread_mutex_lock(&ctl->lock);
@@ -776,9 +816,22 @@ int control_agent_ping(struct control *ctl, unsigned timeout_ms, uint64_t *rtt_u
 		err_set("cannot ping the guest agent: the VM is paused");
 		ret = -EPERM;
 	}
-	/* The lock stays held: the VM cannot be freed under the wait (at most timeout_ms). */
-	if (!ret)
-		ret = agent_ping(vm_agent(ctl->vm), timeout_ms, rtt_us);
+	if (ret) {
+		pthread_mutex_unlock(&ctl->lock);
+		return ret;
+	}
+	/*
+	 * The wait (up to timeout_ms) happens without the lock, so every other API call is
+	 * answered meanwhile; agent_pings keeps the VM, and so its agent, from being freed
+	 * (control_vm_exited waits for it to drop to 0).
+	 */
+	ag = vm_agent(ctl->vm);
+	ctl->agent_pings++;
+	pthread_mutex_unlock(&ctl->lock);
+	ret = agent_ping(ag, timeout_ms, rtt_us);
+	pthread_mutex_lock(&ctl->lock);
+	if (!--ctl->agent_pings)
+		pthread_cond_broadcast(&ctl->cond);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }
