@@ -72,6 +72,9 @@ static void usage(FILE *f)
 	      "  --config FILE      VM configuration as JSON (same bodies as the API, docs/api.md)\n"
 	      "  --restore DIR      continue a snapshot taken with PUT /snapshot/create; with\n"
 	      "                     --disk/--net: a clone with new disk files / interfaces\n"
+	      "  --agent auto|on|off\n"
+	      "                     guest agent channel, a second virtio-console (docs/guest-agent.md);\n"
+	      "                     auto (default): on when the VM has a NIC and a free virtio slot\n"
 	      "  -v, --verbose      more log output (repeat for debug)\n"
 	      "\n"
 	      "Console: the guest's serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A h helps.\n"
@@ -280,7 +283,7 @@ static int cmd_run(int argc, char **argv)
 		{"console", required_argument, NULL, 'C'}, {"vconsole", no_argument, NULL, 'V'},
 		{"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
 		{"api-sock", required_argument, NULL, 'A'}, {"config", required_argument, NULL, 'F'},
-		{"restore", required_argument, NULL, 'R'},
+		{"restore", required_argument, NULL, 'R'}, {"agent", required_argument, NULL, 'G'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct vm_disk disks[VM_MAX_DISKS];
@@ -288,7 +291,7 @@ static int cmd_run(int argc, char **argv)
 	struct vm_config cfg = {.mem = 512ULL << 20, .ncpus = 1, .console_in = STDIN_FILENO,
 				.console_out = STDOUT_FILENO};
 	static char kernel[PATH_MAX], initrd[PATH_MAX];
-	bool default_guest = false;
+	bool default_guest = false, agent_given = false;
 	const char *api_sock = NULL, *config = NULL, *restore = NULL;
 	struct control *ctl = NULL;
 	struct api_server *srv = NULL;
@@ -367,6 +370,15 @@ static int cmd_run(int argc, char **argv)
 		case 'A': api_sock = optarg; break;
 		case 'F': config = optarg; break;
 		case 'R': restore = optarg; break;
+		case 'G': {
+			int mode = control_agent_mode(optarg);
+
+			if (mode < 0)
+				return die("--agent '%s' is not auto, on or off", optarg);
+			cfg.agent = mode;
+			agent_given = true;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		case ':': return die("option %s needs a value (see kumo run --help)", argv[optind - 1]);
 		default: return die("unknown option '%s' (see kumo run --help)", argv[optind - 1]);
@@ -394,6 +406,9 @@ static int cmd_run(int argc, char **argv)
 		return die("%s", "--config and --restore replace --kernel/--bios/--default-guest");
 	if (config && restore)
 		return die("%s", "--config and --restore cannot be combined");
+	if (agent_given && restore)
+		return die("%s", "--agent cannot be combined with --restore: the snapshot records "
+				 "whether the VM has the agent channel");
 	if (take_stop_signals())
 		return die("%s", "cannot set up signal handling");
 	if (control_new(cfg.console_in, cfg.console_out, &ctl))
@@ -402,6 +417,9 @@ static int cmd_run(int argc, char **argv)
 	ret = 0;
 	if (config)
 		ret = api_config_load(ctl, config);
+	/* Over the file's machine-config "agent", for a VM built by --config or the API. */
+	if (!ret && agent_given)
+		ret = control_set_agent(ctl, cfg.agent);
 	if (!ret && api_sock)
 		ret = api_server_start(api_sock, ctl, &srv);
 	if (!ret && restore)

@@ -58,6 +58,12 @@ check "mem overflow" "not a size" -- --kernel "$tmp/text" --mem 9999999999999999
 check "cpus zero" "out of range" -- --kernel "$tmp/text" --cpus 0
 check "cpus over the limit" "out of range" -- --kernel "$tmp/text" --cpus 65
 check "cpus junk" "out of range" -- --kernel "$tmp/text" --cpus two
+check "agent junk" "--agent 'maybe' is not auto, on or off" -- --kernel "$tmp/text" --agent maybe
+check "agent empty" "is not auto, on or off" -- --kernel "$tmp/text" --agent ""
+check "agent with restore" "cannot be combined with --restore" -- --restore "$tmp" --agent off
+truncate -s 1M "$tmp/disk"
+check "agent on without a free virtio slot" "too many virtio devices" -- --kernel "$tmp/text" --agent on \
+	$(for i in 1 2 3 4 5 6 7 8; do printf -- '--disk path=%s,readonly=on ' "$tmp/disk"; done)
 check "unknown option" "unknown option|unrecognized" -- --frobnicate
 check "stray argument" "unexpected argument" -- --kernel "$tmp/text" extra
 
