@@ -25,6 +25,7 @@
 #include "kumo/agent.h"
 #include "kumo/base.h"
 #include "kumo/board.h"
+#include "kumo/memmap.h"
 #include "kumo/virtio.h"
 #include "machine/devices.h"
 
@@ -142,6 +143,57 @@ static void test_vmgenid_board(void **state)
 	irq = fdt_getprop(fdt, node, "interrupts", &len);
 	assert_non_null(irq);
 	assert_int_equal(fdt32_to_cpu(irq[0]), VIRT_VMGENID_IRQ);
+	board_free(b);
+}
+
+/*
+ * The guest's view through the board's memory map: every width at every offset of the window
+ * (aligned or not) reads the ID's little-endian bytes, zero past them; every write at every
+ * offset and width is ignored (the ID and the line stay) without stopping anything.
+ */
+static void test_vmgenid_every_access(void **state)
+{
+	struct board_config bc = {.ncpus = 1,
+				  .ram_size = 64ULL << 20,
+				  .isa = NULL,
+				  .mmu_type = "riscv,sv39",
+				  .bootargs = "console=ttyS0"};
+	static const unsigned sizes[] = {1, 2, 4, 8};
+	uint8_t id[16], again[16];
+	struct board *b;
+	struct memmap *mm;
+	uint64_t before = guest_error_count();
+
+	assert_int_equal(board_new(&bc, &b), 0);
+	board_reset(b);
+	mm = board_memmap(b);
+	board_vmgenid(b, id);
+	for (uint64_t off = 0; off < VIRT_VMGENID_SIZE; off++)
+		for (unsigned i = 0; i < ARRAY_SIZE(sizes); i++) {
+			unsigned size = sizes[i];
+			uint64_t v = 0xdeadbeef, want = 0;
+
+			if (off + size > VIRT_VMGENID_SIZE) {
+				assert_int_equal(memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v),
+						 -ENOENT);
+				continue;
+			}
+			for (unsigned k = 0; k < size && off + k < 16; k++)
+				want |= (uint64_t)id[off + k] << (8 * k);
+			assert_int_equal(memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v), 0);
+			assert_true(v == want);
+		}
+	/* Writes: a few offsets per width over the whole window, including the last bytes. */
+	for (uint64_t off = 0; off < VIRT_VMGENID_SIZE; off += off < 64 ? 1 : 509)
+		for (unsigned i = 0; i < ARRAY_SIZE(sizes); i++)
+			if (off + sizes[i] <= VIRT_VMGENID_SIZE)
+				assert_int_equal(memmap_mmio_write(mm, VIRT_VMGENID_BASE + off, sizes[i],
+								   ~0ULL),
+						 0);
+	assert_int_equal(memmap_mmio_write(mm, VIRT_VMGENID_BASE + VIRT_VMGENID_SIZE - 8, 8, 0), 0);
+	board_vmgenid(b, again);
+	assert_memory_equal(id, again, 16);
+	assert_true(guest_error_count() > before); /* each write is a guest error */
 	board_free(b);
 }
 
@@ -571,6 +623,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vmgenid_generations), cmocka_unit_test(test_vmgenid_board),
+	    cmocka_unit_test(test_vmgenid_every_access),
 	    cmocka_unit_test(test_agent_set_mac),	cmocka_unit_test(test_agent_ping),
 	    cmocka_unit_test(test_agent_paused),	cmocka_unit_test(test_agent_garbage),
 	    cmocka_unit_test(test_agent_fake_answers),
