@@ -4,7 +4,8 @@
  * (plain, FP, misaligned, page-crossing stores, AMOs, SC, the page-table walker's A/D updates)
  * marks exactly the pages it wrote; the second store to a page takes the fast path (it is not
  * logged again until the log is re-armed); re-arming (fetch-and-clear + dirty_log_sync) makes
- * the next store log again; device DMA announced through the memory map is marked.
+ * the next store log again; device DMA announced through the memory map is marked; stores to
+ * devices, to nothing and across the end of RAM mark nothing.
  *
  * Programs are encoded by hand, run through accel_rv64_ops and end in an ECALL that exits to
  * the test. The CPU tests run twice: with the JIT (KUMO_JIT unset: stores are translated to
@@ -485,6 +486,89 @@ static void test_store_to_code(void **state)
 	expect_dirty(t, page, 1);
 }
 
+/* A device that records the stores it gets. */
+#define DEV_BASE 0x10000000ull
+#define DEV_SIZE 0x1000ull
+#define NOTHING 0x20000000ull /* neither RAM nor a device */
+
+struct dev_log {
+	unsigned writes;
+	uint64_t last_off, last_val;
+};
+
+static uint64_t dev_read(void *opaque, uint64_t off, unsigned size)
+{
+	return 0;
+}
+
+static void dev_write(void *opaque, uint64_t off, uint64_t val, unsigned size)
+{
+	struct dev_log *d = opaque;
+
+	d->writes++;
+	d->last_off = off;
+	d->last_val = val;
+}
+
+static const struct mmio_ops dev_ops = {.read = dev_read, .write = dev_write};
+
+/* Runs prog at CODE, expecting a trap into HANDLER_M (whose ECALL exits); returns mcause. */
+static uint64_t run_trap(struct t *t, const uint32_t *insn, unsigned n)
+{
+	uint64_t pc = 0, cause = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		memcpy(t->ram + (CODE - RAM_BASE) + 4 * i, &insn[i], 4);
+	memcpy(t->ram + (CODE - RAM_BASE) + 4 * n, &(uint32_t){ECALL}, 4);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PRIV, 3), 0);
+	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PC, CODE), 0);
+	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0);
+	assert_int_equal(t->ops->vcpu_run_state(t->vcpu)->exit_reason, ACCEL_EXIT_SBI);
+	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_PC, &pc), 0);
+	assert_int_equal(pc, HANDLER_M);
+	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_CSR(0x342), &cause), 0);
+	return cause;
+}
+
+/*
+ * While logging, a guest that stores to a device, to where nothing is mapped, with an AMO to a
+ * device, or across the end of RAM: the device gets its stores, the others trap (store access
+ * fault, priv 1.12 §3.7.1), and no page is marked, none written, nothing crashes.
+ */
+static void test_store_not_ram(void **state)
+{
+	struct t *t = *state;
+	struct dev_log dev = {0};
+	const uint32_t store[] = {SD(A1, A2, 8)}, twice[] = {SD(A1, A2, 8), SD(A1, A2, 16)};
+	const uint32_t amo[] = {AMO_D(0x00, A0, A1, A2)};
+	uint8_t tail[8];
+
+	assert_int_equal(memmap_add_mmio(t->mm, "dev", DEV_BASE, DEV_SIZE, &dev_ops, &dev), 0);
+	arm(t);
+	setx(t, A1, DEV_BASE);
+	setx(t, A2, 0x77);
+	run_prog(t, twice, 2, 3);
+	run_prog(t, store, 1, 3);
+	assert_int_equal(dev.writes, 3);
+	assert_int_equal(dev.last_off, 8);
+	assert_int_equal(dev.last_val, 0x77);
+	assert_false(store_is_fast(t, DEV_BASE));
+	assert_int_equal(fetch(t), 0);
+
+	arm(t);
+	setx(t, A1, NOTHING);
+	assert_int_equal(run_trap(t, store, 1), 7);
+	setx(t, A1, DEV_BASE);
+	assert_int_equal(run_trap(t, amo, 1), 7);
+	assert_int_equal(dev.writes, 3);
+	/* The last RAM page and the void after it: both halves are checked before writing. */
+	memcpy(tail, t->ram + RAM_SIZE - 8, 8);
+	setx(t, A1, RAM_BASE + RAM_SIZE - 4 - 8);
+	assert_int_equal(run_trap(t, store, 1), 7);
+	assert_memory_equal(tail, t->ram + RAM_SIZE - 8, 8);
+	assert_int_equal(fetch(t), 0);
+}
+
 int main(void)
 {
 #define BOTH(fn)                                                                                   \
@@ -501,6 +585,7 @@ int main(void)
 	    BOTH(test_ptw_ad),
 	    BOTH(test_log_off),
 	    BOTH(test_store_to_code),
+	    BOTH(test_store_not_ram),
 	    cmocka_unit_test_setup_teardown(test_dma, setup_interp, teardown),
 	};
 #undef BOTH
