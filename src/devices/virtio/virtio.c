@@ -397,6 +397,8 @@ int virtq_pop(struct virtio_dev *d, unsigned q, struct virtq_elem *e)
 		 * with the driver's barrier between its avail->idx store and its avail_event load.
 		 */
 		*avail_event(vq) = vq->last_avail;
+		/* Logged like the store below: the guest may have changed the word meanwhile. */
+		memmap_ram_will_write(d->mm, (const void *)avail_event(vq), 2);
 		atomic_thread_fence(memory_order_seq_cst);
 		avail_idx = vq->avail[1];
 		if (avail_idx == vq->last_avail)
