@@ -52,6 +52,16 @@ class Vmm:
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err)
         self.ready = api.wait_socket(self.sock, self.proc, 30)
 
+    def wait_running(self, timeout=20):
+        """The API answers before `kumo run --bios` has attached its VM: wait for it."""
+        deadline = time.monotonic() + timeout
+        while self.ready and time.monotonic() < deadline:
+            st, body, _ = api.call(self.sock, "GET", "/vm", timeout=10)
+            if st == 200 and (body or {}).get("state") == "running":
+                return True
+            time.sleep(0.05)
+        return False
+
     def stderr(self):
         self.err.flush()
         self.err.seek(0)
@@ -98,7 +108,7 @@ def main():
     try:
         v = Vmm(tmp, "auto", base + ["--net", "user"])
         vmms.append(v)
-        if not v.ready:
+        if not v.wait_running():
             not_ok("start", "the API socket did not answer", [v.stderr()])
             return 1
         s = v.sock
@@ -157,7 +167,7 @@ def main():
         # --agent off / on.
         v = Vmm(tmp, "off", base + ["--net", "user", "--agent", "off"])
         vmms.append(v)
-        st = agent_state(v.sock) if v.ready else "not ready"
+        st = agent_state(v.sock) if v.wait_running() else "not running"
         code = api.call(v.sock, "GET", "/agent", timeout=10)[0] if v.ready else None
         if st == "absent" and code == 404:
             ok("--agent off with a NIC: no channel, GET /agent 404")
@@ -166,7 +176,7 @@ def main():
         v.close()
         v = Vmm(tmp, "on", base + ["--agent", "on"])
         vmms.append(v)
-        st = agent_state(v.sock) if v.ready else "not ready"
+        st = agent_state(v.sock) if v.wait_running() else "not running"
         if st == "waiting":
             ok("--agent on without a NIC: the channel is there")
         else:
@@ -181,7 +191,7 @@ def main():
                        "network-interfaces": [{"iface_id": "eth0", "backend": "user"}]}, f)
         v = Vmm(tmp, "cfg", ["--config", cfg])
         vmms.append(v)
-        st = agent_state(v.sock) if v.ready else "not ready"
+        st = agent_state(v.sock) if v.wait_running() else "not running"
         if st == "absent":
             ok("--config machine-config agent \"off\"")
         else:
