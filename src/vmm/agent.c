@@ -61,10 +61,10 @@ struct agent {
 		uint64_t sent_at;      /* active_ns when last sent */
 		uint64_t began;	       /* active_ns when first sent */
 	} cur;
-	bool blocked;	     /* a request did not fit: the guest is not reading its queue */
+	bool blocked;		/* a request did not fit: the guest is not reading its queue */
 	uint64_t blocked_since; /* active_ns when the first request did not fit */
-	uint64_t active_ns;  /* running guest time while work was outstanding */
-	uint64_t work_began; /* active_ns when the current wait for a connection began */
+	uint64_t active_ns;	/* running guest time while work was outstanding */
+	uint64_t work_began;	/* active_ns when the current wait for a connection began */
 
 	bool ping_busy;	  /* an agent_ping() caller owns ping_* (callers take turns) */
 	uint32_t ping_id; /* agent_ping()'s request, 0: none */

@@ -174,22 +174,24 @@ static void test_vmgenid_every_access(void **state)
 			uint64_t v = 0xdeadbeef, want = 0;
 
 			if (off + size > VIRT_VMGENID_SIZE) {
-				assert_int_equal(memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v),
-						 -ENOENT);
+				assert_int_equal(
+				    memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v),
+				    -ENOENT);
 				continue;
 			}
 			for (unsigned k = 0; k < size && off + k < 16; k++)
 				want |= (uint64_t)id[off + k] << (8 * k);
-			assert_int_equal(memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v), 0);
+			assert_int_equal(memmap_mmio_read(mm, VIRT_VMGENID_BASE + off, size, &v),
+					 0);
 			assert_true(v == want);
 		}
 	/* Writes: a few offsets per width over the whole window, including the last bytes. */
 	for (uint64_t off = 0; off < VIRT_VMGENID_SIZE; off += off < 64 ? 1 : 509)
 		for (unsigned i = 0; i < ARRAY_SIZE(sizes); i++)
 			if (off + sizes[i] <= VIRT_VMGENID_SIZE)
-				assert_int_equal(memmap_mmio_write(mm, VIRT_VMGENID_BASE + off, sizes[i],
-								   ~0ULL),
-						 0);
+				assert_int_equal(
+				    memmap_mmio_write(mm, VIRT_VMGENID_BASE + off, sizes[i], ~0ULL),
+				    0);
 	assert_int_equal(memmap_mmio_write(mm, VIRT_VMGENID_BASE + VIRT_VMGENID_SIZE - 8, 8, 0), 0);
 	board_vmgenid(b, again);
 	assert_memory_equal(id, again, 16);
@@ -476,7 +478,8 @@ static void test_agent_garbage(void **state)
 	be.write(be.opaque, odd, sizeof(odd) - 1);
 	agent_info(a, &ai);
 	assert_true(all_printable(ai.version));
-	assert_string_equal(ai.version, "?[31m??" "?(? v?x");
+	assert_string_equal(ai.version, "?[31m??"
+					"?(? v?x");
 	agent_free(a);
 }
 
@@ -525,7 +528,8 @@ static void test_agent_fake_answers(void **state)
 	assert_int_equal(sscanf(line, "%u macs", &id), 1);
 	n = snprintf(reply, sizeof(reply), "%u ok averyveryverylongifname=52:54:00:00:00:01", id);
 	for (int i = 0; i < 40; i++)
-		n += snprintf(reply + n, sizeof(reply) - (size_t)n, " e%d=52:54:00:00:00:%02x", i, i);
+		n += snprintf(reply + n, sizeof(reply) - (size_t)n, " e%d=52:54:00:00:00:%02x", i,
+			      i);
 	snprintf(reply + n, sizeof(reply) - (size_t)n, "\n");
 	say(&be, reply);
 	agent_info(a, &ai);
@@ -622,10 +626,13 @@ static void test_agent_never_reads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_vmgenid_generations), cmocka_unit_test(test_vmgenid_board),
+	    cmocka_unit_test(test_vmgenid_generations),
+	    cmocka_unit_test(test_vmgenid_board),
 	    cmocka_unit_test(test_vmgenid_every_access),
-	    cmocka_unit_test(test_agent_set_mac),	cmocka_unit_test(test_agent_ping),
-	    cmocka_unit_test(test_agent_paused),	cmocka_unit_test(test_agent_garbage),
+	    cmocka_unit_test(test_agent_set_mac),
+	    cmocka_unit_test(test_agent_ping),
+	    cmocka_unit_test(test_agent_paused),
+	    cmocka_unit_test(test_agent_garbage),
 	    cmocka_unit_test(test_agent_fake_answers),
 	    cmocka_unit_test(test_agent_concurrent_pings),
 	    cmocka_unit_test(test_agent_never_reads),

@@ -604,8 +604,8 @@ static bool harness_dirty(struct harness *h, uint64_t *bits, size_t nwords, uint
 static void test_virtio_device_area(void **state)
 {
 	struct harness *h = h_new();
-	struct virtio_console_backend be = {.pending = con_pending, .read = con_read,
-					    .write = con_write};
+	struct virtio_console_backend be = {
+	    .pending = con_pending, .read = con_read, .write = con_write};
 	struct virtio_dev *dev;
 	uint64_t bits[H_RAM_SIZE / 4096 / 64];
 	const uint64_t used_tx = H_USED + VIRTIO_CONSOLE_TXQ * 0x10000;
@@ -629,7 +629,8 @@ static void test_virtio_device_area(void **state)
 	h_kick(h, VIRTIO_CONSOLE_TXQ);
 	assert_int_equal(out, 5);
 	assert_true(harness_dirty(h, bits, ARRAY_SIZE(bits), used_tx));
-	assert_false(bits[(H_BUF - H_RAM_BASE) / 4096 / 64] >> ((H_BUF - H_RAM_BASE) / 4096 % 64) & 1);
+	assert_false(bits[(H_BUF - H_RAM_BASE) / 4096 / 64] >> ((H_BUF - H_RAM_BASE) / 4096 % 64) &
+		     1);
 	h_free(h);
 }
 
