@@ -292,13 +292,13 @@ int control_set_machine(struct control *ctl, unsigned vcpus, uint64_t mem_bytes)
 	return ret;
 }
 
+static const char *const agent_names[] = {
+    [VM_AGENT_AUTO] = "auto", [VM_AGENT_OFF] = "off", [VM_AGENT_ON] = "on"};
+
 int control_agent_mode(const char *name)
 {
-	static const char *const names[] = {
-	    [VM_AGENT_AUTO] = "auto", [VM_AGENT_OFF] = "off", [VM_AGENT_ON] = "on"};
-
-	for (int i = 0; name && i < (int)ARRAY_SIZE(names); i++)
-		if (!strcmp(name, names[i]))
+	for (int i = 0; name && i < (int)ARRAY_SIZE(agent_names); i++)
+		if (!strcmp(name, agent_names[i]))
 			return i;
 	err_set("agent '%s' is not auto, on or off", name ? name : "");
 	return -EINVAL;
@@ -935,8 +935,9 @@ json_t *control_describe(struct control *ctl)
 	pthread_mutex_lock(&ctl->lock);
 	json_object_set_new(o, "state", json_string(state_names[ctl->state]));
 	json_object_set_new(cfg, "machine-config",
-			    json_pack("{s:I,s:I}", "vcpu_count", (json_int_t)ctl->vcpus,
-				      "mem_size_mib", (json_int_t)(ctl->mem >> 20)));
+			    json_pack("{s:I,s:I,s:s}", "vcpu_count", (json_int_t)ctl->vcpus,
+				      "mem_size_mib", (json_int_t)(ctl->mem >> 20), "agent",
+				      agent_names[ctl->agent]));
 	json_object_set_new(cfg, "boot-source",
 			    json_pack("{s:o,s:o,s:o,s:o}", "kernel_image_path",
 				      str_or_null(ctl->kernel), "initrd_path", str_or_null(ctl->initrd),

@@ -205,6 +205,12 @@ def main():
         api.call(v.sock, "PUT", "/boot-source", {"firmware_path": fw})
         start = api.call(v.sock, "PUT", "/actions", {"action": "start"})
         st = agent_state(v.sock)
+        desc = api.call(v.sock, "GET", "/vm")
+        mode = ((desc[1] or {}).get("config") or {}).get("machine-config", {}).get("agent")
+        if mode == "on":
+            ok("GET /vm machine-config shows agent \"on\" as PUT")
+        else:
+            not_ok("GET /vm machine-config agent", f"{mode!r} in {desc[:2]}")
         if bad[0] == 400 and "not auto, on or off" in (bad[1] or {}).get("error", "") and wrong[0] == 400 \
                 and good[0] == 204 and start[0] == 204 and st == "waiting":
             ok("PUT /machine-config agent: \"on\" gives a channel without a NIC, a bad value is a 400",
