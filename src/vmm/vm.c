@@ -73,7 +73,7 @@ struct vcpu {
 	struct accel_vcpu *av;
 	struct accel_run *run;
 	pthread_t thread;
-	bool thread_started;
+	_Atomic bool thread_started; /* read by the API thread (vm_vcpu_info) */
 
 	pthread_mutex_t lock; /* protects the HSM fields below */
 	pthread_cond_t cond;
@@ -119,7 +119,7 @@ struct vm {
 	struct agent *agent;             /* guest agent channel, NULL: none */
 	struct virtio_dev *agent_dev;    /* its virtio-console (owned by the board) */
 
-	uint64_t start_ns, stop_ns;
+	_Atomic uint64_t start_ns, stop_ns; /* read by the API thread (vm_uptime_ns) */
 
 	/* Pause (vm_pause/vm_resume): vCPU threads park in park_vcpu() while pause_req is set. */
 	pthread_mutex_t pause_lock;
@@ -989,7 +989,7 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 
 static void print_stats(struct vm *vm)
 {
-	double secs = (vm->stop_ns - vm->start_ns) / 1e9;
+	double secs = (atomic_load(&vm->stop_ns) - atomic_load(&vm->start_ns)) / 1e9;
 	uint64_t total = 0;
 
 	fprintf(stderr, "kumo: stats: %.3f s wall\n", secs);
@@ -1053,7 +1053,7 @@ int vm_run(struct vm *vm)
 {
 	int ret;
 
-	vm->start_ns = clock_ns();
+	atomic_store(&vm->start_ns, clock_ns());
 	if (vm->io && iothread_start(vm->io))
 		vm_request_stop(vm, VM_EXIT_ERROR);
 	if (vm->agent && agent_start(vm->agent))
@@ -1067,7 +1067,7 @@ int vm_run(struct vm *vm)
 			vm_request_stop(vm, VM_EXIT_ERROR);
 			break;
 		}
-		v->thread_started = true;
+		atomic_store(&v->thread_started, true);
 	}
 	console_start(&vm->con);
 	while (!stopping(vm)) {
@@ -1095,13 +1095,13 @@ int vm_run(struct vm *vm)
 		}
 	}
 	for (unsigned i = 0; i < vm->ncpus; i++)
-		if (vm->vcpus[i].thread_started) {
+		if (atomic_load(&vm->vcpus[i].thread_started)) {
 			pthread_join(vm->vcpus[i].thread, NULL);
-			vm->vcpus[i].thread_started = false;
+			atomic_store(&vm->vcpus[i].thread_started, false);
 		}
 	agent_stop(vm->agent);
 	iothread_stop(vm->io);
-	vm->stop_ns = clock_ns();
+	atomic_store(&vm->stop_ns, clock_ns());
 	console_stop(&vm->con);
 	if (vm->cfg.stats)
 		print_stats(vm);
@@ -1117,7 +1117,7 @@ void vm_free(struct vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
-		if (v->thread_started)
+		if (atomic_load(&v->thread_started))
 			pthread_join(v->thread, NULL);
 	}
 	for (unsigned i = 0; i < vm->ncpus; i++) {
@@ -1244,9 +1244,11 @@ unsigned vm_ncpus(const struct vm *vm)
 
 uint64_t vm_uptime_ns(const struct vm *vm)
 {
-	if (!vm->start_ns)
+	uint64_t start = atomic_load(&vm->start_ns), stop = atomic_load(&vm->stop_ns);
+
+	if (!start)
 		return 0;
-	return (vm->stop_ns ? vm->stop_ns : clock_ns()) - vm->start_ns;
+	return (stop ? stop : clock_ns()) - start;
 }
 
 int vm_vcpu_info(struct vm *vm, unsigned i, struct vm_vcpu_info *out)
@@ -1272,7 +1274,7 @@ int vm_vcpu_info(struct vm *vm, unsigned i, struct vm_vcpu_info *out)
 	out->dcache_hits = st.dcache_hits;
 	out->dcache_misses = st.dcache_misses;
 	memcpy(out->sbi_calls, v->sbi_stats.calls, sizeof(v->sbi_stats.calls));
-	out->thread_running = v->thread_started && !atomic_load(&v->exited);
+	out->thread_running = atomic_load(&v->thread_started) && !atomic_load(&v->exited);
 	if (out->thread_running && !pthread_getcpuclockid(v->thread, &cid) &&
 	    !clock_gettime(cid, &ts))
 		out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
