@@ -449,6 +449,14 @@ struct blk {
 	unsigned nmem; /* loads and stores emitted so far */
 	struct stub stubs[JIT_STUBS_MAX];
 	unsigned nstubs;
+	/*
+	 * Per instruction of the block: where its host code starts, its page offset, and the
+	 * loads and stores before it. Every instruction boundary has the cached registers in
+	 * their host registers, so a jump inside the block may land on any of them.
+	 */
+	uint64_t ipos[JIT_BLOCK_MAX];
+	uint16_t ioff[JIT_BLOCK_MAX];
+	uint16_t imem[JIT_BLOCK_MAX];
 };
 
 static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, unsigned off,
@@ -463,6 +471,44 @@ static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, 
 	s->len = (uint16_t)len;
 	s->mem = (uint16_t)bk->nmem;
 	return s;
+}
+
+/* The index of the block's instruction at page offset t among its first `upto`, or -1. */
+static int insn_at(const struct blk *bk, unsigned upto, int64_t t)
+{
+	for (unsigned k = 0; k < upto; k++)
+		if (bk->ioff[k] == t)
+			return (int)k;
+	return -1;
+}
+
+/*
+ * A taken jump from instruction idx to instruction k of the same block (n instructions long
+ * once done), staying in translated code with the registers where they are; `mem`: loads
+ * and stores run up to the jump. The entry charged n instructions and n loads and stores
+ * assuming a run to the end: the jump gives back what it skipped and charges again from k.
+ * A backward jump (a loop) first checks the budget as a chained exit would, and leaves for
+ * the instruction at page offset t when it has run out.
+ */
+static void jump_inside(struct blk *bk, unsigned n, unsigned idx, unsigned mem, unsigned k,
+			int64_t t)
+{
+	struct em *e = &bk->e;
+	uint64_t slow = 0;
+
+	if (k <= idx) {
+		alu_imm(e, true, 7, R13, -(int32_t)(n - idx - 1)); /* cmp r13, -(given back) */
+		slow = jcc_fwd(e, CC_LE);
+	}
+	r13_add(e, (int32_t)k - (int32_t)idx - 1);
+	hits_add(e, (int32_t)mem - (int32_t)bk->imem[k]);
+	jmp_to(e, bk->ipos[k]);
+	if (k <= idx) {
+		fix_here(e, slow);
+		r13_add(e, (int32_t)(n - idx - 1));
+		hits_add(e, (int32_t)mem - (int32_t)bk->nmem);
+		exit_to(e, t);
+	}
 }
 
 static int64_t imm_i(uint32_t insn)
@@ -1064,6 +1110,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25;
 	int64_t imm = imm_i(insn);
 	struct stub *s;
+	int k;
 
 	switch (insn & 0x7f) {
 	case 0x37: /* LUI */
@@ -1081,7 +1128,11 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			lea_pc(e, RAX, off + len);
 			st_x(e, rd, RAX);
 		}
-		exit_to(e, (int64_t)off + imm_j(insn));
+		k = insn_at(bk, idx + 1, (int64_t)off + imm_j(insn));
+		if (k >= 0) /* a loop closed by a jump back into this block */
+			jump_inside(bk, idx + 1, idx, bk->nmem, (unsigned)k, (int64_t)off + imm_j(insn));
+		else
+			exit_to(e, (int64_t)off + imm_j(insn));
 		return 1;
 	case 0x67: /* JALR: target before the link, rd may be rs1 */
 		if (f3)
@@ -1430,6 +1481,12 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			continue;
 		}
 		if (s->kind == STUB_BRANCH) {
+			int k = insn_at(bk, n, s->target);
+
+			if (k >= 0) {
+				jump_inside(bk, n, s->idx, s->mem, (unsigned)k, s->target);
+				continue;
+			}
 			r13_add(e, (int32_t)(n - s->idx - 1));
 			hits_add(e, s->mem - nmem);
 			exit_to(e, s->target);
@@ -1602,6 +1659,9 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			if (!insn)
 				break;
 		}
+		bk->ipos[n] = e->pos;
+		bk->ioff[n] = (uint16_t)(s * 2);
+		bk->imem[n] = (uint16_t)bk->nmem;
 		r = tr_insn(bk, insn, s * 2, len, n);
 		if (r < 0)
 			break;

@@ -1,0 +1,395 @@
+/*
+ * test_rv64_jit_loops.c - jumps that stay inside one translated block (src/accel/rv64/jit.c):
+ * a taken branch or JAL whose target is an instruction of the same block continues in the
+ * block's host code instead of leaving through a chaining cell. Each program runs on a
+ * translating and an interpreting machine from the same state and must end identically
+ * (registers, pc, minstret, memory); besides:
+ *   - a loop's back edge still checks the instruction budget (rv64_exec() returns after about
+ *     `budget` instructions in an endless loop, not when the loop ends);
+ *   - the TLB hit count stays that of the accesses really made (forward jumps skip some);
+ *   - a store that rewrites the loop's own code is seen by the next iteration.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "accel/rv64/cpu.h"
+#include "accel/rv64/jit.h"
+#include "kumo/accel.h"
+#include "kumo/memmap.h"
+
+#define RAM_BASE 0x80000000ULL
+#define RAM_SIZE (1ULL << 20)
+#define TRAP (RAM_BASE + 0x800)
+#define CODE (RAM_BASE + 0x1000)
+#define DATA (RAM_BASE + 0x10000)
+#define DATA_SIZE 256
+
+#define ECALL 0x00000073u
+#define CSR_MTVEC 0x305
+#define CSR_MEPC 0x341
+#define CSR_MCAUSE 0x342
+#define CSR_MINSTRET 0xb02
+
+enum { RA = 1, T0 = 5, T1 = 6, T2 = 7, S0 = 8, S1 = 9, A0 = 10, A1 = 11, A2 = 12, A3 = 13 };
+
+struct machine {
+	uint8_t *ram;
+	struct memmap *mm;
+	struct accel_vm *vm;
+	struct accel_vcpu *cpu;
+};
+
+struct fx {
+	struct machine m[2]; /* [0] translated, [1] interpreted */
+	uint32_t code[256];
+	unsigned len; /* words in code[] */
+};
+
+static const struct accel_ops *ops = &accel_rv64_ops;
+
+static void machine_new(struct machine *m, bool jit)
+{
+	struct accel_vm_config cfg = {0};
+
+	setenv("KUMO_JIT", jit ? "1" : "0", 1);
+	m->ram = calloc(1, RAM_SIZE);
+	assert_non_null(m->ram);
+	m->mm = memmap_new();
+	assert_non_null(m->mm);
+	assert_int_equal(memmap_add_ram(m->mm, RAM_BASE, RAM_SIZE, m->ram), 0);
+	cfg.ram = m->ram;
+	cfg.ram_base = RAM_BASE;
+	cfg.ram_size = RAM_SIZE;
+	cfg.memmap = m->mm;
+	cfg.ncpus = 1;
+	cfg.ecall_exit_mask = 1u << 3;
+	assert_int_equal(ops->vm_new(&cfg, &m->vm), 0);
+	assert_int_equal(ops->vcpu_new(m->vm, 0, &m->cpu), 0);
+	unsetenv("KUMO_JIT");
+}
+
+static void machine_free(struct machine *m)
+{
+	ops->vcpu_free(m->cpu);
+	ops->vm_free(m->vm);
+	memmap_free(m->mm);
+	free(m->ram);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	machine_new(&f->m[0], true);
+	machine_new(&f->m[1], false);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	machine_free(&f->m[0]);
+	machine_free(&f->m[1]);
+	free(f);
+	return 0;
+}
+
+static struct rv64_cpu *cpu_of(struct machine *m)
+{
+	return (struct rv64_cpu *)m->cpu;
+}
+
+/* Appends an instruction; returns its word index. */
+static unsigned emit(struct fx *f, uint32_t insn)
+{
+	assert_true(f->len < sizeof(f->code) / sizeof(f->code[0]));
+	f->code[f->len] = insn;
+	return f->len++;
+}
+
+static uint32_t i_type(unsigned op, unsigned rd, unsigned f3, unsigned rs1, int32_t imm)
+{
+	return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
+}
+
+static uint32_t r_type(unsigned op, unsigned rd, unsigned f3, unsigned rs1, unsigned rs2,
+		       unsigned f7)
+{
+	return f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
+}
+
+static uint32_t s_type(unsigned f3, unsigned rs1, unsigned rs2, int32_t imm)
+{
+	uint32_t i = (uint32_t)imm;
+
+	return ((i >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | (i & 31) << 7 | 0x23;
+}
+
+/* A branch at word `at` to word `to` (unpriv 20191213 §2.5). */
+static uint32_t b_to(unsigned f3, unsigned rs1, unsigned rs2, unsigned at, unsigned to)
+{
+	uint32_t i = (uint32_t)(4 * ((int32_t)to - (int32_t)at));
+
+	return ((i >> 12) & 1) << 31 | ((i >> 5) & 0x3f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 |
+	       ((i >> 1) & 0xf) << 8 | ((i >> 11) & 1) << 7 | 0x63;
+}
+
+static uint32_t jal_to(unsigned rd, unsigned at, unsigned to)
+{
+	uint32_t i = (uint32_t)(4 * ((int32_t)to - (int32_t)at));
+
+	return ((i >> 20) & 1) << 31 | ((i >> 1) & 0x3ff) << 21 | ((i >> 11) & 1) << 20 |
+	       ((i >> 12) & 0xff) << 12 | rd << 7 | 0x6f;
+}
+
+static uint32_t lui(unsigned rd, uint32_t hi20)
+{
+	return hi20 << 12 | rd << 7 | 0x37;
+}
+
+static void set(struct machine *m, uint32_t id, uint64_t v)
+{
+	assert_int_equal(ops->set_reg(m->cpu, id, v), 0);
+}
+
+static uint64_t get(struct machine *m, uint32_t id)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(ops->get_reg(m->cpu, id, &v), 0);
+	return v;
+}
+
+/* The program and one start state in both machines. */
+static void load(struct fx *f)
+{
+	for (unsigned k = 0; k < 2; k++) {
+		struct machine *m = &f->m[k];
+
+		memcpy(m->ram + (CODE - RAM_BASE), f->code, 4 * f->len);
+		for (unsigned i = 0; i < DATA_SIZE; i++)
+			m->ram[DATA - RAM_BASE + i] = (uint8_t)(i * 37 + 11);
+		memcpy(m->ram + (TRAP - RAM_BASE), &(uint32_t){ECALL}, 4);
+		for (unsigned i = 1; i < 32; i++)
+			set(m, ACCEL_REG_X(i), 0x1000 * i + 5);
+		set(m, ACCEL_REG_X(S0), DATA);
+		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
+		set(m, ACCEL_REG_PC, CODE);
+	}
+}
+
+static void run_both(struct fx *f)
+{
+	for (unsigned k = 0; k < 2; k++) {
+		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
+		assert_int_equal(ops->vcpu_run_state(f->m[k].cpu)->exit_reason, ACCEL_EXIT_SBI);
+	}
+}
+
+static void compare(struct fx *f)
+{
+	struct machine *a = &f->m[0], *b = &f->m[1];
+
+	for (unsigned i = 0; i < 32; i++) {
+		uint64_t x = get(a, ACCEL_REG_X(i)), y = get(b, ACCEL_REG_X(i));
+
+		if (x != y)
+			fail_msg("x%u: translated %#llx, interpreted %#llx", i,
+				 (unsigned long long)x, (unsigned long long)y);
+	}
+	assert_int_equal(get(a, ACCEL_REG_PC), get(b, ACCEL_REG_PC));
+	assert_int_equal(get(a, ACCEL_REG_CSR(CSR_MINSTRET)), get(b, ACCEL_REG_CSR(CSR_MINSTRET)));
+	assert_int_equal(get(a, ACCEL_REG_CSR(CSR_MCAUSE)), get(b, ACCEL_REG_CSR(CSR_MCAUSE)));
+	assert_memory_equal(a->ram + (DATA - RAM_BASE), b->ram + (DATA - RAM_BASE), DATA_SIZE);
+}
+
+static void check_translated(struct fx *f)
+{
+#ifdef RV64_JIT
+	assert_non_null(cpu_of(&f->m[0])->jit);
+	assert_true(cpu_of(&f->m[0])->jit->translated > 0);
+#else
+	(void)f;
+#endif
+}
+
+/*
+ * t0 = n; loop: a0 = lw(s0) + t0; if (t0 & 3) { a0 ^= 0x55; a3 = lw 4(s0); a2++ }
+ * sw a0, 0(s0); a1 += 3; t0--; bnez t0, loop (back to the second instruction of the block).
+ * The forward branch skips a load, the back edge lands inside the block.
+ */
+static void gen_branch_loop(struct fx *f, uint32_t n_hi20)
+{
+	unsigned top, skip_br, skip;
+
+	f->len = 0;
+	emit(f, lui(T0, n_hi20));
+	top = emit(f, i_type(0x03, A0, 2, S0, 0));        /* lw a0, 0(s0) */
+	emit(f, r_type(0x33, A0, 0, A0, T0, 0));          /* add a0, a0, t0 */
+	emit(f, i_type(0x13, T1, 7, T0, 3));              /* andi t1, t0, 3 */
+	skip_br = emit(f, 0);                             /* beqz t1, skip */
+	emit(f, i_type(0x13, A0, 4, A0, 0x55));           /* xori a0, a0, 0x55 */
+	emit(f, i_type(0x03, A3, 2, S0, 4));              /* lw a3, 4(s0) */
+	emit(f, i_type(0x13, A2, 0, A2, 1));              /* addi a2, a2, 1 */
+	skip = emit(f, s_type(2, S0, A0, 0));             /* sw a0, 0(s0) */
+	emit(f, i_type(0x13, A1, 0, A1, 3));              /* addi a1, a1, 3 */
+	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
+	emit(f, b_to(1, T0, 0, f->len, top));             /* bnez t0, top */
+	emit(f, ECALL);
+	f->code[skip_br] = b_to(0, T1, 0, skip_br, skip);
+}
+
+/* t0 = n; loop: beqz t0, out; ld/addi/sd 8(s0); t0--; jal rd, loop; out: ecall. */
+static void gen_jal_loop(struct fx *f, uint32_t n_hi20, unsigned link)
+{
+	unsigned top, exit_br;
+
+	f->len = 0;
+	emit(f, lui(T0, n_hi20));
+	top = exit_br = emit(f, 0);                       /* beqz t0, out */
+	emit(f, i_type(0x03, A0, 3, S0, 8));              /* ld a0, 8(s0) */
+	emit(f, i_type(0x13, A0, 0, A0, 7));              /* addi a0, a0, 7 */
+	emit(f, s_type(3, S0, A0, 8));                    /* sd a0, 8(s0) */
+	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
+	emit(f, jal_to(link, f->len, top));               /* jal link, top */
+	f->code[exit_br] = b_to(0, T0, 0, exit_br, emit(f, ECALL));
+}
+
+/* Loops of both shapes, short and longer than many budget slices, give the same results. */
+static void test_loops_match_interpreter(void **state)
+{
+	struct fx *f = *state;
+	static const uint32_t n_hi20[] = {0, 1, 3, 25}; /* lui t0: 0, 4096, 12288, 102400 */
+
+	for (unsigned i = 0; i < sizeof(n_hi20) / sizeof(n_hi20[0]); i++) {
+		gen_branch_loop(f, n_hi20[i]);
+		if (!n_hi20[i])
+			f->code[0] = i_type(0x13, T0, 0, 0, 5); /* li t0, 5 */
+		load(f);
+		run_both(f);
+		compare(f);
+		for (unsigned link = 0; link < 2; link++) {
+			gen_jal_loop(f, n_hi20[i], link ? RA : 0);
+			if (!n_hi20[i])
+				f->code[0] = i_type(0x13, T0, 0, 0, 7);
+			load(f);
+			run_both(f);
+			compare(f);
+		}
+	}
+	check_translated(f);
+}
+
+/*
+ * An endless loop (t0 counts up to 2^28 iterations) run through rv64_exec() with a budget:
+ * it must come back after about that many instructions (overshooting by less than one
+ * block), as interrupts are taken only between rv64_exec() calls.
+ */
+static void test_loop_budget(void **state)
+{
+	struct fx *f = *state;
+
+	gen_jal_loop(f, 0x10000, 0);
+	load(f);
+	for (unsigned k = 0; k < 2; k++) {
+		struct machine *m = &f->m[k];
+
+		for (unsigned budget = 100; budget <= 5000; budget += 1234) {
+			uint64_t before = get(m, ACCEL_REG_CSR(CSR_MINSTRET)), ran;
+
+			assert_int_equal(rv64_exec(cpu_of(m), budget), RV64_STOP_BUDGET);
+			ran = get(m, ACCEL_REG_CSR(CSR_MINSTRET)) - before;
+			if (ran < budget || ran > budget + 64)
+				fail_msg("machine %u: budget %u ran %llu instructions", k, budget,
+					 (unsigned long long)ran);
+		}
+	}
+	check_translated(f);
+}
+
+/*
+ * The TLB hit count of a loop (loads and stores the translated code counts up front, gives
+ * back at side exits and charges again at a jump inside its block) is the number of data
+ * accesses the loop made, give or take the few instruction-fetch lookups and first misses.
+ */
+static void test_loop_tlb_hits(void **state)
+{
+	struct fx *f = *state;
+	uint64_t want = 0, got[2];
+	const uint64_t n = 25 << 12;
+
+	gen_branch_loop(f, 25);
+	load(f);
+	for (uint64_t t = n; t; t--)
+		want += (t & 3) ? 3 : 2;
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t before = cpu_of(&f->m[k])->stats.tlb_hits;
+
+		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
+		got[k] = cpu_of(&f->m[k])->stats.tlb_hits - before;
+		if (got[k] + 8 < want || got[k] > want + 2000)
+			fail_msg("machine %u: %llu TLB hits, %llu data accesses", k,
+				 (unsigned long long)got[k], (unsigned long long)want);
+	}
+	compare(f);
+	check_translated(f);
+}
+
+/*
+ * The loop body stores a new instruction over one later in the same loop (addi a1, a1, 1
+ * becomes addi a1, a1, 100): every iteration, the first included, runs the stored one.
+ */
+static void test_loop_rewrites_itself(void **state)
+{
+	struct fx *f = *state;
+	unsigned top, patched, auipc;
+
+	f->len = 0;
+	auipc = emit(f, 0x17u | S1 << 7);                 /* auipc s1, 0 */
+	emit(f, 0);                                       /* addi s1, s1, patched */
+	emit(f, i_type(0x13, T0, 0, 0, 9));               /* li t0, 9 */
+	emit(f, lui(T2, 0));                              /* t2 = addi a1, a1, 100 */
+	emit(f, 0);
+	top = emit(f, s_type(2, S1, T2, 0));              /* sw t2, 0(s1) */
+	patched = emit(f, i_type(0x13, A1, 0, A1, 1));    /* addi a1, a1, 1 */
+	emit(f, i_type(0x13, A2, 0, A2, 1));              /* addi a2, a2, 1 */
+	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
+	emit(f, b_to(1, T0, 0, f->len, top));             /* bnez t0, top */
+	emit(f, ECALL);
+	f->code[auipc + 1] = i_type(0x13, S1, 0, S1, (int32_t)(4 * (patched - auipc)));
+	{
+		uint32_t v = i_type(0x13, A1, 0, A1, 100);
+		uint32_t hi = (v + 0x800) >> 12;
+
+		f->code[3] = lui(T2, hi);
+		f->code[4] = i_type(0x1b, T2, 0, T2, (int32_t)(v - (hi << 12))); /* addiw */
+	}
+	for (unsigned round = 0; round < 3; round++) {
+		load(f);
+		run_both(f);
+		compare(f);
+		assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 9 * 100);
+	}
+	check_translated(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_loops_match_interpreter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_tlb_hits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
