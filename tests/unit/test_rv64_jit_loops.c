@@ -7,7 +7,10 @@
  *   - a loop's back edge still checks the instruction budget (rv64_exec() returns after about
  *     `budget` instructions in an endless loop, not when the loop ends);
  *   - the TLB hit count stays that of the accesses really made (forward jumps skip some);
- *   - a store that rewrites the loop's own code is seen by the next iteration.
+ *   - a store that rewrites the loop's own code is seen by the next iteration;
+ *   - operations straight on cached host registers (a block using few registers caches them
+ *     all): rd equal to rs1, to rs2 or to both, non-commutative ops, loads into and stores
+ *     from cached registers, byte stores of each.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -382,6 +385,88 @@ static void test_loop_rewrites_itself(void **state)
 	check_translated(f);
 }
 
+static uint64_t rnd(uint64_t *st)
+{
+	*st ^= *st << 13;
+	*st ^= *st >> 7;
+	*st ^= *st << 17;
+	return *st;
+}
+
+/* One random op on registers a0..a5 (s0 as the data pointer). */
+static uint32_t cached_op(uint64_t *st)
+{
+	static const uint16_t op_k[] = {
+		0x00 << 3 | 0, 0x20 << 3 | 0, 0x00 << 3 | 1, 0x00 << 3 | 2, 0x00 << 3 | 3,
+		0x00 << 3 | 4, 0x00 << 3 | 5, 0x20 << 3 | 5, 0x00 << 3 | 6, 0x00 << 3 | 7,
+		0x01 << 3 | 0, 0x01 << 3 | 1, 0x01 << 3 | 3, 0x01 << 3 | 5, 0x10 << 3 | 4,
+	};
+	static const uint16_t op32_k[] = {
+		0x00 << 3 | 0, 0x20 << 3 | 0, 0x00 << 3 | 1, 0x00 << 3 | 5, 0x20 << 3 | 5,
+		0x01 << 3 | 0,
+	};
+	static const uint8_t imm_f3[] = {0, 2, 3, 4, 6, 7, 1, 5};
+	unsigned rd = A0 + (unsigned)(rnd(st) % 6), rs1 = A0 + (unsigned)(rnd(st) % 6);
+	unsigned rs2 = A0 + (unsigned)(rnd(st) % 6), k, f3;
+	int32_t imm = (int32_t)(rnd(st) & 0xfff) - 2048;
+
+	switch (rnd(st) % 10) {
+	case 0: /* the same register on both sides */
+		rs1 = rs2 = rd;
+		/* fall through */
+	case 1:
+	case 2:
+		k = op_k[rnd(st) % (sizeof(op_k) / sizeof(op_k[0]))];
+		return r_type(0x33, rd, k & 7, rs1, rd == rs1 ? rs2 : rd, k >> 3);
+	case 3:
+		k = op32_k[rnd(st) % (sizeof(op32_k) / sizeof(op32_k[0]))];
+		return r_type(0x3b, rd, k & 7, rs1, rs2, k >> 3);
+	case 4:
+		f3 = imm_f3[rnd(st) % sizeof(imm_f3)];
+		if (f3 == 1 || f3 == 5)
+			imm = (int32_t)(rnd(st) % 64) | (f3 == 5 && (rnd(st) & 1) ? 0x400 : 0);
+		return i_type(0x13, rd, f3, rnd(st) & 1 ? rd : rs1, imm);
+	case 5:
+		f3 = (unsigned)(rnd(st) % 3);
+		if (f3)
+			imm = (int32_t)(rnd(st) % 32) | (f3 == 2 && (rnd(st) & 1) ? 0x400 : 0);
+		return i_type(0x1b, rd, f3 ? 4 * f3 - 3 : 0, rs1, imm); /* addiw, slliw, srliw/sraiw */
+	case 6: /* loads, misaligned ones take the slow path */
+		return i_type(0x03, rd, (unsigned)(rnd(st) % 7), S0, (int32_t)(rnd(st) % 200));
+	case 7: /* stores of each size */
+		return s_type((unsigned)(rnd(st) % 4), S0, rs2, (int32_t)(rnd(st) % 200));
+	case 8:
+		return 0x17u | rd << 7 | (uint32_t)(rnd(st) & 0xfffff000u); /* auipc */
+	default:
+		return i_type(0x13, rd, 0, rs1, imm);
+	}
+}
+
+static void test_cached_registers(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st = 0x243f6a8885a308d3ULL;
+
+	for (unsigned round = 0; round < 400; round++) {
+		unsigned n = 8 + (unsigned)(rnd(&st) % 40);
+
+		f->len = 0;
+		for (unsigned i = 0; i < n; i++)
+			emit(f, cached_op(&st));
+		emit(f, ECALL);
+		load(f);
+		for (unsigned r = A0; r <= A0 + 5; r++) {
+			uint64_t v = rnd(&st) >> (rnd(&st) % 64);
+
+			for (unsigned k = 0; k < 2; k++)
+				set(&f->m[k], ACCEL_REG_X(r), v);
+		}
+		run_both(f);
+		compare(f);
+	}
+	check_translated(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +474,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_tlb_hits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_registers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

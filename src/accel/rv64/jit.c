@@ -200,6 +200,73 @@ static void st_x_imm(struct em *e, unsigned xr, uint32_t imm)
 	b4(e, imm);
 }
 
+/* The host register that receives a new x[rd]: the one caching it, else rax (then put_x). */
+static unsigned dst_reg(const struct em *e, unsigned rd)
+{
+	return rd && e->hreg[rd] >= 0 ? (unsigned)e->hreg[rd] : RAX;
+}
+
+/* x[rd] = d, a value computed into dst_reg(rd). */
+static void put_x(struct em *e, unsigned rd, unsigned d)
+{
+	if (d == RAX)
+		st_x(e, rd, RAX);
+}
+
+/* d = dst_reg(rd) = x[rs1], ready for an operation on it in place. */
+static unsigned src_to_dst(struct em *e, unsigned rd, unsigned rs1)
+{
+	unsigned d = dst_reg(e, rd);
+
+	if (d == RAX || rd != rs1)
+		ld_x(e, d, rs1);
+	return d;
+}
+
+/*
+ * d = dst_reg(rd) = x[rs1] op x[rs2] for an x86 "op r, r/m" opcode (add, sub, xor, or,
+ * and, imul), straight on the cached registers; a commutative op may swap its operands.
+ * Returns d.
+ */
+static unsigned bin_op(struct em *e, bool w, uint32_t op, bool comm, unsigned rd, unsigned rs1,
+		       unsigned rs2)
+{
+	unsigned d = dst_reg(e, rd);
+
+	if (d != RAX && rd == rs2 && rd != rs1) {
+		if (comm) {
+			op_x(e, w, op, d, rs1);
+			return d;
+		}
+		d = RAX; /* x[rs2] is still needed after x[rs1] lands in d */
+	}
+	if (d == RAX || rd != rs1)
+		ld_x(e, d, rs1);
+	op_x(e, w, op, d, rs2);
+	return d;
+}
+
+/* Flags of x[rs1] - x[rs2] (cmp); x[rs2] = x0 as test, which gives the same conditions. */
+static void cmp_x(struct em *e, unsigned rs1, unsigned rs2)
+{
+	if (rs1 && e->hreg[rs1] >= 0) {
+		unsigned h = (unsigned)e->hreg[rs1];
+
+		if (rs2)
+			op_x(e, true, 0x3b, h, rs2);
+		else
+			op_rr(e, true, 0x85, h, h);
+	} else if (rs2 && e->hreg[rs2] >= 0) {
+		op_mem(e, true, 0x39, (unsigned)e->hreg[rs2], RBX, OFF_X(rs1)); /* cmp [x1], h2 */
+	} else {
+		ld_x(e, RAX, rs1);
+		if (rs2)
+			op_x(e, true, 0x3b, RAX, rs2);
+		else
+			op_rr(e, true, 0x85, RAX, RAX);
+	}
+}
+
 /* cpu->x[] = the cached registers (flags and scratch registers untouched). */
 static void writeback_regs(struct em *e)
 {
@@ -432,6 +499,7 @@ enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
 	uint8_t kind, size, ext, rs2;
+	uint8_t rd;      /* a load's destination (its value arrives in rax on the slow path) */
 	bool fp;         /* a store's value comes from f[rs2] */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
@@ -542,9 +610,13 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 	struct stub *s;
 
 	bk->nmem++;
-	ld_x(e, RSI, rs1);
-	if (imm)
-		alu_imm(e, true, 0, RSI, (int32_t)imm);
+	if (rs1 && e->hreg[rs1] >= 0) {
+		op_mem(e, true, 0x8d, RSI, (unsigned)e->hreg[rs1], (int32_t)imm); /* lea */
+	} else {
+		ld_x(e, RSI, rs1);
+		if (imm)
+			alu_imm(e, true, 0, RSI, (int32_t)imm);
+	}
 	op_rr(e, true, 0x89, RSI, RAX);                  /* mov rax, rsi */
 	shift_imm(e, true, 5, RAX, RV64_PAGE_SHIFT);     /* shr rax, 12 */
 	b1(e, 0x25);                                     /* and eax, TLB mask */
@@ -1110,6 +1182,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25;
 	int64_t imm = imm_i(insn);
 	struct stub *s;
+	unsigned d, v;
 	int k;
 
 	switch (insn & 0x7f) {
@@ -1118,9 +1191,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		return 0;
 	case 0x17: /* AUIPC */
 		if (rd) {
-			lea_pc(e, RAX, off);
-			alu_imm(e, true, 0, RAX, (int32_t)(insn & 0xfffff000u));
-			st_x(e, rd, RAX);
+			unsigned d = dst_reg(e, rd);
+
+			lea_pc(e, d, (int64_t)off + (int32_t)(insn & 0xfffff000u));
+			put_x(e, rd, d);
 		}
 		return 0;
 	case 0x6f: /* JAL */
@@ -1155,11 +1229,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 
 		if (f3 == 2 || f3 == 3)
 			return -1;
-		ld_x(e, RAX, rs1);
-		if (rs2)
-			op_x(e, true, 0x3b, RAX, rs2);
-		else
-			op_rr(e, true, 0x85, RAX, RAX); /* compares with 0 alike */
+		cmp_x(e, rs1, rs2);
 		s = stub_add(bk, STUB_BRANCH, idx, off, len);
 		s->target = (int64_t)off + imm_b(insn);
 		s->fix = jcc_fwd(e, cc[f3]);
@@ -1176,9 +1246,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm, 1u << (f3 & 3), idx, off,
 			     len);
 		s->ext = ext[f3];
-		op_mem(e, w[f3], op[f3], RAX, RSI, 0);
+		s->rd = (uint8_t)rd;
+		op_mem(e, w[f3], op[f3], dst_reg(e, rd), RSI, 0);
 		s->resume = e->pos;
-		st_x(e, rd, RAX);
+		put_x(e, rd, dst_reg(e, rd));
 		return 0;
 	}
 	case 0x23: /* STORE */
@@ -1187,20 +1258,25 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), 1u << f3, idx, off,
 			     len);
 		s->rs2 = (uint8_t)rs2;
-		ld_x(e, RDX, rs2);
+		/* From the cached register; not rbp as a byte (that encoding is ch without REX). */
+		v = dst_reg(e, rs2);
+		if (v == RAX || (f3 == 0 && v == RBP)) {
+			v = RDX;
+			ld_x(e, RDX, rs2);
+		}
 		switch (f3) {
 		case 0:
-			op_mem(e, false, 0x88, RDX, RSI, 0);
+			op_mem(e, false, 0x88, v, RSI, 0);
 			break;
 		case 1:
 			b1(e, 0x66);
-			op_mem(e, false, 0x89, RDX, RSI, 0);
+			op_mem(e, false, 0x89, v, RSI, 0);
 			break;
 		case 2:
-			op_mem(e, false, 0x89, RDX, RSI, 0);
+			op_mem(e, false, 0x89, v, RSI, 0);
 			break;
 		default:
-			op_mem(e, true, 0x89, RDX, RSI, 0);
+			op_mem(e, true, 0x89, v, RSI, 0);
 			break;
 		}
 		s->resume = e->pos;
@@ -1222,35 +1298,41 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x_imm(e, rd, (uint32_t)imm);
 			return 0;
 		}
-		ld_x(e, RAX, rs1);
+		if (f3 == 2 || f3 == 3) { /* SLTI, SLTIU */
+			if (rs1 && e->hreg[rs1] >= 0) {
+				alu_imm(e, true, 7, (unsigned)e->hreg[rs1], (int32_t)imm);
+			} else {
+				ld_x(e, RAX, rs1);
+				alu_imm(e, true, 7, RAX, (int32_t)imm);
+			}
+			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
+			op_rr(e, false, 0x0fb6, RAX, RAX);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		d = src_to_dst(e, rd, rs1);
 		switch (f3) {
 		case 0:
 			if (imm)
-				alu_imm(e, true, 0, RAX, (int32_t)imm);
-			break;
-		case 2:
-		case 3:
-			alu_imm(e, true, 7, RAX, (int32_t)imm);
-			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
-			op_rr(e, false, 0x0fb6, RAX, RAX);
+				alu_imm(e, true, 0, d, (int32_t)imm);
 			break;
 		case 4:
-			alu_imm(e, true, 6, RAX, (int32_t)imm);
+			alu_imm(e, true, 6, d, (int32_t)imm);
 			break;
 		case 6:
-			alu_imm(e, true, 1, RAX, (int32_t)imm);
+			alu_imm(e, true, 1, d, (int32_t)imm);
 			break;
 		case 7:
-			alu_imm(e, true, 4, RAX, (int32_t)imm);
+			alu_imm(e, true, 4, d, (int32_t)imm);
 			break;
 		case 1:
-			shift_imm(e, true, 4, RAX, (insn >> 20) & 63);
+			shift_imm(e, true, 4, d, (insn >> 20) & 63);
 			break;
 		default:
-			shift_imm(e, true, (insn >> 26) ? 7 : 5, RAX, (insn >> 20) & 63);
+			shift_imm(e, true, (insn >> 26) ? 7 : 5, d, (insn >> 20) & 63);
 			break;
 		}
-		st_x(e, rd, RAX);
+		put_x(e, rd, d);
 		return 0;
 	case 0x1b: /* OP-IMM-32 */
 		if (f3 == 1 && f7 != 0)
@@ -1261,13 +1343,13 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			return -1;
 		if (!rd)
 			return 0;
-		ld_x32(e, RAX, rs1);
+		d = src_to_dst(e, rd, rs1);
 		if (f3 == 0)
-			alu_imm(e, false, 0, RAX, (int32_t)imm);
+			alu_imm(e, false, 0, d, (int32_t)imm);
 		else
-			shift_imm(e, false, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX, rs2);
-		op_rr(e, true, 0x63, RAX, RAX); /* movsxd rax, eax */
-		st_x(e, rd, RAX);
+			shift_imm(e, false, f3 == 1 ? 4 : (f7 ? 7 : 5), d, rs2);
+		op_rr(e, true, 0x63, d, d); /* movsxd */
+		put_x(e, rd, d);
 		return 0;
 	case 0x33: { /* OP */
 		unsigned k = f7 << 3 | f3;
@@ -1315,9 +1397,8 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		}
 		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
 			if (alu[i].k == k) {
-				ld_x(e, RAX, rs1);
-				op_x(e, true, alu[i].op, RAX, rs2);
-				st_x(e, rd, RAX);
+				d = bin_op(e, true, alu[i].op, k != (0x20 << 3 | 0), rd, rs1, rs2);
+				put_x(e, rd, d);
 				return 0;
 			}
 		}
@@ -1326,20 +1407,19 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		case 0x00 << 3 | 5:
 		case 0x20 << 3 | 5:
 			ld_x(e, RCX, rs2);
-			ld_x(e, RAX, rs1);
-			op_rr(e, true, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
-			break;
+			d = src_to_dst(e, rd, rs1);
+			op_rr(e, true, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), d);
+			put_x(e, rd, d);
+			return 0;
 		case 0x00 << 3 | 2:
 		case 0x00 << 3 | 3:
-			ld_x(e, RAX, rs1);
-			op_x(e, true, 0x3b, RAX, rs2);
+			cmp_x(e, rs1, rs2);
 			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
 			op_rr(e, false, 0x0fb6, RAX, RAX);
 			break;
 		case 0x01 << 3 | 0: /* MUL */
-			ld_x(e, RAX, rs1);
-			op_x(e, true, 0x0faf, RAX, rs2);
-			break;
+			put_x(e, rd, bin_op(e, true, 0x0faf, true, rd, rs1, rs2));
+			return 0;
 		case 0x01 << 3 | 1: /* MULH */
 		case 0x01 << 3 | 3: /* MULHU */
 			ld_x(e, RAX, rs1);
@@ -1405,25 +1485,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RAX);
 			return 0;
 		case 0x00 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x03, RAX, rs2);
+			d = bin_op(e, false, 0x03, true, rd, rs1, rs2);
 			break;
 		case 0x20 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x2b, RAX, rs2);
+			d = bin_op(e, false, 0x2b, false, rd, rs1, rs2);
 			break;
 		case 0x01 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x0faf, RAX, rs2);
+			d = bin_op(e, false, 0x0faf, true, rd, rs1, rs2);
 			break;
 		default: /* SLLW, SRLW, SRAW: x86 masks cl to 5 bits for 32-bit shifts */
 			ld_x(e, RCX, rs2);
-			ld_x32(e, RAX, rs1);
-			op_rr(e, false, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
+			d = src_to_dst(e, rd, rs1);
+			op_rr(e, false, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), d);
 			break;
 		}
-		op_rr(e, true, 0x63, RAX, RAX);
-		st_x(e, rd, RAX);
+		op_rr(e, true, 0x63, d, d); /* movsxd */
+		put_x(e, rd, d);
 		return 0;
 	}
 	case 0x07:
@@ -1526,6 +1603,8 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			code = jcc_fwd(e, CC_NE);
 		}
 		reload_regs(e, false);
+		if (s->kind == STUB_LOAD && dst_reg(e, s->rd) != RAX)
+			op_rr(e, true, 0x89, RAX, dst_reg(e, s->rd)); /* resume is past put_x() */
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
