@@ -10,7 +10,7 @@
  *   - a store that rewrites the loop's own code is seen by the next iteration;
  *   - operations straight on cached host registers (a block using few registers caches them
  *     all): rd equal to rs1, to rs2 or to both, non-commutative ops, loads into and stores
- *     from cached registers, byte stores of each.
+ *     from cached registers, byte stores of each, inline division with its special cases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -399,11 +399,12 @@ static uint32_t cached_op(uint64_t *st)
 	static const uint16_t op_k[] = {
 		0x00 << 3 | 0, 0x20 << 3 | 0, 0x00 << 3 | 1, 0x00 << 3 | 2, 0x00 << 3 | 3,
 		0x00 << 3 | 4, 0x00 << 3 | 5, 0x20 << 3 | 5, 0x00 << 3 | 6, 0x00 << 3 | 7,
-		0x01 << 3 | 0, 0x01 << 3 | 1, 0x01 << 3 | 3, 0x01 << 3 | 5, 0x10 << 3 | 4,
+		0x01 << 3 | 0, 0x01 << 3 | 1, 0x01 << 3 | 3, 0x01 << 3 | 4, 0x01 << 3 | 5,
+		0x01 << 3 | 6, 0x01 << 3 | 7, 0x10 << 3 | 4,
 	};
 	static const uint16_t op32_k[] = {
 		0x00 << 3 | 0, 0x20 << 3 | 0, 0x00 << 3 | 1, 0x00 << 3 | 5, 0x20 << 3 | 5,
-		0x01 << 3 | 0,
+		0x01 << 3 | 0, 0x01 << 3 | 4, 0x01 << 3 | 5, 0x01 << 3 | 6, 0x01 << 3 | 7,
 	};
 	static const uint8_t imm_f3[] = {0, 2, 3, 4, 6, 7, 1, 5};
 	unsigned rd = A0 + (unsigned)(rnd(st) % 6), rs1 = A0 + (unsigned)(rnd(st) % 6);
@@ -456,8 +457,14 @@ static void test_cached_registers(void **state)
 		emit(f, ECALL);
 		load(f);
 		for (unsigned r = A0; r <= A0 + 5; r++) {
+			static const uint64_t edge[] = {
+				0, 1, UINT64_MAX, 1ULL << 63, 0xffffffff80000000ULL, 0xffffffffULL,
+				0x7fffffffULL, 0x80000000ULL,
+			};
 			uint64_t v = rnd(&st) >> (rnd(&st) % 64);
 
+			if (rnd(&st) & 1)
+				v = edge[rnd(&st) % (sizeof(edge) / sizeof(edge[0]))];
 			for (unsigned k = 0; k < 2; k++)
 				set(&f->m[k], ACCEL_REG_X(r), v);
 		}

@@ -425,71 +425,57 @@ static void exit_to(struct em *e, int64_t t)
 	b8(e, (uint64_t)(uintptr_t)(e->j->rx + slow));
 }
 
-/* --- Helpers called from translated code (unpriv 20191213 §7.2: no traps on division). */
-
-static uint64_t h_div(uint64_t a, uint64_t b)
+/*
+ * x[rd] = DIV, DIVU, REM, REMU (f3 4..7) of x[rs1] and x[rs2], or their W forms (w false:
+ * 32-bit operands, sign-extended result), inline with the RISC-V results of the cases x86
+ * would fault on (unpriv 20191213 §7.2): by zero, the quotient is all ones and the remainder
+ * the dividend; the signed overflow (most negative / -1) gives the dividend and 0, which is
+ * what negation and 0 give for any divisor -1, so -1 never reaches idiv. rdx and rcx are
+ * scratch, so nothing is written back.
+ */
+static void tr_div(struct em *e, unsigned f3, bool w, unsigned rd, unsigned rs1, unsigned rs2)
 {
-	if (b == 0)
-		return UINT64_MAX;
-	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
-		return a;
-	return (uint64_t)((int64_t)a / (int64_t)b);
-}
+	bool is_signed = !(f3 & 1), rem = f3 >= 6;
+	uint64_t zero, minus1 = 0, done[2];
+	unsigned res = rem ? RDX : RAX;
 
-static uint64_t h_divu(uint64_t a, uint64_t b)
-{
-	return b ? a / b : UINT64_MAX;
-}
-
-static uint64_t h_rem(uint64_t a, uint64_t b)
-{
-	if (b == 0)
-		return a;
-	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
-		return 0;
-	return (uint64_t)((int64_t)a % (int64_t)b);
-}
-
-static uint64_t h_remu(uint64_t a, uint64_t b)
-{
-	return b ? a % b : a;
-}
-
-static uint64_t sx32(uint32_t v)
-{
-	return (uint64_t)(int64_t)(int32_t)v;
-}
-
-static uint64_t h_divw(uint64_t a, uint64_t b)
-{
-	int32_t x = (int32_t)a, y = (int32_t)b;
-
-	if (y == 0)
-		return UINT64_MAX;
-	if (x == INT32_MIN && y == -1)
-		return sx32((uint32_t)x);
-	return sx32((uint32_t)(x / y));
-}
-
-static uint64_t h_divuw(uint64_t a, uint64_t b)
-{
-	return (uint32_t)b ? sx32((uint32_t)a / (uint32_t)b) : UINT64_MAX;
-}
-
-static uint64_t h_remw(uint64_t a, uint64_t b)
-{
-	int32_t x = (int32_t)a, y = (int32_t)b;
-
-	if (y == 0)
-		return sx32((uint32_t)x);
-	if (x == INT32_MIN && y == -1)
-		return 0;
-	return sx32((uint32_t)(x % y));
-}
-
-static uint64_t h_remuw(uint64_t a, uint64_t b)
-{
-	return (uint32_t)b ? sx32((uint32_t)a % (uint32_t)b) : sx32((uint32_t)a);
+	ld_x(e, RCX, rs2);
+	ld_x(e, RAX, rs1);
+	op_rr(e, w, 0x85, RCX, RCX); /* test rcx, rcx */
+	zero = jcc_fwd(e, CC_E);
+	if (is_signed) {
+		alu_imm(e, w, 7, RCX, -1);
+		minus1 = jcc_fwd(e, CC_E);
+		if (w)
+			b1(e, 0x48);
+		b1(e, 0x99);                  /* cqo / cdq */
+		op_rr(e, w, 0xf7, 7, RCX);    /* idiv rcx */
+	} else {
+		op_rr(e, false, 0x31, RDX, RDX);
+		op_rr(e, w, 0xf7, 6, RCX);    /* div rcx */
+	}
+	done[0] = jmp_fwd(e);
+	if (is_signed) {
+		fix_here(e, minus1);
+		if (rem)
+			op_rr(e, false, 0x31, RDX, RDX);
+		else
+			op_rr(e, w, 0xf7, 3, RAX); /* neg rax */
+		done[1] = jmp_fwd(e);
+	} else {
+		done[1] = 0;
+	}
+	fix_here(e, zero);
+	if (rem)
+		op_rr(e, true, 0x89, RAX, RDX); /* the dividend */
+	else
+		alu_imm(e, true, 1, RAX, -1); /* all ones */
+	fix_here(e, done[0]);
+	if (done[1])
+		fix_here(e, done[1]);
+	if (!w)
+		op_rr(e, true, 0x63, res, res); /* movsxd */
+	st_x(e, rd, res);
 }
 
 /* --- Block translation. */
@@ -1360,39 +1346,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			{0x00 << 3 | 0, 0x03}, {0x20 << 3 | 0, 0x2b}, {0x00 << 3 | 4, 0x33},
 			{0x00 << 3 | 6, 0x0b}, {0x00 << 3 | 7, 0x23},
 		};
-		const void *fn = NULL;
 
 		switch (k) {
 		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 2:
 		case 0x00 << 3 | 3: case 0x00 << 3 | 4: case 0x00 << 3 | 5: case 0x20 << 3 | 5:
 		case 0x00 << 3 | 6: case 0x00 << 3 | 7: case 0x01 << 3 | 0: case 0x01 << 3 | 1:
 		case 0x01 << 3 | 2: case 0x01 << 3 | 3: case 0x10 << 3 | 2: case 0x10 << 3 | 4:
-		case 0x10 << 3 | 6:
-			break;
-		case 0x01 << 3 | 4:
-			fn = (const void *)h_div;
-			break;
-		case 0x01 << 3 | 5:
-			fn = (const void *)h_divu;
-			break;
-		case 0x01 << 3 | 6:
-			fn = (const void *)h_rem;
-			break;
+		case 0x10 << 3 | 6: case 0x01 << 3 | 4: case 0x01 << 3 | 5: case 0x01 << 3 | 6:
 		case 0x01 << 3 | 7:
-			fn = (const void *)h_remu;
 			break;
 		default:
 			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
-		if (fn) {
-			ld_x(e, RDI, rs1);
-			ld_x(e, RSI, rs2);
-			writeback_regs(e);
-			call_abs(e, fn);
-			reload_regs(e, false);
-			st_x(e, rd, RAX);
+		if (f7 == 0x01 && f3 >= 4) {
+			tr_div(e, f3, true, rd, rs1, rs2);
 			return 0;
 		}
 		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
@@ -1446,36 +1415,19 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	}
 	case 0x3b: { /* OP-32 */
 		unsigned k = f7 << 3 | f3;
-		const void *fn = NULL;
 
 		switch (k) {
 		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 5:
-		case 0x20 << 3 | 5: case 0x01 << 3 | 0: case 0x04 << 3 | 0:
-			break;
-		case 0x01 << 3 | 4:
-			fn = (const void *)h_divw;
-			break;
-		case 0x01 << 3 | 5:
-			fn = (const void *)h_divuw;
-			break;
-		case 0x01 << 3 | 6:
-			fn = (const void *)h_remw;
-			break;
-		case 0x01 << 3 | 7:
-			fn = (const void *)h_remuw;
+		case 0x20 << 3 | 5: case 0x01 << 3 | 0: case 0x04 << 3 | 0: case 0x01 << 3 | 4:
+		case 0x01 << 3 | 5: case 0x01 << 3 | 6: case 0x01 << 3 | 7:
 			break;
 		default:
 			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
-		if (fn) {
-			ld_x(e, RDI, rs1);
-			ld_x(e, RSI, rs2);
-			writeback_regs(e);
-			call_abs(e, fn);
-			reload_regs(e, false);
-			st_x(e, rd, RAX);
+		if (f7 == 0x01 && f3 >= 4) {
+			tr_div(e, f3, false, rd, rs1, rs2);
 			return 0;
 		}
 		switch (k) {
