@@ -8,6 +8,8 @@
  *     `budget` instructions in an endless loop, not when the loop ends);
  *   - the TLB hit count stays that of the accesses really made (forward jumps skip some);
  *   - a store that rewrites the loop's own code is seen by the next iteration;
+ *   - a helper call inside a loop sees the registers the previous iteration wrote after it
+ *     (exits write back only what the block writes, calls in its middle everything);
  *   - operations straight on cached host registers (a block using few registers caches them
  *     all): rd equal to rs1, to rs2 or to both, non-commutative ops, loads into and stores
  *     from cached registers, byte stores of each, inline division with its special cases.
@@ -38,6 +40,8 @@
 #define CSR_MEPC 0x341
 #define CSR_MCAUSE 0x342
 #define CSR_MINSTRET 0xb02
+#define CSR_MSTATUS 0x300
+#define MSTATUS_FS_INITIAL 0x2000ULL
 
 enum { RA = 1, T0 = 5, T1 = 6, T2 = 7, S0 = 8, S1 = 9, A0 = 10, A1 = 11, A2 = 12, A3 = 13 };
 
@@ -185,6 +189,7 @@ static void load(struct fx *f)
 		for (unsigned i = 1; i < 32; i++)
 			set(m, ACCEL_REG_X(i), 0x1000 * i + 5);
 		set(m, ACCEL_REG_X(S0), DATA);
+		set(m, ACCEL_REG_CSR(CSR_MSTATUS), MSTATUS_FS_INITIAL);
 		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
 		set(m, ACCEL_REG_PC, CODE);
 	}
@@ -385,6 +390,31 @@ static void test_loop_rewrites_itself(void **state)
 	check_translated(f);
 }
 
+/*
+ * t0 = 50; loop: fadd.s f1, f1, f2 (a call of rv64_fpu_exec()); a1 += 1; t0--; bnez t0, loop.
+ * The call comes before the writes of t0 and a1 in the block, which they reach again through
+ * the back edge: a write-back before it must not leave their cpu->x[] stale.
+ */
+static void test_loop_with_call(void **state)
+{
+	struct fx *f = *state;
+	unsigned top;
+
+	f->len = 0;
+	emit(f, i_type(0x13, T0, 0, 0, 50));
+	top = emit(f, r_type(0x53, 1, 0, 1, 2, 0x00)); /* fadd.s f1, f1, f2, rne */
+	emit(f, i_type(0x13, A1, 0, A1, 1));
+	emit(f, i_type(0x13, T0, 0, T0, -1));
+	emit(f, b_to(1, T0, 0, f->len, top));
+	emit(f, ECALL);
+	load(f);
+	run_both(f);
+	compare(f);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 50);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(T0)), 0);
+	check_translated(f);
+}
+
 static uint64_t rnd(uint64_t *st)
 {
 	*st ^= *st << 13;
@@ -482,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_tlb_hits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_registers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_with_call, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -64,6 +64,13 @@ struct em {
 	 * helper call; caller-saved ones are reloaded after calls (reload_regs()).
 	 */
 	int8_t hreg[32];
+	/*
+	 * Guest registers the block writes (bit x), known in full once its last instruction is
+	 * being translated: exits, which all come from there or later, write back only these;
+	 * the others still equal cpu->x[]. A write-back before a helper call in the middle of
+	 * the block takes all (writeback_all()): a loop may have written later ones already.
+	 */
+	uint32_t written;
 };
 
 static void b1(struct em *e, unsigned v)
@@ -267,8 +274,16 @@ static void cmp_x(struct em *e, unsigned rs1, unsigned rs2)
 	}
 }
 
-/* cpu->x[] = the cached registers (flags and scratch registers untouched). */
+/* cpu->x[] = the cached registers the block writes (flags and scratch registers untouched). */
 static void writeback_regs(struct em *e)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] >= 0 && (e->written >> x & 1))
+			op_mem(e, true, 0x89, (unsigned)e->hreg[x], RBX, OFF_X(x));
+}
+
+/* cpu->x[] = all cached registers, for a call in the middle of the block. */
+static void writeback_all(struct em *e)
 {
 	for (unsigned x = 1; x < 32; x++)
 		if (e->hreg[x] >= 0)
@@ -1146,7 +1161,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 		b1(e, 0xbe);                    /* mov esi, insn */
 		b4(e, insn);
-		writeback_regs(e); /* it may read x[rs1] */
+		writeback_all(e); /* it may read x[rs1] */
 		call_abs(e, (const void *)rv64_fpu_exec);
 		reload_regs(e, true); /* it may have written x[rd] */
 		op_rr(e, false, 0x85, RAX, RAX);
@@ -1667,6 +1682,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
+	e->written = 0;
 	alu_imm(e, true, 5, R13, 0x7fffffff); /* sub r13, n: the imm32 form, patched below */
 	sub = e->pos - 4;
 	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
@@ -1690,6 +1706,10 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			if (!insn)
 				break;
 		}
+		/* Everything but branches and stores may write x[rd] (FP ops: assume so). */
+		if ((insn & 0x7f) != 0x63 && (insn & 0x7f) != 0x23 && (insn & 0x7f) != 0x27 &&
+		    (insn & 0x7f) != 0x07)
+			e->written |= 1u << ((insn >> 7) & 31);
 		bk->ipos[n] = e->pos;
 		bk->ioff[n] = (uint16_t)(s * 2);
 		bk->imem[n] = (uint16_t)bk->nmem;
