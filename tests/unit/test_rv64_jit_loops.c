@@ -423,7 +423,7 @@ static uint64_t rnd(uint64_t *st)
 	return *st;
 }
 
-/* One random op on registers a0..a5 (s0 as the data pointer). */
+/* One random op on registers a0..a5 and x0 (s0 as the data pointer). */
 static uint32_t cached_op(uint64_t *st)
 {
 	static const uint16_t op_k[] = {
@@ -441,6 +441,10 @@ static uint32_t cached_op(uint64_t *st)
 	unsigned rs2 = A0 + (unsigned)(rnd(st) % 6), k, f3;
 	int32_t imm = (int32_t)(rnd(st) & 0xfff) - 2048;
 
+	if (rnd(st) % 8 == 0) /* x0 operands: moves, identities */
+		rs1 = 0;
+	if (rnd(st) % 8 == 0)
+		rs2 = 0;
 	switch (rnd(st) % 10) {
 	case 0: /* the same register on both sides */
 		rs1 = rs2 = rd;

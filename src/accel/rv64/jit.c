@@ -253,6 +253,23 @@ static unsigned bin_op(struct em *e, bool w, uint32_t op, bool comm, unsigned rd
 	return d;
 }
 
+/* x[rd] = x[rs] with one move (C.MV, MV, and other ops with an identity operand). */
+static void mov_x(struct em *e, unsigned rd, unsigned rs)
+{
+	if (!rd || rd == rs)
+		return;
+	if (e->hreg[rd] >= 0)
+		ld_x(e, (unsigned)e->hreg[rd], rs);
+	else if (!rs)
+		st_x_imm(e, rd, 0);
+	else if (e->hreg[rs] >= 0)
+		st_x(e, rd, (unsigned)e->hreg[rs]);
+	else {
+		ld_x(e, RAX, rs);
+		st_x(e, rd, RAX);
+	}
+}
+
 /* Flags of x[rs1] - x[rs2] (cmp); x[rs2] = x0 as test, which gives the same conditions. */
 static void cmp_x(struct em *e, unsigned rs1, unsigned rs2)
 {
@@ -1158,10 +1175,10 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		if (tr_fp_inline(bk, insn, off, len, idx))
 			return 0;
 		fs_check(bk, idx, off, len);
+		writeback_all(e); /* it may read x[rs1]; before rdi and rsi, which may cache some */
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 		b1(e, 0xbe);                    /* mov esi, insn */
 		b4(e, insn);
-		writeback_all(e); /* it may read x[rs1] */
 		call_abs(e, (const void *)rv64_fpu_exec);
 		reload_regs(e, true); /* it may have written x[rd] */
 		op_rr(e, false, 0x85, RAX, RAX);
@@ -1259,9 +1276,9 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), 1u << f3, idx, off,
 			     len);
 		s->rs2 = (uint8_t)rs2;
-		/* From the cached register; not rbp as a byte (that encoding is ch without REX). */
+		/* From the cached register; not rbp/rsi/rdi as a byte (ch/dh/bh without REX). */
 		v = dst_reg(e, rs2);
-		if (v == RAX || (f3 == 0 && v == RBP)) {
+		if (v == RAX || (f3 == 0 && v >= RSP && v <= RDI)) {
 			v = RDX;
 			ld_x(e, RDX, rs2);
 		}
@@ -1309,6 +1326,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
 			op_rr(e, false, 0x0fb6, RAX, RAX);
 			st_x(e, rd, RAX);
+			return 0;
+		}
+		if (f3 == 0 && !imm) { /* MV */
+			mov_x(e, rd, rs1);
 			return 0;
 		}
 		d = src_to_dst(e, rd, rs1);
@@ -1377,6 +1398,15 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			return 0;
 		if (f7 == 0x01 && f3 >= 4) {
 			tr_div(e, f3, true, rd, rs1, rs2);
+			return 0;
+		}
+		if (!rs2 && k != (0x00 << 3 | 7) && (f7 == 0x00 || f7 == 0x20) && f3 != 2 &&
+		    f3 != 3) { /* ADD, SUB, XOR, OR, shifts of x[rs1] by x0 */
+			mov_x(e, rd, rs1);
+			return 0;
+		}
+		if (!rs1 && (k == (0x00 << 3 | 0) || k == (0x00 << 3 | 4) || k == (0x00 << 3 | 6))) {
+			mov_x(e, rd, rs2); /* C.MV is ADD rd, x0, rs2 */
 			return 0;
 		}
 		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
@@ -1537,6 +1567,12 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			continue;
 		}
 		hits_add(e, -1);
+		if (s->kind == STUB_STORE) { /* the value before rdi, which may cache it */
+			if (s->fp)
+				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
+			else
+				ld_x(e, RCX, s->rs2);
+		}
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu; rsi = va already */
 		if (s->kind == STUB_LOAD) {
 			b1(e, 0xba); /* mov edx, size */
@@ -1558,10 +1594,6 @@ static void emit_stubs(struct blk *bk, unsigned n)
 				break;
 			}
 		} else {
-			if (s->fp)
-				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
-			else
-				ld_x(e, RCX, s->rs2);
 			b1(e, 0xba);
 			b4(e, s->size);
 			call_abs(e, (const void *)rv64_mmu_store_slow);
@@ -1609,19 +1641,27 @@ static void jit_flush(struct rv64_jit *j)
 
 /*
  * Picks the guest registers the block starting at `slot` uses most (a scan of the same
- * instructions emit_block will see, at most up to its first jump) and assigns them host
- * registers, callee-saved ones first. A register used once gains nothing over cpu->x[].
+ * instructions emit_block will see, at most up to its first jump; uses inside a loop closed
+ * by a jump back into the scanned code count 8 times) and assigns them host registers,
+ * callee-saved ones first. rdi joins them (calls get it back from cpu->x[] like r8-r11),
+ * rsi too when no load or store needs it for addresses. A register used once gains nothing
+ * over cpu->x[].
  */
 static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 {
-	static const uint8_t host[] = {R14, R15, RBP, R8, R9, R10, R11};
-	unsigned uses[32] = {0};
+	static const uint8_t host[] = {R14, R15, RBP, RDI, R8, R9, R10, R11, RSI};
+	uint32_t insns[JIT_BLOCK_MAX];
+	uint16_t at[JIT_BLOCK_MAX];
+	uint8_t weight[JIT_BLOCK_MAX];
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host);
 
 	memset(e->hreg, -1, sizeof(e->hreg));
-	for (unsigned n = 0, s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS; n++) {
+	for (unsigned s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS;) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned opc;
+		int64_t t = -1;
 
+		at[n] = (uint16_t)s;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break;
@@ -1634,28 +1674,47 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 				break;
 		}
 		opc = insn & 0x7f;
-		switch (opc) {
-		case 0x33: case 0x3b: case 0x63: case 0x23: /* rs2 */
-			uses[(insn >> 20) & 31]++;
-			/* fall through */
-		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
-			uses[(insn >> 15) & 31]++;
-			/* fall through */
-		case 0x37: case 0x17: case 0x6f: /* rd */
-			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
-				uses[(insn >> 7) & 31]++;
+		if (opc != 0x33 && opc != 0x3b && opc != 0x63 && opc != 0x23 && opc != 0x13 &&
+		    opc != 0x1b && opc != 0x03 && opc != 0x67 && opc != 0x07 && opc != 0x27 &&
+		    opc != 0x37 && opc != 0x17 && opc != 0x6f && opc != 0x43 && opc != 0x47 &&
+		    opc != 0x4b && opc != 0x4f && opc != 0x53)
 			break;
-		case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: /* f registers */
-			break;
-		default:
-			n = JIT_BLOCK_MAX;
-			break;
-		}
+		if (opc == 0x03 || opc == 0x23 || opc == 0x07 || opc == 0x27)
+			nhost = sizeof(host) - 1; /* rsi holds addresses */
+		insns[n] = insn;
+		weight[n++] = 1;
+		if (opc == 0x63)
+			t = (int64_t)at[n - 1] + imm_b(insn) / 2;
+		if (opc == 0x6f)
+			t = (int64_t)at[n - 1] + imm_j(insn) / 2;
+		for (unsigned k = 0; t >= 0 && k < n; k++)
+			if (at[k] == t)
+				for (unsigned i = k; i < n; i++)
+					weight[i] = 8;
 		if (opc == 0x6f || opc == 0x67)
 			break;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t insn = insns[i];
+		unsigned opc = insn & 0x7f, w = weight[i];
+
+		switch (opc) {
+		case 0x33: case 0x3b: case 0x63: case 0x23: /* rs2 */
+			uses[(insn >> 20) & 31] += w;
+			/* fall through */
+		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
+			uses[(insn >> 15) & 31] += w;
+			/* fall through */
+		case 0x37: case 0x17: case 0x6f: /* rd */
+			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
+				uses[(insn >> 7) & 31] += w;
+			break;
+		default: /* f registers */
+			break;
+		}
+	}
 	uses[0] = 0;
-	for (unsigned h = 0; h < sizeof(host); h++) {
+	for (unsigned h = 0; h < nhost; h++) {
 		unsigned best = 0;
 
 		for (unsigned x = 1; x < 32; x++)
