@@ -4,8 +4,9 @@
  * Host registers inside translated code:
  *   rbx  struct rv64_cpu * (guest x[i] at [rbx + 8 i], pc, TLBs)
  *   r12  virtual address of the guest page the block belongs to
- *   r13  instruction budget left (each block subtracts its length on entry; a side exit
- *        gives back what it did not run)
+ *   r13  instruction budget left << BUDGET_SHIFT | TLB hits counted in this run (each block
+ *        subtracts its length and adds its loads and stores on entry, in one add; a side
+ *        exit gives back what it did not run; rv64_jit_run() splits the two)
  *   r14, r15, rbp, r8-r11: guest registers cached for the block (struct em's hreg[])
  *   rax, rcx, rdx, rsi, rdi: scratch; helper calls clobber them and r8-r11
  *   [rsp], [rsp + 8]: scratch (a slow load's value)
@@ -40,7 +41,13 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
 #define OFF_FFLAGS ((int32_t)offsetof(struct rv64_cpu, fflags))
 #define OFF_FRM ((int32_t)offsetof(struct rv64_cpu, frm))
-#define OFF_HITS ((int32_t)offsetof(struct rv64_cpu, stats.tlb_hits))
+/*
+ * r13's budget field starts here; below it, the run's TLB hits, which stay under 2^20 as
+ * rv64_jit_run() caps a run's budget at RUN_MAX (a run retires at most that many instructions
+ * plus one block, each with at most one access, plus one block's worth counted up front).
+ */
+#define BUDGET_SHIFT 20
+#define RUN_MAX (1 << 18)
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
 
@@ -400,19 +407,19 @@ static void set_pc_off(struct em *e, int64_t off)
 	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
 }
 
-static void r13_add(struct em *e, int32_t v)
+/* Budget += insns and TLB hits += hits in r13 (|insns|, |hits| <= a block's length). */
+static void r13_adjust(struct em *e, int32_t insns, int32_t hits)
 {
+	int32_t v = (int32_t)((uint32_t)insns << BUDGET_SHIFT) + hits;
+
 	if (v)
 		alu_imm(e, true, 0, R13, v);
 }
 
-/* cpu->stats.tlb_hits += v (blocks count their loads and stores as hits up front). */
+/* TLB hits += v (blocks count their loads and stores as hits up front). */
 static void hits_add(struct em *e, int32_t v)
 {
-	if (!v)
-		return;
-	op_mem(e, true, 0x81, 0, RBX, OFF_HITS);
-	b4(e, (uint32_t)v);
+	r13_adjust(e, 0, v);
 }
 
 static void jmp_epilogue(struct em *e)
@@ -583,16 +590,15 @@ static void jump_inside(struct blk *bk, unsigned n, unsigned idx, unsigned mem, 
 	uint64_t slow = 0;
 
 	if (k <= idx) {
-		alu_imm(e, true, 7, R13, -(int32_t)(n - idx - 1)); /* cmp r13, -(given back) */
-		slow = jcc_fwd(e, CC_LE);
+		/* budget + given back <= 0, i.e. r13 < (1 - given back) << BUDGET_SHIFT */
+		alu_imm(e, true, 7, R13, (int32_t)((uint32_t)(1 - (int32_t)(n - idx - 1)) << BUDGET_SHIFT));
+		slow = jcc_fwd(e, CC_L);
 	}
-	r13_add(e, (int32_t)k - (int32_t)idx - 1);
-	hits_add(e, (int32_t)mem - (int32_t)bk->imem[k]);
+	r13_adjust(e, (int32_t)k - (int32_t)idx - 1, (int32_t)mem - (int32_t)bk->imem[k]);
 	jmp_to(e, bk->ipos[k]);
 	if (k <= idx) {
 		fix_here(e, slow);
-		r13_add(e, (int32_t)(n - idx - 1));
-		hits_add(e, (int32_t)mem - (int32_t)bk->nmem);
+		r13_adjust(e, (int32_t)(n - idx - 1), (int32_t)mem - (int32_t)bk->nmem);
 		exit_to(e, t);
 	}
 }
@@ -1547,8 +1553,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		}
 		if (s->kind == STUB_STEP || s->kind == STUB_FPU) {
 			set_pc_off(e, s->off);
-			r13_add(e, (int32_t)(n - s->idx));
-			hits_add(e, s->mem - nmem);
+			r13_adjust(e, (int32_t)(n - s->idx), s->mem - nmem);
 			b1(e, 0xba);
 			b4(e, RV64_JIT_EXIT_STEP);
 			jmp_epilogue(e);
@@ -1561,8 +1566,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 				jump_inside(bk, n, s->idx, s->mem, (unsigned)k, s->target);
 				continue;
 			}
-			r13_add(e, (int32_t)(n - s->idx - 1));
-			hits_add(e, s->mem - nmem);
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
 			exit_to(e, s->target);
 			continue;
 		}
@@ -1608,8 +1612,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
 		set_pc_off(e, s->off);
-		r13_add(e, (int32_t)(n - s->idx));
-		hits_add(e, s->mem - nmem);
+		r13_adjust(e, (int32_t)(n - s->idx), s->mem - nmem);
 		b1(e, 0xba);
 		b4(e, RV64_JIT_EXIT_EXC);
 		jmp_epilogue(e);
@@ -1617,8 +1620,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			/* The store rewrote decoded code: leave after it (exec.c looks up again). */
 			fix_here(e, code);
 			set_pc_off(e, s->off + s->len);
-			r13_add(e, (int32_t)(n - s->idx - 1));
-			hits_add(e, s->mem - nmem);
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
 			b1(e, 0xba);
 			b4(e, RV64_JIT_EXIT_CODE);
 			jmp_epilogue(e);
@@ -1731,7 +1733,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			   unsigned slot, bool *full)
 {
 	struct em *e = &bk->e;
-	uint64_t start, sub, hits;
+	uint64_t start, sub;
 	unsigned n = 0, s = slot;
 	bool ended = false;
 
@@ -1742,11 +1744,9 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	bk->nstubs = 0;
 	bk->nmem = 0;
 	e->written = 0;
-	alu_imm(e, true, 5, R13, 0x7fffffff); /* sub r13, n: the imm32 form, patched below */
+	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
+	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
-	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
-	b4(e, 0);
-	hits = e->pos - 4;
 	assign_regs(e, page, slot);
 	reload_regs(e, true);
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
@@ -1789,8 +1789,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	if (!ended)
 		exit_to(e, (int64_t)s * 2);
 	emit_stubs(bk, n);
-	patch32(e, sub, n);
-	patch32(e, hits, bk->nmem);
+	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
 	*full = e->full;
 	if (e->full)
 		return UINT64_MAX;
@@ -1841,8 +1840,13 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 				 int64_t left, const void *code)
 {
 	jit_entry_fn fn = (jit_entry_fn)(uintptr_t)j->rx;
+	int64_t run = left < RUN_MAX ? left : RUN_MAX;
+	struct rv64_jit_ret r;
 
-	return fn(cpu, page_va, left, code);
+	r = fn(cpu, page_va, (int64_t)((uint64_t)run << BUDGET_SHIFT), code);
+	cpu->stats.tlb_hits += (uint64_t)r.left & ((1u << BUDGET_SHIFT) - 1);
+	r.left = (r.left >> BUDGET_SHIFT) + (left - run);
+	return r;
 }
 
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
