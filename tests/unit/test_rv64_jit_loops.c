@@ -12,7 +12,9 @@
  *     (exits write back only what the block writes, calls in its middle everything);
  *   - operations straight on cached host registers (a block using few registers caches them
  *     all): rd equal to rs1, to rs2 or to both, non-commutative ops, loads into and stores
- *     from cached registers, byte stores of each, inline division with its special cases.
+ *     from cached registers, byte stores of each, inline division with its special cases;
+ *   - FENCE, LR/SC and AMOs inside blocks: results, memory, reservations (SC after LR of
+ *     another address, after a store changed the value, without LR), misaligned ones trap.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,7 +45,7 @@
 #define CSR_MSTATUS 0x300
 #define MSTATUS_FS_INITIAL 0x2000ULL
 
-enum { RA = 1, T0 = 5, T1 = 6, T2 = 7, S0 = 8, S1 = 9, A0 = 10, A1 = 11, A2 = 12, A3 = 13 };
+enum { RA = 1, T0 = 5, T1 = 6, T2 = 7, S0 = 8, S1 = 9, A0 = 10, A1 = 11, A2 = 12, A3 = 13, A4 = 14, A5 = 15 };
 
 struct machine {
 	uint8_t *ram;
@@ -476,6 +478,8 @@ static uint32_t cached_op(uint64_t *st)
 		f3 = (unsigned)(rnd(st) % 3);
 		if (f3)
 			imm = (int32_t)(rnd(st) % 32) | (f3 == 2 && (rnd(st) & 1) ? 0x400 : 0);
+		else if (rnd(st) & 1)
+			imm = 0; /* sext.w */
 		return i_type(0x1b, rd, f3 ? 4 * f3 - 3 : 0, rs1, imm); /* addiw, slliw, srliw/sraiw */
 	case 6: /* loads, misaligned ones take the slow path */
 		return i_type(0x03, rd, (unsigned)(rnd(st) % 7), S0, (int32_t)(rnd(st) % 200));
@@ -519,6 +523,102 @@ static void test_cached_registers(void **state)
 	check_translated(f);
 }
 
+/* One random A-extension op (or a fence, a plain store) on s0's area through s1. */
+static void atomic_op(struct fx *f, uint64_t *st)
+{
+	static const uint8_t f5s[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x0c, 0x10, 0x14, 0x18,
+				      0x1c, 0x02, 0x03, 0x02, 0x03};
+	unsigned f3 = 2 + (unsigned)(rnd(st) & 1), f5 = f5s[rnd(st) % sizeof(f5s)];
+	unsigned rd = A0 + (unsigned)(rnd(st) % 6), rs2 = A0 + (unsigned)(rnd(st) % 6);
+	int32_t off = (int32_t)(rnd(st) % 24) * 8 + (f3 == 2 && (rnd(st) & 1) ? 4 : 0);
+
+	if (rnd(st) % 40 == 0)
+		off += 2; /* misaligned: a store/AMO or load address misaligned trap */
+	switch (rnd(st) % 8) {
+	case 0:
+		emit(f, s_type(f3, S0, rs2, off)); /* sw/sd: may break a reservation's value */
+		return;
+	case 1:
+		emit(f, 0x0330000fu); /* fence rw,rw */
+		return;
+	default:
+		break;
+	}
+	emit(f, i_type(0x13, S1, 0, S0, off));
+	if (f5 == 0x02)
+		rs2 = 0;
+	emit(f, f5 << 27 | (unsigned)(rnd(st) & 3) << 25 | rs2 << 20 | S1 << 15 | f3 << 12 |
+		     rd << 7 | 0x2f);
+	if (f5 == 0x02 && (rnd(st) & 3)) { /* mostly an SC of the same address */
+		if (rnd(st) % 3 == 0)
+			emit(f, s_type(f3, S1, rs2, 0));
+		emit(f, 0x03u << 27 | A0 << 20 | S1 << 15 | f3 << 12 | A1 << 7 | 0x2f);
+	}
+}
+
+static uint32_t amo(unsigned f5, unsigned f3, unsigned rd, unsigned rs1, unsigned rs2)
+{
+	return f5 << 27 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | 0x2f;
+}
+
+/* LR/SC outcomes in one block: success, no reservation, another address, a changed value. */
+static void test_lr_sc(void **state)
+{
+	struct fx *f = *state;
+
+	f->len = 0;
+	emit(f, i_type(0x13, S1, 0, S0, 64));
+	emit(f, amo(0x02, 3, A0, S1, 0));          /* lr.d a0, (s1) */
+	emit(f, i_type(0x13, A0, 0, A0, 1));
+	emit(f, amo(0x03, 3, A1, S1, A0));         /* sc.d a1, a0, (s1): 0 */
+	emit(f, amo(0x03, 3, A2, S1, A0));         /* again, no reservation: 1 */
+	emit(f, amo(0x02, 2, A0, S1, 0));          /* lr.w a0, (s1) */
+	emit(f, s_type(2, S1, A3, 0));             /* sw a3, 0(s1): another value */
+	emit(f, amo(0x03, 2, A4, S1, A0));         /* sc.w a4: 1 */
+	emit(f, amo(0x02, 3, A0, S1, 0));          /* lr.d a0, (s1) */
+	emit(f, i_type(0x13, T1, 0, S1, 8));
+	emit(f, amo(0x03, 3, A5, T1, A0));         /* sc.d a5 to s1 + 8: 1 */
+	emit(f, amo(0x02, 2, A0, S1, 0));          /* lr.w, then sc.w of the same value: 0 */
+	emit(f, amo(0x03, 2, T2, S1, A0));
+	emit(f, ECALL);
+	load(f);
+	run_both(f);
+	compare(f);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A2)), 1);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A4)), 1);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A5)), 1);
+	assert_int_equal(get(&f->m[0], ACCEL_REG_X(T2)), 0);
+	check_translated(f);
+}
+
+static void test_atomics(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st = 0x13198a2e03707344ULL;
+
+	for (unsigned round = 0; round < 400; round++) {
+		unsigned n = 4 + (unsigned)(rnd(&st) % 24);
+
+		f->len = 0;
+		for (unsigned i = 0; i < n; i++)
+			atomic_op(f, &st);
+		emit(f, ECALL);
+		load(f);
+		for (unsigned r = A0; r <= A0 + 5; r++) {
+			uint64_t v = rnd(&st) >> (rnd(&st) % 64);
+
+			for (unsigned k = 0; k < 2; k++)
+				set(&f->m[k], ACCEL_REG_X(r), v);
+		}
+		run_both(f);
+		compare(f);
+		assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MEPC)),
+				 get(&f->m[1], ACCEL_REG_CSR(CSR_MEPC)));
+	}
+	check_translated(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +628,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_registers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_with_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_atomics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lr_sc, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

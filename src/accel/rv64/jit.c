@@ -50,6 +50,9 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define RUN_MAX (1 << 18)
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
+#define OFF_RESV_ADDR ((int32_t)offsetof(struct rv64_cpu, resv_addr))
+#define OFF_RESV_VAL ((int32_t)offsetof(struct rv64_cpu, resv_val))
+#define OFF_TLB_PADDR ((int32_t)offsetof(struct rv64_tlb_entry, paddr))
 
 bool rv64_jit_wanted(void)
 {
@@ -663,6 +666,101 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 }
 
 static void tr_count(struct em *e, unsigned kind, bool w);
+
+/*
+ * A-extension instructions (unpriv 20191213 §8): LR, SC and the AMOs on a RAM page the TLB
+ * maps (LR for reading; the rest for writing, which also keeps out pages with decoded code),
+ * with xchg, lock xadd or a lock cmpxchg loop, each as ordered as .aqrl; anything else
+ * (misaligned, MMIO, not in the TLB) leaves with RV64_JIT_EXIT_STEP for the interpreter,
+ * which raises the exception. LR/SC keep exec.c's reservation: the guest-physical address
+ * and the value LR loaded; SC stores only if both still hold, and always drops it. Returns
+ * like tr_insn.
+ */
+static int tr_amo(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned f3 = (insn >> 12) & 7, f5 = insn >> 27;
+	bool w = f3 == 3;
+	enum rv64_access acc = f5 == 0x02 ? RV64_ACC_READ : RV64_ACC_WRITE;
+	uint64_t fail[2], done, retry;
+	struct stub *s;
+
+	if ((f3 != 2 && f3 != 3) || (f5 == 0x02 && rs2))
+		return -1;
+	switch (f5) {
+	case 0x00: case 0x01: case 0x02: case 0x03: case 0x04: case 0x08: case 0x0c: case 0x10:
+	case 0x14: case 0x18: case 0x1c:
+		break;
+	default:
+		return -1;
+	}
+	s = mem_fast(bk, STUB_STEP, acc, rs1, 0, w ? 8 : 4, idx, off, len);
+	s->mem--; /* on that exit, the interpreter counts the access */
+	if (f5 == 0x02 || f5 == 0x03) {
+		/* rcx = guest-physical address: the entry's page | the offset of x[rs1] */
+		op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + OFF_TLB_PADDR);
+		ld_x32(e, RDX, rs1);
+		alu_imm(e, false, 4, RDX, RV64_PAGE_SIZE - 1);
+		op_rr(e, true, 0x09, RDX, RCX);
+	}
+	switch (f5) {
+	case 0x02: /* LR */
+		op_mem(e, true, 0x89, RCX, RBX, OFF_RESV_ADDR);
+		op_mem(e, w, 0x8b, RAX, RSI, 0);
+		op_mem(e, true, 0x89, RAX, RBX, OFF_RESV_VAL); /* a word zero-extended */
+		break;
+	case 0x03: /* SC: x[rd] = 0 when stored, else 1 */
+		op_mem(e, true, 0x3b, RCX, RBX, OFF_RESV_ADDR);
+		fail[0] = jcc_fwd(e, CC_NE);
+		op_mem(e, w, 0x8b, RAX, RBX, OFF_RESV_VAL);
+		ld_x(e, RDX, rs2);
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fb1, RDX, RSI, 0); /* lock cmpxchg */
+		fail[1] = jcc_fwd(e, CC_NE);
+		op_rr(e, false, 0x31, RAX, RAX);
+		done = jmp_fwd(e);
+		fix_here(e, fail[0]);
+		fix_here(e, fail[1]);
+		b1(e, 0xb8); /* mov eax, 1 */
+		b4(e, 1);
+		fix_here(e, done);
+		op_mem(e, true, 0xc7, 0, RBX, OFF_RESV_ADDR); /* no reservation: ~0 */
+		b4(e, 0xffffffffu);
+		break;
+	case 0x01: /* AMOSWAP */
+		ld_x(e, RAX, rs2);
+		op_mem(e, w, 0x87, RAX, RSI, 0); /* xchg (locked by itself) */
+		break;
+	case 0x00: /* AMOADD */
+		ld_x(e, RAX, rs2);
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fc1, RAX, RSI, 0); /* lock xadd */
+		break;
+	default: { /* the rest: rcx = op(old, rdx) until lock cmpxchg finds old unchanged */
+		static const uint32_t cmov[4] = {0x0f4f, 0x0f4c, 0x0f47, 0x0f42}; /* g l a b */
+
+		ld_x(e, RDX, rs2);
+		op_mem(e, w, 0x8b, RAX, RSI, 0);
+		retry = e->pos;
+		op_rr(e, w, 0x89, RAX, RCX);
+		if (f5 < 0x10) {
+			op_rr(e, w, f5 == 0x04 ? 0x31 : f5 == 0x08 ? 0x09 : 0x21, RDX, RCX);
+		} else {
+			op_rr(e, w, 0x39, RDX, RCX); /* cmp rcx, rdx */
+			op_rr(e, w, cmov[(f5 - 0x10) >> 2], RCX, RDX);
+		}
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fb1, RCX, RSI, 0);
+		fix_to(e, jcc_fwd(e, CC_NE), retry);
+		break;
+	}
+	}
+	if (!w && f5 != 0x03)
+		op_rr(e, true, 0x63, RAX, RAX); /* sign-extend the old word */
+	st_x(e, rd, RAX);
+	return 0;
+}
 
 /*
  * Zbb/Zbs/Zba extras (bitmanip 1.0.0 §2.1-§2.4) of OP, OP-IMM, OP-32, OP-IMM-32 that tr_insn's
@@ -1371,6 +1469,15 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			return -1;
 		if (!rd)
 			return 0;
+		if (f3 == 0 && !imm) { /* SEXT.W: one movsxd from wherever x[rs1] is */
+			d = dst_reg(e, rd);
+			if (rs1)
+				op_x(e, true, 0x63, d, rs1);
+			else
+				op_rr(e, false, 0x31, d, d);
+			put_x(e, rd, d);
+			return 0;
+		}
 		d = src_to_dst(e, rd, rs1);
 		if (f3 == 0)
 			alu_imm(e, false, 0, d, (int32_t)imm);
@@ -1506,6 +1613,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		put_x(e, rd, d);
 		return 0;
 	}
+	case 0x2f:
+		return tr_amo(bk, insn, off, len, idx);
+	case 0x0f: /* FENCE; FENCE.I stays with the interpreter (it may drop decoded code) */
+		if (f3)
+			return -1;
+		/*
+		 * Loads and stores are plain host accesses and x86 keeps every order but store ->
+		 * load (TSO), so only a fence with W in its predecessor and R in its successor set
+		 * (unpriv 20191213 §2.7) needs mfence, exactly as the interpreter does it.
+		 */
+		if ((insn & (1u << 24)) && (insn & (1u << 21))) {
+			b1(e, 0x0f);
+			b1(e, 0xae);
+			b1(e, 0xf0);
+		}
+		return 0;
 	case 0x07:
 	case 0x27:
 	case 0x43:
@@ -1679,9 +1802,9 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		if (opc != 0x33 && opc != 0x3b && opc != 0x63 && opc != 0x23 && opc != 0x13 &&
 		    opc != 0x1b && opc != 0x03 && opc != 0x67 && opc != 0x07 && opc != 0x27 &&
 		    opc != 0x37 && opc != 0x17 && opc != 0x6f && opc != 0x43 && opc != 0x47 &&
-		    opc != 0x4b && opc != 0x4f && opc != 0x53)
+		    opc != 0x4b && opc != 0x4f && opc != 0x53 && opc != 0x0f && opc != 0x2f)
 			break;
-		if (opc == 0x03 || opc == 0x23 || opc == 0x07 || opc == 0x27)
+		if (opc == 0x03 || opc == 0x23 || opc == 0x07 || opc == 0x27 || opc == 0x2f)
 			nhost = sizeof(host) - 1; /* rsi holds addresses */
 		insns[n] = insn;
 		weight[n++] = 1;
@@ -1701,7 +1824,7 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		unsigned opc = insn & 0x7f, w = weight[i];
 
 		switch (opc) {
-		case 0x33: case 0x3b: case 0x63: case 0x23: /* rs2 */
+		case 0x33: case 0x3b: case 0x63: case 0x23: case 0x2f: /* rs2 */
 			uses[(insn >> 20) & 31] += w;
 			/* fall through */
 		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
