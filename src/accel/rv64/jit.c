@@ -7,8 +7,9 @@
  *   r13  instruction budget left << BUDGET_SHIFT | TLB hits counted in this run (each block
  *        subtracts its length and adds its loads and stores on entry, in one add; a side
  *        exit gives back what it did not run; rv64_jit_run() splits the two)
- *   r14, r15, rbp, r8-r11: guest registers cached for the block (struct em's hreg[])
- *   rax, rcx, rdx, rsi, rdi: scratch; helper calls clobber them and r8-r11
+ *   r14, r15, rbp, rdi, r8-r11 (rsi too in blocks without loads and stores): guest
+ *        registers cached for the block (struct em's hreg[])
+ *   rax, rcx, rdx (rsi, rdi when not caching): scratch; calls clobber them and r8-r11
  *   [rsp], [rsp + 8]: scratch (a slow load's value)
  * The shared entry saves the callee-saved registers and jumps to the block; every exit sets
  * cpu->pc and rdx (the status) and jumps to the shared epilogue, which returns r13 in rax.
