@@ -1662,8 +1662,8 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		for (unsigned k = 0; k < 3; k++)
 			if (s->fix2[k])
 				fix_here(e, s->fix2[k]);
-		if (s->kind != STUB_BRANCH)
-			writeback_regs(e); /* exit_to() does it for branches */
+		if (s->kind == STUB_STEP || s->kind == STUB_FPU)
+			writeback_regs(e); /* exit_to() does it for branches, exits for the rest */
 		if (s->kind == STUB_FPU) {
 			op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 			b1(e, 0xbe);                    /* mov esi, insn */
@@ -1694,47 +1694,52 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			exit_to(e, s->target);
 			continue;
 		}
+		/*
+		 * The slow access through a shared trampoline that keeps every host register but
+		 * rax, rcx and rdx (emit_base()): the cached registers stay where they are and are
+		 * written back only when the access leaves the block.
+		 */
 		hits_add(e, -1);
-		if (s->kind == STUB_STORE) { /* the value before rdi, which may cache it */
+		if (s->kind == STUB_STORE) {
 			if (s->fp)
 				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
 			else
 				ld_x(e, RCX, s->rs2);
 		}
-		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu; rsi = va already */
+		b1(e, 0xba); /* mov edx, size; rsi = va already */
+		b4(e, s->size);
+		b1(e, 0xe8); /* call the trampoline */
+		b4(e, 0);
+		fix_to(e, e->pos - 4,
+		       (uint64_t)((s->kind == STUB_LOAD ? e->j->slow_load : e->j->slow_store) -
+				  e->j->rx));
+		op_rr(e, false, 0x85, RAX, RAX);
 		if (s->kind == STUB_LOAD) {
-			b1(e, 0xba); /* mov edx, size */
-			b4(e, s->size);
-			op_rr(e, true, 0x89, RSP, RCX); /* rcx = &scratch */
-			call_abs(e, (const void *)rv64_mmu_load_slow);
-			op_rr(e, false, 0x85, RAX, RAX);
 			exc = jcc_fwd(e, CC_NE);
-			op_mem(e, true, 0x8b, RAX, RSP, 0);
-			switch (s->ext) {
+			switch (s->ext) { /* the value is in rcx */
 			case EXT_S8:
-				op_rr(e, true, 0x0fbe, RAX, RAX);
+				op_rr(e, true, 0x0fbe, RAX, RCX);
 				break;
 			case EXT_S16:
-				op_rr(e, true, 0x0fbf, RAX, RAX);
+				op_rr(e, true, 0x0fbf, RAX, RCX);
 				break;
 			case EXT_S32:
-				op_rr(e, true, 0x63, RAX, RAX);
+				op_rr(e, true, 0x63, RAX, RCX);
+				break;
+			default:
+				op_rr(e, true, 0x89, RCX, RAX);
 				break;
 			}
+			if (dst_reg(e, s->rd) != RAX)
+				op_rr(e, true, 0x89, RAX, dst_reg(e, s->rd)); /* resume is past put_x() */
 		} else {
-			b1(e, 0xba);
-			b4(e, s->size);
-			call_abs(e, (const void *)rv64_mmu_store_slow);
-			op_rr(e, false, 0x85, RAX, RAX);
 			exc = jcc_fwd(e, CC_S);
 			code = jcc_fwd(e, CC_NE);
 		}
-		reload_regs(e, false);
-		if (s->kind == STUB_LOAD && dst_reg(e, s->rd) != RAX)
-			op_rr(e, true, 0x89, RAX, dst_reg(e, s->rd)); /* resume is past put_x() */
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
+		writeback_regs(e);
 		set_pc_off(e, s->off);
 		r13_adjust(e, (int32_t)(n - s->idx), s->mem - nmem);
 		b1(e, 0xba);
@@ -1743,6 +1748,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		if (s->kind == STUB_STORE) {
 			/* The store rewrote decoded code: leave after it (exec.c looks up again). */
 			fix_here(e, code);
+			writeback_regs(e);
 			set_pc_off(e, s->off + s->len);
 			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
 			b1(e, 0xba);
@@ -1982,6 +1988,38 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 				 __ATOMIC_RELAXED);
 }
 
+/*
+ * A slow load or store for the stubs (called with rbx = cpu, rsi = va, edx = size, and for a
+ * store rcx = the value): rv64_mmu_load_slow()/rv64_mmu_store_slow() with rdi, rsi and r8-r11
+ * preserved, as they may hold guest registers (the callee saves the rest). Returns the
+ * status in eax and a load's value in rcx. The stack stays 16-byte aligned at the call: the
+ * stub's call and six pushes leave rsp 8 off, the scratch area puts it back.
+ */
+static void emit_slow_trampoline(struct em *e, bool load)
+{
+	static const uint8_t saved[] = {RDI, RSI, R8, R9, R10, R11};
+
+	for (unsigned i = 0; i < sizeof(saved); i++) {
+		rex(e, false, 0, saved[i]);
+		b1(e, 0x50 + (saved[i] & 7)); /* push */
+	}
+	alu_imm(e, true, 5, RSP, 24);
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	if (load)
+		op_rr(e, true, 0x89, RSP, RCX); /* rcx = &scratch */
+	call_abs(e, load ? (const void *)rv64_mmu_load_slow : (const void *)rv64_mmu_store_slow);
+	if (load)
+		op_mem(e, true, 0x8b, RCX, RSP, 0);
+	alu_imm(e, true, 0, RSP, 24);
+	for (unsigned i = sizeof(saved); i-- > 0;) {
+		rex(e, false, 0, saved[i]);
+		b1(e, 0x58 + (saved[i] & 7)); /* pop */
+	}
+	b1(e, 0xc3);
+	while (e->pos & 15)
+		b1(e, 0xcc);
+}
+
 /* The shared entry (at offset 0) and epilogue. */
 static void emit_base(struct rv64_jit *j)
 {
@@ -2020,6 +2058,10 @@ static void emit_base(struct rv64_jit *j)
 		b1(&e, epilogue[i]);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
+	j->slow_load = j->rx + e.pos;
+	emit_slow_trampoline(&e, true);
+	j->slow_store = j->rx + e.pos;
+	emit_slow_trampoline(&e, false);
 	j->used = j->base_used = e.pos;
 }
 

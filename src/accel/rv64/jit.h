@@ -70,6 +70,7 @@ struct rv64_jit {
 	uint64_t used;      /* bytes handed out */
 	uint64_t base_used; /* bytes of the shared entry/exit code at the start */
 	const uint8_t *epilogue; /* shared exit: returns r13 (left) and rdx (status) */
+	const uint8_t *slow_load, *slow_store; /* shared slow-access trampolines (jit.c) */
 	struct rv64_jit_block *blocks;
 	uint32_t nblocks, cap;
 	uint64_t flushes;    /* full flushes of the code buffer */
