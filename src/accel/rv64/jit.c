@@ -1644,6 +1644,35 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 }
 
 /*
+ * A load or store's exit with `status` at page offset `off`, giving back `insns` and `hits`:
+ * loads edx and rcx and jumps to the block's shared tail for that status (*tail, emitted on
+ * first use), which writes the registers back, sets the pc and adds rcx to r13.
+ */
+static void mem_exit(struct em *e, uint64_t *tail, unsigned status, unsigned off, int32_t insns,
+		     int32_t hits)
+{
+	b1(e, 0xba); /* mov edx, off */
+	b4(e, off);
+	op_rr(e, true, 0xc7, 0, RCX); /* mov rcx, the r13 adjustment */
+	b4(e, (uint32_t)((uint32_t)insns << BUDGET_SHIFT) + (uint32_t)hits);
+	if (*tail) {
+		jmp_to(e, *tail);
+		return;
+	}
+	*tail = e->pos;
+	writeback_regs(e);
+	b1(e, 0x49); /* lea rax, [r12 + rdx] */
+	b1(e, 0x8d);
+	b1(e, 0x04);
+	b1(e, 0x14);
+	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+	op_rr(e, true, 0x01, RCX, R13); /* add r13, rcx */
+	b1(e, 0xba);
+	b4(e, status);
+	jmp_epilogue(e);
+}
+
+/*
  * Side exits, after the block's straight-line code: n is the block's instruction count. Each
  * exit takes back the hits counted up front for loads and stores it skips; a slow path counts
  * its own access.
@@ -1651,7 +1680,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 static void emit_stubs(struct blk *bk, unsigned n)
 {
 	int32_t nmem = (int32_t)bk->nmem;
-
+	uint64_t tails[2] = {0, 0}; /* the block's shared EXC and CODE exits, once emitted */
 	struct em *e = &bk->e;
 
 	for (unsigned i = 0; i < bk->nstubs; i++) {
@@ -1739,21 +1768,13 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
-		writeback_regs(e);
-		set_pc_off(e, s->off);
-		r13_adjust(e, (int32_t)(n - s->idx), s->mem - nmem);
-		b1(e, 0xba);
-		b4(e, RV64_JIT_EXIT_EXC);
-		jmp_epilogue(e);
+		mem_exit(e, &tails[0], RV64_JIT_EXIT_EXC, s->off, (int32_t)(n - s->idx),
+			 s->mem - nmem);
 		if (s->kind == STUB_STORE) {
 			/* The store rewrote decoded code: leave after it (exec.c looks up again). */
 			fix_here(e, code);
-			writeback_regs(e);
-			set_pc_off(e, s->off + s->len);
-			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
-			b1(e, 0xba);
-			b4(e, RV64_JIT_EXIT_CODE);
-			jmp_epilogue(e);
+			mem_exit(e, &tails[1], RV64_JIT_EXIT_CODE, s->off + s->len,
+				 (int32_t)(n - s->idx - 1), s->mem - nmem);
 		}
 	}
 }
