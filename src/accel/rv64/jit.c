@@ -4,10 +4,12 @@
  * Host registers inside translated code:
  *   rbx  struct rv64_cpu * (guest x[i] at [rbx + 8 i], pc, TLBs)
  *   r12  virtual address of the guest page the block belongs to
- *   r13  instruction budget left (each block subtracts its length on entry; a side exit
- *        gives back what it did not run)
- *   r14, r15, rbp, r8-r11: guest registers cached for the block (struct em's hreg[])
- *   rax, rcx, rdx, rsi, rdi: scratch; helper calls clobber them and r8-r11
+ *   r13  instruction budget left << BUDGET_SHIFT | TLB hits counted in this run (each block
+ *        subtracts its length and adds its loads and stores on entry, in one add; a side
+ *        exit gives back what it did not run; rv64_jit_run() splits the two)
+ *   r14, r15, rbp, rdi, r8-r11 (rsi too in blocks without loads and stores): guest
+ *        registers cached for the block (struct em's hreg[])
+ *   rax, rcx, rdx (rsi, rdi when not caching): scratch; calls clobber them and r8-r11
  *   [rsp], [rsp + 8]: scratch (a slow load's value)
  * The shared entry saves the callee-saved registers and jumps to the block; every exit sets
  * cpu->pc and rdx (the status) and jumps to the shared epilogue, which returns r13 in rax.
@@ -40,9 +42,18 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
 #define OFF_FFLAGS ((int32_t)offsetof(struct rv64_cpu, fflags))
 #define OFF_FRM ((int32_t)offsetof(struct rv64_cpu, frm))
-#define OFF_HITS ((int32_t)offsetof(struct rv64_cpu, stats.tlb_hits))
+/*
+ * r13's budget field starts here; below it, the run's TLB hits, which stay under 2^20 as
+ * rv64_jit_run() caps a run's budget at RUN_MAX (a run retires at most that many instructions
+ * plus one block, each with at most one access, plus one block's worth counted up front).
+ */
+#define BUDGET_SHIFT 20
+#define RUN_MAX (1 << 18)
 #define OFF_TLB(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb) + (acc) * sizeof(((struct rv64_cpu *)0)->tlb[0])))
 #define OFF_ALLOW(acc) ((int32_t)(offsetof(struct rv64_cpu, tlb_allow) + (acc) * sizeof(uint64_t)))
+#define OFF_RESV_ADDR ((int32_t)offsetof(struct rv64_cpu, resv_addr))
+#define OFF_RESV_VAL ((int32_t)offsetof(struct rv64_cpu, resv_val))
+#define OFF_TLB_PADDR ((int32_t)offsetof(struct rv64_tlb_entry, paddr))
 
 bool rv64_jit_wanted(void)
 {
@@ -64,6 +75,13 @@ struct em {
 	 * helper call; caller-saved ones are reloaded after calls (reload_regs()).
 	 */
 	int8_t hreg[32];
+	/*
+	 * Guest registers the block writes (bit x), known in full once its last instruction is
+	 * being translated: exits, which all come from there or later, write back only these;
+	 * the others still equal cpu->x[]. A write-back before a helper call in the middle of
+	 * the block takes all (writeback_all()): a loop may have written later ones already.
+	 */
+	uint32_t written;
 };
 
 static void b1(struct em *e, unsigned v)
@@ -200,8 +218,100 @@ static void st_x_imm(struct em *e, unsigned xr, uint32_t imm)
 	b4(e, imm);
 }
 
-/* cpu->x[] = the cached registers (flags and scratch registers untouched). */
+/* The host register that receives a new x[rd]: the one caching it, else rax (then put_x). */
+static unsigned dst_reg(const struct em *e, unsigned rd)
+{
+	return rd && e->hreg[rd] >= 0 ? (unsigned)e->hreg[rd] : RAX;
+}
+
+/* x[rd] = d, a value computed into dst_reg(rd). */
+static void put_x(struct em *e, unsigned rd, unsigned d)
+{
+	if (d == RAX)
+		st_x(e, rd, RAX);
+}
+
+/* d = dst_reg(rd) = x[rs1], ready for an operation on it in place. */
+static unsigned src_to_dst(struct em *e, unsigned rd, unsigned rs1)
+{
+	unsigned d = dst_reg(e, rd);
+
+	if (d == RAX || rd != rs1)
+		ld_x(e, d, rs1);
+	return d;
+}
+
+/*
+ * d = dst_reg(rd) = x[rs1] op x[rs2] for an x86 "op r, r/m" opcode (add, sub, xor, or,
+ * and, imul), straight on the cached registers; a commutative op may swap its operands.
+ * Returns d.
+ */
+static unsigned bin_op(struct em *e, bool w, uint32_t op, bool comm, unsigned rd, unsigned rs1,
+		       unsigned rs2)
+{
+	unsigned d = dst_reg(e, rd);
+
+	if (d != RAX && rd == rs2 && rd != rs1) {
+		if (comm) {
+			op_x(e, w, op, d, rs1);
+			return d;
+		}
+		d = RAX; /* x[rs2] is still needed after x[rs1] lands in d */
+	}
+	if (d == RAX || rd != rs1)
+		ld_x(e, d, rs1);
+	op_x(e, w, op, d, rs2);
+	return d;
+}
+
+/* x[rd] = x[rs] with one move (C.MV, MV, and other ops with an identity operand). */
+static void mov_x(struct em *e, unsigned rd, unsigned rs)
+{
+	if (!rd || rd == rs)
+		return;
+	if (e->hreg[rd] >= 0)
+		ld_x(e, (unsigned)e->hreg[rd], rs);
+	else if (!rs)
+		st_x_imm(e, rd, 0);
+	else if (e->hreg[rs] >= 0)
+		st_x(e, rd, (unsigned)e->hreg[rs]);
+	else {
+		ld_x(e, RAX, rs);
+		st_x(e, rd, RAX);
+	}
+}
+
+/* Flags of x[rs1] - x[rs2] (cmp); x[rs2] = x0 as test, which gives the same conditions. */
+static void cmp_x(struct em *e, unsigned rs1, unsigned rs2)
+{
+	if (rs1 && e->hreg[rs1] >= 0) {
+		unsigned h = (unsigned)e->hreg[rs1];
+
+		if (rs2)
+			op_x(e, true, 0x3b, h, rs2);
+		else
+			op_rr(e, true, 0x85, h, h);
+	} else if (rs2 && e->hreg[rs2] >= 0) {
+		op_mem(e, true, 0x39, (unsigned)e->hreg[rs2], RBX, OFF_X(rs1)); /* cmp [x1], h2 */
+	} else {
+		ld_x(e, RAX, rs1);
+		if (rs2)
+			op_x(e, true, 0x3b, RAX, rs2);
+		else
+			op_rr(e, true, 0x85, RAX, RAX);
+	}
+}
+
+/* cpu->x[] = the cached registers the block writes (flags and scratch registers untouched). */
 static void writeback_regs(struct em *e)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] >= 0 && (e->written >> x & 1))
+			op_mem(e, true, 0x89, (unsigned)e->hreg[x], RBX, OFF_X(x));
+}
+
+/* cpu->x[] = all cached registers, for a call in the middle of the block. */
+static void writeback_all(struct em *e)
 {
 	for (unsigned x = 1; x < 32; x++)
 		if (e->hreg[x] >= 0)
@@ -301,19 +411,19 @@ static void set_pc_off(struct em *e, int64_t off)
 	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
 }
 
-static void r13_add(struct em *e, int32_t v)
+/* Budget += insns and TLB hits += hits in r13 (|insns|, |hits| <= a block's length). */
+static void r13_adjust(struct em *e, int32_t insns, int32_t hits)
 {
+	int32_t v = (int32_t)((uint32_t)insns << BUDGET_SHIFT) + hits;
+
 	if (v)
 		alu_imm(e, true, 0, R13, v);
 }
 
-/* cpu->stats.tlb_hits += v (blocks count their loads and stores as hits up front). */
+/* TLB hits += v (blocks count their loads and stores as hits up front). */
 static void hits_add(struct em *e, int32_t v)
 {
-	if (!v)
-		return;
-	op_mem(e, true, 0x81, 0, RBX, OFF_HITS);
-	b4(e, (uint32_t)v);
+	r13_adjust(e, 0, v);
 }
 
 static void jmp_epilogue(struct em *e)
@@ -358,71 +468,57 @@ static void exit_to(struct em *e, int64_t t)
 	b8(e, (uint64_t)(uintptr_t)(e->j->rx + slow));
 }
 
-/* --- Helpers called from translated code (unpriv 20191213 §7.2: no traps on division). */
-
-static uint64_t h_div(uint64_t a, uint64_t b)
+/*
+ * x[rd] = DIV, DIVU, REM, REMU (f3 4..7) of x[rs1] and x[rs2], or their W forms (w false:
+ * 32-bit operands, sign-extended result), inline with the RISC-V results of the cases x86
+ * would fault on (unpriv 20191213 §7.2): by zero, the quotient is all ones and the remainder
+ * the dividend; the signed overflow (most negative / -1) gives the dividend and 0, which is
+ * what negation and 0 give for any divisor -1, so -1 never reaches idiv. rdx and rcx are
+ * scratch, so nothing is written back.
+ */
+static void tr_div(struct em *e, unsigned f3, bool w, unsigned rd, unsigned rs1, unsigned rs2)
 {
-	if (b == 0)
-		return UINT64_MAX;
-	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
-		return a;
-	return (uint64_t)((int64_t)a / (int64_t)b);
-}
+	bool is_signed = !(f3 & 1), rem = f3 >= 6;
+	uint64_t zero, minus1 = 0, done[2];
+	unsigned res = rem ? RDX : RAX;
 
-static uint64_t h_divu(uint64_t a, uint64_t b)
-{
-	return b ? a / b : UINT64_MAX;
-}
-
-static uint64_t h_rem(uint64_t a, uint64_t b)
-{
-	if (b == 0)
-		return a;
-	if ((int64_t)a == INT64_MIN && (int64_t)b == -1)
-		return 0;
-	return (uint64_t)((int64_t)a % (int64_t)b);
-}
-
-static uint64_t h_remu(uint64_t a, uint64_t b)
-{
-	return b ? a % b : a;
-}
-
-static uint64_t sx32(uint32_t v)
-{
-	return (uint64_t)(int64_t)(int32_t)v;
-}
-
-static uint64_t h_divw(uint64_t a, uint64_t b)
-{
-	int32_t x = (int32_t)a, y = (int32_t)b;
-
-	if (y == 0)
-		return UINT64_MAX;
-	if (x == INT32_MIN && y == -1)
-		return sx32((uint32_t)x);
-	return sx32((uint32_t)(x / y));
-}
-
-static uint64_t h_divuw(uint64_t a, uint64_t b)
-{
-	return (uint32_t)b ? sx32((uint32_t)a / (uint32_t)b) : UINT64_MAX;
-}
-
-static uint64_t h_remw(uint64_t a, uint64_t b)
-{
-	int32_t x = (int32_t)a, y = (int32_t)b;
-
-	if (y == 0)
-		return sx32((uint32_t)x);
-	if (x == INT32_MIN && y == -1)
-		return 0;
-	return sx32((uint32_t)(x % y));
-}
-
-static uint64_t h_remuw(uint64_t a, uint64_t b)
-{
-	return (uint32_t)b ? sx32((uint32_t)a % (uint32_t)b) : sx32((uint32_t)a);
+	ld_x(e, RCX, rs2);
+	ld_x(e, RAX, rs1);
+	op_rr(e, w, 0x85, RCX, RCX); /* test rcx, rcx */
+	zero = jcc_fwd(e, CC_E);
+	if (is_signed) {
+		alu_imm(e, w, 7, RCX, -1);
+		minus1 = jcc_fwd(e, CC_E);
+		if (w)
+			b1(e, 0x48);
+		b1(e, 0x99);                  /* cqo / cdq */
+		op_rr(e, w, 0xf7, 7, RCX);    /* idiv rcx */
+	} else {
+		op_rr(e, false, 0x31, RDX, RDX);
+		op_rr(e, w, 0xf7, 6, RCX);    /* div rcx */
+	}
+	done[0] = jmp_fwd(e);
+	if (is_signed) {
+		fix_here(e, minus1);
+		if (rem)
+			op_rr(e, false, 0x31, RDX, RDX);
+		else
+			op_rr(e, w, 0xf7, 3, RAX); /* neg rax */
+		done[1] = jmp_fwd(e);
+	} else {
+		done[1] = 0;
+	}
+	fix_here(e, zero);
+	if (rem)
+		op_rr(e, true, 0x89, RAX, RDX); /* the dividend */
+	else
+		alu_imm(e, true, 1, RAX, -1); /* all ones */
+	fix_here(e, done[0]);
+	if (done[1])
+		fix_here(e, done[1]);
+	if (!w)
+		op_rr(e, true, 0x63, res, res); /* movsxd */
+	st_x(e, rd, res);
 }
 
 /* --- Block translation. */
@@ -432,6 +528,7 @@ enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
 	uint8_t kind, size, ext, rs2;
+	uint8_t rd;      /* a load's destination (its value arrives in rax on the slow path) */
 	bool fp;         /* a store's value comes from f[rs2] */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
@@ -449,6 +546,14 @@ struct blk {
 	unsigned nmem; /* loads and stores emitted so far */
 	struct stub stubs[JIT_STUBS_MAX];
 	unsigned nstubs;
+	/*
+	 * Per instruction of the block: where its host code starts, its page offset, and the
+	 * loads and stores before it. Every instruction boundary has the cached registers in
+	 * their host registers, so a jump inside the block may land on any of them.
+	 */
+	uint64_t ipos[JIT_BLOCK_MAX];
+	uint16_t ioff[JIT_BLOCK_MAX];
+	uint16_t imem[JIT_BLOCK_MAX];
 };
 
 static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, unsigned off,
@@ -463,6 +568,43 @@ static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, 
 	s->len = (uint16_t)len;
 	s->mem = (uint16_t)bk->nmem;
 	return s;
+}
+
+/* The index of the block's instruction at page offset t among its first `upto`, or -1. */
+static int insn_at(const struct blk *bk, unsigned upto, int64_t t)
+{
+	for (unsigned k = 0; k < upto; k++)
+		if (bk->ioff[k] == t)
+			return (int)k;
+	return -1;
+}
+
+/*
+ * A taken jump from instruction idx to instruction k of the same block (n instructions long
+ * once done), staying in translated code with the registers where they are; `mem`: loads
+ * and stores run up to the jump. The entry charged n instructions and n loads and stores
+ * assuming a run to the end: the jump gives back what it skipped and charges again from k.
+ * A backward jump (a loop) first checks the budget as a chained exit would, and leaves for
+ * the instruction at page offset t when it has run out.
+ */
+static void jump_inside(struct blk *bk, unsigned n, unsigned idx, unsigned mem, unsigned k,
+			int64_t t)
+{
+	struct em *e = &bk->e;
+	uint64_t slow = 0;
+
+	if (k <= idx) {
+		/* budget + given back <= 0, i.e. r13 < (1 - given back) << BUDGET_SHIFT */
+		alu_imm(e, true, 7, R13, (int32_t)((uint32_t)(1 - (int32_t)(n - idx - 1)) << BUDGET_SHIFT));
+		slow = jcc_fwd(e, CC_L);
+	}
+	r13_adjust(e, (int32_t)k - (int32_t)idx - 1, (int32_t)mem - (int32_t)bk->imem[k]);
+	jmp_to(e, bk->ipos[k]);
+	if (k <= idx) {
+		fix_here(e, slow);
+		r13_adjust(e, (int32_t)(n - idx - 1), (int32_t)mem - (int32_t)bk->nmem);
+		exit_to(e, t);
+	}
 }
 
 static int64_t imm_i(uint32_t insn)
@@ -496,9 +638,13 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 	struct stub *s;
 
 	bk->nmem++;
-	ld_x(e, RSI, rs1);
-	if (imm)
-		alu_imm(e, true, 0, RSI, (int32_t)imm);
+	if (rs1 && e->hreg[rs1] >= 0) {
+		op_mem(e, true, 0x8d, RSI, (unsigned)e->hreg[rs1], (int32_t)imm); /* lea */
+	} else {
+		ld_x(e, RSI, rs1);
+		if (imm)
+			alu_imm(e, true, 0, RSI, (int32_t)imm);
+	}
 	op_rr(e, true, 0x89, RSI, RAX);                  /* mov rax, rsi */
 	shift_imm(e, true, 5, RAX, RV64_PAGE_SHIFT);     /* shr rax, 12 */
 	b1(e, 0x25);                                     /* and eax, TLB mask */
@@ -521,6 +667,101 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 }
 
 static void tr_count(struct em *e, unsigned kind, bool w);
+
+/*
+ * A-extension instructions (unpriv 20191213 §8): LR, SC and the AMOs on a RAM page the TLB
+ * maps (LR for reading; the rest for writing, which also keeps out pages with decoded code),
+ * with xchg, lock xadd or a lock cmpxchg loop, each as ordered as .aqrl; anything else
+ * (misaligned, MMIO, not in the TLB) leaves with RV64_JIT_EXIT_STEP for the interpreter,
+ * which raises the exception. LR/SC keep exec.c's reservation: the guest-physical address
+ * and the value LR loaded; SC stores only if both still hold, and always drops it. Returns
+ * like tr_insn.
+ */
+static int tr_amo(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, rs2 = (insn >> 20) & 31;
+	unsigned f3 = (insn >> 12) & 7, f5 = insn >> 27;
+	bool w = f3 == 3;
+	enum rv64_access acc = f5 == 0x02 ? RV64_ACC_READ : RV64_ACC_WRITE;
+	uint64_t fail[2], done, retry;
+	struct stub *s;
+
+	if ((f3 != 2 && f3 != 3) || (f5 == 0x02 && rs2))
+		return -1;
+	switch (f5) {
+	case 0x00: case 0x01: case 0x02: case 0x03: case 0x04: case 0x08: case 0x0c: case 0x10:
+	case 0x14: case 0x18: case 0x1c:
+		break;
+	default:
+		return -1;
+	}
+	s = mem_fast(bk, STUB_STEP, acc, rs1, 0, w ? 8 : 4, idx, off, len);
+	s->mem--; /* on that exit, the interpreter counts the access */
+	if (f5 == 0x02 || f5 == 0x03) {
+		/* rcx = guest-physical address: the entry's page | the offset of x[rs1] */
+		op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + OFF_TLB_PADDR);
+		ld_x32(e, RDX, rs1);
+		alu_imm(e, false, 4, RDX, RV64_PAGE_SIZE - 1);
+		op_rr(e, true, 0x09, RDX, RCX);
+	}
+	switch (f5) {
+	case 0x02: /* LR */
+		op_mem(e, true, 0x89, RCX, RBX, OFF_RESV_ADDR);
+		op_mem(e, w, 0x8b, RAX, RSI, 0);
+		op_mem(e, true, 0x89, RAX, RBX, OFF_RESV_VAL); /* a word zero-extended */
+		break;
+	case 0x03: /* SC: x[rd] = 0 when stored, else 1 */
+		op_mem(e, true, 0x3b, RCX, RBX, OFF_RESV_ADDR);
+		fail[0] = jcc_fwd(e, CC_NE);
+		op_mem(e, w, 0x8b, RAX, RBX, OFF_RESV_VAL);
+		ld_x(e, RDX, rs2);
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fb1, RDX, RSI, 0); /* lock cmpxchg */
+		fail[1] = jcc_fwd(e, CC_NE);
+		op_rr(e, false, 0x31, RAX, RAX);
+		done = jmp_fwd(e);
+		fix_here(e, fail[0]);
+		fix_here(e, fail[1]);
+		b1(e, 0xb8); /* mov eax, 1 */
+		b4(e, 1);
+		fix_here(e, done);
+		op_mem(e, true, 0xc7, 0, RBX, OFF_RESV_ADDR); /* no reservation: ~0 */
+		b4(e, 0xffffffffu);
+		break;
+	case 0x01: /* AMOSWAP */
+		ld_x(e, RAX, rs2);
+		op_mem(e, w, 0x87, RAX, RSI, 0); /* xchg (locked by itself) */
+		break;
+	case 0x00: /* AMOADD */
+		ld_x(e, RAX, rs2);
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fc1, RAX, RSI, 0); /* lock xadd */
+		break;
+	default: { /* the rest: rcx = op(old, rdx) until lock cmpxchg finds old unchanged */
+		static const uint32_t cmov[4] = {0x0f4f, 0x0f4c, 0x0f47, 0x0f42}; /* g l a b */
+
+		ld_x(e, RDX, rs2);
+		op_mem(e, w, 0x8b, RAX, RSI, 0);
+		retry = e->pos;
+		op_rr(e, w, 0x89, RAX, RCX);
+		if (f5 < 0x10) {
+			op_rr(e, w, f5 == 0x04 ? 0x31 : f5 == 0x08 ? 0x09 : 0x21, RDX, RCX);
+		} else {
+			op_rr(e, w, 0x39, RDX, RCX); /* cmp rcx, rdx */
+			op_rr(e, w, cmov[(f5 - 0x10) >> 2], RCX, RDX);
+		}
+		b1(e, 0xf0);
+		op_mem(e, w, 0x0fb1, RCX, RSI, 0);
+		fix_to(e, jcc_fwd(e, CC_NE), retry);
+		break;
+	}
+	}
+	if (!w && f5 != 0x03)
+		op_rr(e, true, 0x63, RAX, RAX); /* sign-extend the old word */
+	st_x(e, rd, RAX);
+	return 0;
+}
 
 /*
  * Zbb/Zbs/Zba extras (bitmanip 1.0.0 §2.1-§2.4) of OP, OP-IMM, OP-32, OP-IMM-32 that tr_insn's
@@ -1039,10 +1280,10 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		if (tr_fp_inline(bk, insn, off, len, idx))
 			return 0;
 		fs_check(bk, idx, off, len);
+		writeback_all(e); /* it may read x[rs1]; before rdi and rsi, which may cache some */
 		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 		b1(e, 0xbe);                    /* mov esi, insn */
 		b4(e, insn);
-		writeback_regs(e); /* it may read x[rs1] */
 		call_abs(e, (const void *)rv64_fpu_exec);
 		reload_regs(e, true); /* it may have written x[rd] */
 		op_rr(e, false, 0x85, RAX, RAX);
@@ -1064,6 +1305,8 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	unsigned f3 = (insn >> 12) & 7, f7 = insn >> 25;
 	int64_t imm = imm_i(insn);
 	struct stub *s;
+	unsigned d, v;
+	int k;
 
 	switch (insn & 0x7f) {
 	case 0x37: /* LUI */
@@ -1071,9 +1314,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		return 0;
 	case 0x17: /* AUIPC */
 		if (rd) {
-			lea_pc(e, RAX, off);
-			alu_imm(e, true, 0, RAX, (int32_t)(insn & 0xfffff000u));
-			st_x(e, rd, RAX);
+			unsigned d = dst_reg(e, rd);
+
+			lea_pc(e, d, (int64_t)off + (int32_t)(insn & 0xfffff000u));
+			put_x(e, rd, d);
 		}
 		return 0;
 	case 0x6f: /* JAL */
@@ -1081,7 +1325,11 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			lea_pc(e, RAX, off + len);
 			st_x(e, rd, RAX);
 		}
-		exit_to(e, (int64_t)off + imm_j(insn));
+		k = insn_at(bk, idx + 1, (int64_t)off + imm_j(insn));
+		if (k >= 0) /* a loop closed by a jump back into this block */
+			jump_inside(bk, idx + 1, idx, bk->nmem, (unsigned)k, (int64_t)off + imm_j(insn));
+		else
+			exit_to(e, (int64_t)off + imm_j(insn));
 		return 1;
 	case 0x67: /* JALR: target before the link, rd may be rs1 */
 		if (f3)
@@ -1104,11 +1352,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 
 		if (f3 == 2 || f3 == 3)
 			return -1;
-		ld_x(e, RAX, rs1);
-		if (rs2)
-			op_x(e, true, 0x3b, RAX, rs2);
-		else
-			op_rr(e, true, 0x85, RAX, RAX); /* compares with 0 alike */
+		cmp_x(e, rs1, rs2);
 		s = stub_add(bk, STUB_BRANCH, idx, off, len);
 		s->target = (int64_t)off + imm_b(insn);
 		s->fix = jcc_fwd(e, cc[f3]);
@@ -1125,9 +1369,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm, 1u << (f3 & 3), idx, off,
 			     len);
 		s->ext = ext[f3];
-		op_mem(e, w[f3], op[f3], RAX, RSI, 0);
+		s->rd = (uint8_t)rd;
+		op_mem(e, w[f3], op[f3], dst_reg(e, rd), RSI, 0);
 		s->resume = e->pos;
-		st_x(e, rd, RAX);
+		put_x(e, rd, dst_reg(e, rd));
 		return 0;
 	}
 	case 0x23: /* STORE */
@@ -1136,20 +1381,25 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), 1u << f3, idx, off,
 			     len);
 		s->rs2 = (uint8_t)rs2;
-		ld_x(e, RDX, rs2);
+		/* From the cached register; not rbp/rsi/rdi as a byte (ch/dh/bh without REX). */
+		v = dst_reg(e, rs2);
+		if (v == RAX || (f3 == 0 && v >= RSP && v <= RDI)) {
+			v = RDX;
+			ld_x(e, RDX, rs2);
+		}
 		switch (f3) {
 		case 0:
-			op_mem(e, false, 0x88, RDX, RSI, 0);
+			op_mem(e, false, 0x88, v, RSI, 0);
 			break;
 		case 1:
 			b1(e, 0x66);
-			op_mem(e, false, 0x89, RDX, RSI, 0);
+			op_mem(e, false, 0x89, v, RSI, 0);
 			break;
 		case 2:
-			op_mem(e, false, 0x89, RDX, RSI, 0);
+			op_mem(e, false, 0x89, v, RSI, 0);
 			break;
 		default:
-			op_mem(e, true, 0x89, RDX, RSI, 0);
+			op_mem(e, true, 0x89, v, RSI, 0);
 			break;
 		}
 		s->resume = e->pos;
@@ -1171,35 +1421,45 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x_imm(e, rd, (uint32_t)imm);
 			return 0;
 		}
-		ld_x(e, RAX, rs1);
+		if (f3 == 2 || f3 == 3) { /* SLTI, SLTIU */
+			if (rs1 && e->hreg[rs1] >= 0) {
+				alu_imm(e, true, 7, (unsigned)e->hreg[rs1], (int32_t)imm);
+			} else {
+				ld_x(e, RAX, rs1);
+				alu_imm(e, true, 7, RAX, (int32_t)imm);
+			}
+			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
+			op_rr(e, false, 0x0fb6, RAX, RAX);
+			st_x(e, rd, RAX);
+			return 0;
+		}
+		if (f3 == 0 && !imm) { /* MV */
+			mov_x(e, rd, rs1);
+			return 0;
+		}
+		d = src_to_dst(e, rd, rs1);
 		switch (f3) {
 		case 0:
 			if (imm)
-				alu_imm(e, true, 0, RAX, (int32_t)imm);
-			break;
-		case 2:
-		case 3:
-			alu_imm(e, true, 7, RAX, (int32_t)imm);
-			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
-			op_rr(e, false, 0x0fb6, RAX, RAX);
+				alu_imm(e, true, 0, d, (int32_t)imm);
 			break;
 		case 4:
-			alu_imm(e, true, 6, RAX, (int32_t)imm);
+			alu_imm(e, true, 6, d, (int32_t)imm);
 			break;
 		case 6:
-			alu_imm(e, true, 1, RAX, (int32_t)imm);
+			alu_imm(e, true, 1, d, (int32_t)imm);
 			break;
 		case 7:
-			alu_imm(e, true, 4, RAX, (int32_t)imm);
+			alu_imm(e, true, 4, d, (int32_t)imm);
 			break;
 		case 1:
-			shift_imm(e, true, 4, RAX, (insn >> 20) & 63);
+			shift_imm(e, true, 4, d, (insn >> 20) & 63);
 			break;
 		default:
-			shift_imm(e, true, (insn >> 26) ? 7 : 5, RAX, (insn >> 20) & 63);
+			shift_imm(e, true, (insn >> 26) ? 7 : 5, d, (insn >> 20) & 63);
 			break;
 		}
-		st_x(e, rd, RAX);
+		put_x(e, rd, d);
 		return 0;
 	case 0x1b: /* OP-IMM-32 */
 		if (f3 == 1 && f7 != 0)
@@ -1210,13 +1470,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			return -1;
 		if (!rd)
 			return 0;
-		ld_x32(e, RAX, rs1);
+		if (f3 == 0 && !imm) { /* SEXT.W: one movsxd from wherever x[rs1] is */
+			d = dst_reg(e, rd);
+			if (rs1)
+				op_x(e, true, 0x63, d, rs1);
+			else
+				op_rr(e, false, 0x31, d, d);
+			put_x(e, rd, d);
+			return 0;
+		}
+		d = src_to_dst(e, rd, rs1);
 		if (f3 == 0)
-			alu_imm(e, false, 0, RAX, (int32_t)imm);
+			alu_imm(e, false, 0, d, (int32_t)imm);
 		else
-			shift_imm(e, false, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX, rs2);
-		op_rr(e, true, 0x63, RAX, RAX); /* movsxd rax, eax */
-		st_x(e, rd, RAX);
+			shift_imm(e, false, f3 == 1 ? 4 : (f7 ? 7 : 5), d, rs2);
+		op_rr(e, true, 0x63, d, d); /* movsxd */
+		put_x(e, rd, d);
 		return 0;
 	case 0x33: { /* OP */
 		unsigned k = f7 << 3 | f3;
@@ -1227,46 +1496,37 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			{0x00 << 3 | 0, 0x03}, {0x20 << 3 | 0, 0x2b}, {0x00 << 3 | 4, 0x33},
 			{0x00 << 3 | 6, 0x0b}, {0x00 << 3 | 7, 0x23},
 		};
-		const void *fn = NULL;
 
 		switch (k) {
 		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 2:
 		case 0x00 << 3 | 3: case 0x00 << 3 | 4: case 0x00 << 3 | 5: case 0x20 << 3 | 5:
 		case 0x00 << 3 | 6: case 0x00 << 3 | 7: case 0x01 << 3 | 0: case 0x01 << 3 | 1:
 		case 0x01 << 3 | 2: case 0x01 << 3 | 3: case 0x10 << 3 | 2: case 0x10 << 3 | 4:
-		case 0x10 << 3 | 6:
-			break;
-		case 0x01 << 3 | 4:
-			fn = (const void *)h_div;
-			break;
-		case 0x01 << 3 | 5:
-			fn = (const void *)h_divu;
-			break;
-		case 0x01 << 3 | 6:
-			fn = (const void *)h_rem;
-			break;
+		case 0x10 << 3 | 6: case 0x01 << 3 | 4: case 0x01 << 3 | 5: case 0x01 << 3 | 6:
 		case 0x01 << 3 | 7:
-			fn = (const void *)h_remu;
 			break;
 		default:
 			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
-		if (fn) {
-			ld_x(e, RDI, rs1);
-			ld_x(e, RSI, rs2);
-			writeback_regs(e);
-			call_abs(e, fn);
-			reload_regs(e, false);
-			st_x(e, rd, RAX);
+		if (f7 == 0x01 && f3 >= 4) {
+			tr_div(e, f3, true, rd, rs1, rs2);
+			return 0;
+		}
+		if (!rs2 && k != (0x00 << 3 | 7) && (f7 == 0x00 || f7 == 0x20) && f3 != 2 &&
+		    f3 != 3) { /* ADD, SUB, XOR, OR, shifts of x[rs1] by x0 */
+			mov_x(e, rd, rs1);
+			return 0;
+		}
+		if (!rs1 && (k == (0x00 << 3 | 0) || k == (0x00 << 3 | 4) || k == (0x00 << 3 | 6))) {
+			mov_x(e, rd, rs2); /* C.MV is ADD rd, x0, rs2 */
 			return 0;
 		}
 		for (unsigned i = 0; i < sizeof(alu) / sizeof(alu[0]); i++) {
 			if (alu[i].k == k) {
-				ld_x(e, RAX, rs1);
-				op_x(e, true, alu[i].op, RAX, rs2);
-				st_x(e, rd, RAX);
+				d = bin_op(e, true, alu[i].op, k != (0x20 << 3 | 0), rd, rs1, rs2);
+				put_x(e, rd, d);
 				return 0;
 			}
 		}
@@ -1275,20 +1535,19 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		case 0x00 << 3 | 5:
 		case 0x20 << 3 | 5:
 			ld_x(e, RCX, rs2);
-			ld_x(e, RAX, rs1);
-			op_rr(e, true, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
-			break;
+			d = src_to_dst(e, rd, rs1);
+			op_rr(e, true, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), d);
+			put_x(e, rd, d);
+			return 0;
 		case 0x00 << 3 | 2:
 		case 0x00 << 3 | 3:
-			ld_x(e, RAX, rs1);
-			op_x(e, true, 0x3b, RAX, rs2);
+			cmp_x(e, rs1, rs2);
 			op_rr(e, false, f3 == 2 ? 0x0f9c : 0x0f92, 0, RAX);
 			op_rr(e, false, 0x0fb6, RAX, RAX);
 			break;
 		case 0x01 << 3 | 0: /* MUL */
-			ld_x(e, RAX, rs1);
-			op_x(e, true, 0x0faf, RAX, rs2);
-			break;
+			put_x(e, rd, bin_op(e, true, 0x0faf, true, rd, rs1, rs2));
+			return 0;
 		case 0x01 << 3 | 1: /* MULH */
 		case 0x01 << 3 | 3: /* MULHU */
 			ld_x(e, RAX, rs1);
@@ -1315,36 +1574,19 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	}
 	case 0x3b: { /* OP-32 */
 		unsigned k = f7 << 3 | f3;
-		const void *fn = NULL;
 
 		switch (k) {
 		case 0x00 << 3 | 0: case 0x20 << 3 | 0: case 0x00 << 3 | 1: case 0x00 << 3 | 5:
-		case 0x20 << 3 | 5: case 0x01 << 3 | 0: case 0x04 << 3 | 0:
-			break;
-		case 0x01 << 3 | 4:
-			fn = (const void *)h_divw;
-			break;
-		case 0x01 << 3 | 5:
-			fn = (const void *)h_divuw;
-			break;
-		case 0x01 << 3 | 6:
-			fn = (const void *)h_remw;
-			break;
-		case 0x01 << 3 | 7:
-			fn = (const void *)h_remuw;
+		case 0x20 << 3 | 5: case 0x01 << 3 | 0: case 0x04 << 3 | 0: case 0x01 << 3 | 4:
+		case 0x01 << 3 | 5: case 0x01 << 3 | 6: case 0x01 << 3 | 7:
 			break;
 		default:
 			return tr_zb(e, insn);
 		}
 		if (!rd)
 			return 0;
-		if (fn) {
-			ld_x(e, RDI, rs1);
-			ld_x(e, RSI, rs2);
-			writeback_regs(e);
-			call_abs(e, fn);
-			reload_regs(e, false);
-			st_x(e, rd, RAX);
+		if (f7 == 0x01 && f3 >= 4) {
+			tr_div(e, f3, false, rd, rs1, rs2);
 			return 0;
 		}
 		switch (k) {
@@ -1354,27 +1596,40 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RAX);
 			return 0;
 		case 0x00 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x03, RAX, rs2);
+			d = bin_op(e, false, 0x03, true, rd, rs1, rs2);
 			break;
 		case 0x20 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x2b, RAX, rs2);
+			d = bin_op(e, false, 0x2b, false, rd, rs1, rs2);
 			break;
 		case 0x01 << 3 | 0:
-			ld_x32(e, RAX, rs1);
-			op_x(e, false, 0x0faf, RAX, rs2);
+			d = bin_op(e, false, 0x0faf, true, rd, rs1, rs2);
 			break;
 		default: /* SLLW, SRLW, SRAW: x86 masks cl to 5 bits for 32-bit shifts */
 			ld_x(e, RCX, rs2);
-			ld_x32(e, RAX, rs1);
-			op_rr(e, false, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), RAX);
+			d = src_to_dst(e, rd, rs1);
+			op_rr(e, false, 0xd3, f3 == 1 ? 4 : (f7 ? 7 : 5), d);
 			break;
 		}
-		op_rr(e, true, 0x63, RAX, RAX);
-		st_x(e, rd, RAX);
+		op_rr(e, true, 0x63, d, d); /* movsxd */
+		put_x(e, rd, d);
 		return 0;
 	}
+	case 0x2f:
+		return tr_amo(bk, insn, off, len, idx);
+	case 0x0f: /* FENCE; FENCE.I stays with the interpreter (it may drop decoded code) */
+		if (f3)
+			return -1;
+		/*
+		 * Loads and stores are plain host accesses and x86 keeps every order but store ->
+		 * load (TSO), so only a fence with W in its predecessor and R in its successor set
+		 * (unpriv 20191213 §2.7) needs mfence, exactly as the interpreter does it.
+		 */
+		if ((insn & (1u << 24)) && (insn & (1u << 21))) {
+			b1(e, 0x0f);
+			b1(e, 0xae);
+			b1(e, 0xf0);
+		}
+		return 0;
 	case 0x07:
 	case 0x27:
 	case 0x43:
@@ -1389,6 +1644,35 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 }
 
 /*
+ * A load or store's exit with `status` at page offset `off`, giving back `insns` and `hits`:
+ * loads edx and rcx and jumps to the block's shared tail for that status (*tail, emitted on
+ * first use), which writes the registers back, sets the pc and adds rcx to r13.
+ */
+static void mem_exit(struct em *e, uint64_t *tail, unsigned status, unsigned off, int32_t insns,
+		     int32_t hits)
+{
+	b1(e, 0xba); /* mov edx, off */
+	b4(e, off);
+	op_rr(e, true, 0xc7, 0, RCX); /* mov rcx, the r13 adjustment */
+	b4(e, (uint32_t)((uint32_t)insns << BUDGET_SHIFT) + (uint32_t)hits);
+	if (*tail) {
+		jmp_to(e, *tail);
+		return;
+	}
+	*tail = e->pos;
+	writeback_regs(e);
+	b1(e, 0x49); /* lea rax, [r12 + rdx] */
+	b1(e, 0x8d);
+	b1(e, 0x04);
+	b1(e, 0x14);
+	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+	op_rr(e, true, 0x01, RCX, R13); /* add r13, rcx */
+	b1(e, 0xba);
+	b4(e, status);
+	jmp_epilogue(e);
+}
+
+/*
  * Side exits, after the block's straight-line code: n is the block's instruction count. Each
  * exit takes back the hits counted up front for loads and stores it skips; a slow path counts
  * its own access.
@@ -1396,7 +1680,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 static void emit_stubs(struct blk *bk, unsigned n)
 {
 	int32_t nmem = (int32_t)bk->nmem;
-
+	uint64_t tails[2] = {0, 0}; /* the block's shared EXC and CODE exits, once emitted */
 	struct em *e = &bk->e;
 
 	for (unsigned i = 0; i < bk->nstubs; i++) {
@@ -1407,8 +1691,8 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		for (unsigned k = 0; k < 3; k++)
 			if (s->fix2[k])
 				fix_here(e, s->fix2[k]);
-		if (s->kind != STUB_BRANCH)
-			writeback_regs(e); /* exit_to() does it for branches */
+		if (s->kind == STUB_STEP || s->kind == STUB_FPU)
+			writeback_regs(e); /* exit_to() does it for branches, exits for the rest */
 		if (s->kind == STUB_FPU) {
 			op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 			b1(e, 0xbe);                    /* mov esi, insn */
@@ -1422,71 +1706,75 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		}
 		if (s->kind == STUB_STEP || s->kind == STUB_FPU) {
 			set_pc_off(e, s->off);
-			r13_add(e, (int32_t)(n - s->idx));
-			hits_add(e, s->mem - nmem);
+			r13_adjust(e, (int32_t)(n - s->idx), s->mem - nmem);
 			b1(e, 0xba);
 			b4(e, RV64_JIT_EXIT_STEP);
 			jmp_epilogue(e);
 			continue;
 		}
 		if (s->kind == STUB_BRANCH) {
-			r13_add(e, (int32_t)(n - s->idx - 1));
-			hits_add(e, s->mem - nmem);
+			int k = insn_at(bk, n, s->target);
+
+			if (k >= 0) {
+				jump_inside(bk, n, s->idx, s->mem, (unsigned)k, s->target);
+				continue;
+			}
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
 			exit_to(e, s->target);
 			continue;
 		}
+		/*
+		 * The slow access through a shared trampoline that keeps every host register but
+		 * rax, rcx and rdx (emit_base()): the cached registers stay where they are and are
+		 * written back only when the access leaves the block.
+		 */
 		hits_add(e, -1);
-		op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu; rsi = va already */
-		if (s->kind == STUB_LOAD) {
-			b1(e, 0xba); /* mov edx, size */
-			b4(e, s->size);
-			op_rr(e, true, 0x89, RSP, RCX); /* rcx = &scratch */
-			call_abs(e, (const void *)rv64_mmu_load_slow);
-			op_rr(e, false, 0x85, RAX, RAX);
-			exc = jcc_fwd(e, CC_NE);
-			op_mem(e, true, 0x8b, RAX, RSP, 0);
-			switch (s->ext) {
-			case EXT_S8:
-				op_rr(e, true, 0x0fbe, RAX, RAX);
-				break;
-			case EXT_S16:
-				op_rr(e, true, 0x0fbf, RAX, RAX);
-				break;
-			case EXT_S32:
-				op_rr(e, true, 0x63, RAX, RAX);
-				break;
-			}
-		} else {
+		if (s->kind == STUB_STORE) {
 			if (s->fp)
 				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
 			else
 				ld_x(e, RCX, s->rs2);
-			b1(e, 0xba);
-			b4(e, s->size);
-			call_abs(e, (const void *)rv64_mmu_store_slow);
-			op_rr(e, false, 0x85, RAX, RAX);
+		}
+		b1(e, 0xba); /* mov edx, size; rsi = va already */
+		b4(e, s->size);
+		b1(e, 0xe8); /* call the trampoline */
+		b4(e, 0);
+		fix_to(e, e->pos - 4,
+		       (uint64_t)((s->kind == STUB_LOAD ? e->j->slow_load : e->j->slow_store) -
+				  e->j->rx));
+		op_rr(e, false, 0x85, RAX, RAX);
+		if (s->kind == STUB_LOAD) {
+			exc = jcc_fwd(e, CC_NE);
+			switch (s->ext) { /* the value is in rcx */
+			case EXT_S8:
+				op_rr(e, true, 0x0fbe, RAX, RCX);
+				break;
+			case EXT_S16:
+				op_rr(e, true, 0x0fbf, RAX, RCX);
+				break;
+			case EXT_S32:
+				op_rr(e, true, 0x63, RAX, RCX);
+				break;
+			default:
+				op_rr(e, true, 0x89, RCX, RAX);
+				break;
+			}
+			if (dst_reg(e, s->rd) != RAX)
+				op_rr(e, true, 0x89, RAX, dst_reg(e, s->rd)); /* resume is past put_x() */
+		} else {
 			exc = jcc_fwd(e, CC_S);
 			code = jcc_fwd(e, CC_NE);
 		}
-		reload_regs(e, false);
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
-		set_pc_off(e, s->off);
-		r13_add(e, (int32_t)(n - s->idx));
-		hits_add(e, s->mem - nmem);
-		b1(e, 0xba);
-		b4(e, RV64_JIT_EXIT_EXC);
-		jmp_epilogue(e);
+		mem_exit(e, &tails[0], RV64_JIT_EXIT_EXC, s->off, (int32_t)(n - s->idx),
+			 s->mem - nmem);
 		if (s->kind == STUB_STORE) {
 			/* The store rewrote decoded code: leave after it (exec.c looks up again). */
 			fix_here(e, code);
-			set_pc_off(e, s->off + s->len);
-			r13_add(e, (int32_t)(n - s->idx - 1));
-			hits_add(e, s->mem - nmem);
-			b1(e, 0xba);
-			b4(e, RV64_JIT_EXIT_CODE);
-			jmp_epilogue(e);
+			mem_exit(e, &tails[1], RV64_JIT_EXIT_CODE, s->off + s->len,
+				 (int32_t)(n - s->idx - 1), s->mem - nmem);
 		}
 	}
 }
@@ -1506,19 +1794,27 @@ static void jit_flush(struct rv64_jit *j)
 
 /*
  * Picks the guest registers the block starting at `slot` uses most (a scan of the same
- * instructions emit_block will see, at most up to its first jump) and assigns them host
- * registers, callee-saved ones first. A register used once gains nothing over cpu->x[].
+ * instructions emit_block will see, at most up to its first jump; uses inside a loop closed
+ * by a jump back into the scanned code count 8 times) and assigns them host registers,
+ * callee-saved ones first. rdi joins them (calls get it back from cpu->x[] like r8-r11),
+ * rsi too when no load or store needs it for addresses. A register used once gains nothing
+ * over cpu->x[].
  */
 static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 {
-	static const uint8_t host[] = {R14, R15, RBP, R8, R9, R10, R11};
-	unsigned uses[32] = {0};
+	static const uint8_t host[] = {R14, R15, RBP, RDI, R8, R9, R10, R11, RSI};
+	uint32_t insns[JIT_BLOCK_MAX];
+	uint16_t at[JIT_BLOCK_MAX];
+	uint8_t weight[JIT_BLOCK_MAX];
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host);
 
 	memset(e->hreg, -1, sizeof(e->hreg));
-	for (unsigned n = 0, s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS; n++) {
+	for (unsigned s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS;) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned opc;
+		int64_t t = -1;
 
+		at[n] = (uint16_t)s;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break;
@@ -1531,28 +1827,47 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 				break;
 		}
 		opc = insn & 0x7f;
-		switch (opc) {
-		case 0x33: case 0x3b: case 0x63: case 0x23: /* rs2 */
-			uses[(insn >> 20) & 31]++;
-			/* fall through */
-		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
-			uses[(insn >> 15) & 31]++;
-			/* fall through */
-		case 0x37: case 0x17: case 0x6f: /* rd */
-			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
-				uses[(insn >> 7) & 31]++;
+		if (opc != 0x33 && opc != 0x3b && opc != 0x63 && opc != 0x23 && opc != 0x13 &&
+		    opc != 0x1b && opc != 0x03 && opc != 0x67 && opc != 0x07 && opc != 0x27 &&
+		    opc != 0x37 && opc != 0x17 && opc != 0x6f && opc != 0x43 && opc != 0x47 &&
+		    opc != 0x4b && opc != 0x4f && opc != 0x53 && opc != 0x0f && opc != 0x2f)
 			break;
-		case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53: /* f registers */
-			break;
-		default:
-			n = JIT_BLOCK_MAX;
-			break;
-		}
+		if (opc == 0x03 || opc == 0x23 || opc == 0x07 || opc == 0x27 || opc == 0x2f)
+			nhost = sizeof(host) - 1; /* rsi holds addresses */
+		insns[n] = insn;
+		weight[n++] = 1;
+		if (opc == 0x63)
+			t = (int64_t)at[n - 1] + imm_b(insn) / 2;
+		if (opc == 0x6f)
+			t = (int64_t)at[n - 1] + imm_j(insn) / 2;
+		for (unsigned k = 0; t >= 0 && k < n; k++)
+			if (at[k] == t)
+				for (unsigned i = k; i < n; i++)
+					weight[i] = 8;
 		if (opc == 0x6f || opc == 0x67)
 			break;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t insn = insns[i];
+		unsigned opc = insn & 0x7f, w = weight[i];
+
+		switch (opc) {
+		case 0x33: case 0x3b: case 0x63: case 0x23: case 0x2f: /* rs2 */
+			uses[(insn >> 20) & 31] += w;
+			/* fall through */
+		case 0x13: case 0x1b: case 0x03: case 0x67: case 0x07: case 0x27: /* rs1 */
+			uses[(insn >> 15) & 31] += w;
+			/* fall through */
+		case 0x37: case 0x17: case 0x6f: /* rd */
+			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
+				uses[(insn >> 7) & 31] += w;
+			break;
+		default: /* f registers */
+			break;
+		}
+	}
 	uses[0] = 0;
-	for (unsigned h = 0; h < sizeof(host); h++) {
+	for (unsigned h = 0; h < nhost; h++) {
 		unsigned best = 0;
 
 		for (unsigned x = 1; x < 32; x++)
@@ -1569,7 +1884,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			   unsigned slot, bool *full)
 {
 	struct em *e = &bk->e;
-	uint64_t start, sub, hits;
+	uint64_t start, sub;
 	unsigned n = 0, s = slot;
 	bool ended = false;
 
@@ -1579,11 +1894,10 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
-	alu_imm(e, true, 5, R13, 0x7fffffff); /* sub r13, n: the imm32 form, patched below */
+	e->written = 0;
+	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
+	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
-	op_mem(e, true, 0x81, 0, RBX, OFF_HITS); /* tlb_hits += loads and stores, patched */
-	b4(e, 0);
-	hits = e->pos - 4;
 	assign_regs(e, page, slot);
 	reload_regs(e, true);
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
@@ -1602,6 +1916,13 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			if (!insn)
 				break;
 		}
+		/* Everything but branches and stores may write x[rd] (FP ops: assume so). */
+		if ((insn & 0x7f) != 0x63 && (insn & 0x7f) != 0x23 && (insn & 0x7f) != 0x27 &&
+		    (insn & 0x7f) != 0x07)
+			e->written |= 1u << ((insn >> 7) & 31);
+		bk->ipos[n] = e->pos;
+		bk->ioff[n] = (uint16_t)(s * 2);
+		bk->imem[n] = (uint16_t)bk->nmem;
 		r = tr_insn(bk, insn, s * 2, len, n);
 		if (r < 0)
 			break;
@@ -1619,8 +1940,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	if (!ended)
 		exit_to(e, (int64_t)s * 2);
 	emit_stubs(bk, n);
-	patch32(e, sub, n);
-	patch32(e, hits, bk->nmem);
+	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
 	*full = e->full;
 	if (e->full)
 		return UINT64_MAX;
@@ -1671,8 +1991,13 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 				 int64_t left, const void *code)
 {
 	jit_entry_fn fn = (jit_entry_fn)(uintptr_t)j->rx;
+	int64_t run = left < RUN_MAX ? left : RUN_MAX;
+	struct rv64_jit_ret r;
 
-	return fn(cpu, page_va, left, code);
+	r = fn(cpu, page_va, (int64_t)((uint64_t)run << BUDGET_SHIFT), code);
+	cpu->stats.tlb_hits += (uint64_t)r.left & ((1u << BUDGET_SHIFT) - 1);
+	r.left = (r.left >> BUDGET_SHIFT) + (left - run);
+	return r;
 }
 
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
@@ -1682,6 +2007,38 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 	if (at >= j->base_used && at + 8 <= j->used)
 		__atomic_store_n((uint64_t *)(j->rw + at), (uint64_t)(uintptr_t)code,
 				 __ATOMIC_RELAXED);
+}
+
+/*
+ * A slow load or store for the stubs (called with rbx = cpu, rsi = va, edx = size, and for a
+ * store rcx = the value): rv64_mmu_load_slow()/rv64_mmu_store_slow() with rdi, rsi and r8-r11
+ * preserved, as they may hold guest registers (the callee saves the rest). Returns the
+ * status in eax and a load's value in rcx. The stack stays 16-byte aligned at the call: the
+ * stub's call and six pushes leave rsp 8 off, the scratch area puts it back.
+ */
+static void emit_slow_trampoline(struct em *e, bool load)
+{
+	static const uint8_t saved[] = {RDI, RSI, R8, R9, R10, R11};
+
+	for (unsigned i = 0; i < sizeof(saved); i++) {
+		rex(e, false, 0, saved[i]);
+		b1(e, 0x50 + (saved[i] & 7)); /* push */
+	}
+	alu_imm(e, true, 5, RSP, 24);
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	if (load)
+		op_rr(e, true, 0x89, RSP, RCX); /* rcx = &scratch */
+	call_abs(e, load ? (const void *)rv64_mmu_load_slow : (const void *)rv64_mmu_store_slow);
+	if (load)
+		op_mem(e, true, 0x8b, RCX, RSP, 0);
+	alu_imm(e, true, 0, RSP, 24);
+	for (unsigned i = sizeof(saved); i-- > 0;) {
+		rex(e, false, 0, saved[i]);
+		b1(e, 0x58 + (saved[i] & 7)); /* pop */
+	}
+	b1(e, 0xc3);
+	while (e->pos & 15)
+		b1(e, 0xcc);
 }
 
 /* The shared entry (at offset 0) and epilogue. */
@@ -1722,6 +2079,10 @@ static void emit_base(struct rv64_jit *j)
 		b1(&e, epilogue[i]);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
+	j->slow_load = j->rx + e.pos;
+	emit_slow_trampoline(&e, true);
+	j->slow_store = j->rx + e.pos;
+	emit_slow_trampoline(&e, false);
 	j->used = j->base_used = e.pos;
 }
 

@@ -15,9 +15,11 @@
  * arithmetic: the common double-precision ops inline on SSE (guarded by MXCSR holding the
  * guest's rounding mode and no flag the guest lacks), the rest and the guard's misses as
  * direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or one it
- * refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap). Conditional branches
- * leave the block when taken; JAL/JALR, the page end, an instruction the translator does not
- * handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
+ * refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap), FENCE, and
+ * LR/SC/AMOs on RAM the TLB maps (else EXIT_STEP). Conditional branches leave the block when
+ * taken, unless their target is an instruction of the same block: then they jump there (a
+ * backward jump checks the budget first); JAL/JALR, the page end, an instruction the
+ * translator does not handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
  * blocks; inside one, its most used ones sit in host registers, written back before every
  * exit and helper call. The pc is written only when the block leaves; the guest page's virtual address lives in r12, so one
  * translation serves every virtual mapping of the physical page, exactly like the decoded ops.
@@ -68,6 +70,7 @@ struct rv64_jit {
 	uint64_t used;      /* bytes handed out */
 	uint64_t base_used; /* bytes of the shared entry/exit code at the start */
 	const uint8_t *epilogue; /* shared exit: returns r13 (left) and rdx (status) */
+	const uint8_t *slow_load, *slow_store; /* shared slow-access trampolines (jit.c) */
 	struct rv64_jit_block *blocks;
 	uint32_t nblocks, cap;
 	uint64_t flushes;    /* full flushes of the code buffer */
