@@ -35,6 +35,7 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 
 #define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
 #define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
+#define OFF_PRIV ((int32_t)offsetof(struct rv64_cpu, priv))
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
@@ -322,6 +323,27 @@ static void jmp_epilogue(struct em *e)
 }
 
 /*
+ * Goes on at the guest virtual address in rax (registers written back): through the jump
+ * cache (jit.h) when it knows the target and budget is left, else a far exit to exec.c.
+ */
+static void jc_exit(struct em *e)
+{
+	uint64_t miss;
+
+	b1(e, 0xe8); /* call jc_lookup: rcx = the block's code and r12 its page, or rcx = 0 */
+	b4(e, 0);
+	fix_to(e, e->pos - 4, e->j->jc_lookup);
+	op_rr(e, true, 0x85, RCX, RCX);
+	miss = jcc_fwd(e, CC_E);
+	b1(e, 0xff); /* jmp rcx */
+	b1(e, 0xe1);
+	fix_here(e, miss);
+	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
+	op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
+	jmp_epilogue(e);
+}
+
+/*
  * Leaves for the instruction at page offset t: within the page, through a chaining cell while
  * budget is left; elsewhere (or with t at the page end), a far exit.
  */
@@ -331,9 +353,8 @@ static void exit_to(struct em *e, int64_t t)
 
 	writeback_regs(e);
 	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE) {
-		set_pc_off(e, t);
-		op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
-		jmp_epilogue(e);
+		lea_pc(e, RAX, t);
+		jc_exit(e);
 		return;
 	}
 	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
@@ -1094,10 +1115,8 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			lea_pc(e, RCX, off + len);
 			st_x(e, rd, RCX);
 		}
-		op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
 		writeback_regs(e);
-		op_rr(e, false, 0x31, RDX, RDX);
-		jmp_epilogue(e);
+		jc_exit(e);
 		return 1;
 	case 0x63: { /* BRANCH: taken leaves through a stub */
 		static const uint8_t cc[8] = {CC_E, CC_NE, 0, 0, CC_L, CC_GE, CC_B, CC_AE};
@@ -1502,6 +1521,7 @@ static void jit_flush(struct rv64_jit *j)
 	j->used = j->base_used;
 	j->nblocks = 0;
 	j->flushes++;
+	rv64_jit_jc_invalidate(j); /* its entries point into the old code */
 }
 
 /*
@@ -1675,6 +1695,26 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 	return fn(cpu, page_va, left, code);
 }
 
+static unsigned jc_index(uint64_t pc)
+{
+	return (unsigned)((pc >> 1) ^ (pc >> RV64_PAGE_SHIFT)) & ((1u << RV64_JC_BITS) - 1);
+}
+
+void rv64_jit_jc_fill(struct rv64_jit *j, uint64_t pc, uint32_t priv, const void *code,
+		      const uint32_t *state, uint32_t state_val)
+{
+	struct rv64_jc_entry *en = &j->jc->e[jc_index(pc)];
+
+	/* Acquire pairs with code_invalidate()'s release: a page invalidated already is not filled. */
+	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) != state_val)
+		return;
+	en->pc = pc;
+	en->tag = j->jc->gen | priv;
+	en->code = code;
+	en->state = state;
+	en->state_val = state_val;
+}
+
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 {
 	uint64_t at = cell - (uint64_t)(uintptr_t)j->rx;
@@ -1684,7 +1724,55 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 				 __ATOMIC_RELAXED);
 }
 
-/* The shared entry (at offset 0) and epilogue. */
+/*
+ * The jump cache lookup, called from block exits (jc_exit) with the target pc in rax: returns
+ * rcx = the block to run with r12 = its page, or rcx = 0 (no budget left, or no valid entry:
+ * see jit.h). Clobbers rdx and rsi. Must hash exactly like jc_index().
+ */
+static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
+{
+	uint64_t miss[4];
+
+	j->jc_lookup = e->pos;
+	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
+	miss[0] = jcc_fwd(e, CC_LE);
+	mov_imm64(e, RDX, (uint64_t)(uintptr_t)j->jc);
+	op_rr(e, true, 0x89, RAX, RCX);
+	op_rr(e, true, 0x89, RAX, RSI);
+	shift_imm(e, true, 5, RCX, 1);               /* shr rcx, 1 */
+	shift_imm(e, true, 5, RSI, RV64_PAGE_SHIFT); /* shr rsi, 12 */
+	op_rr(e, false, 0x31, RSI, RCX);             /* xor ecx, esi */
+	alu_imm(e, false, 4, RCX, (1 << RV64_JC_BITS) - 1);
+	b1(e, 0x48); /* lea rcx, [rcx + rcx * 4] */
+	b1(e, 0x8d);
+	b1(e, 0x0c);
+	b1(e, 0x89);
+	b1(e, 0x48); /* lea rcx, [rdx + rcx * 8 + offsetof(e)]: the entry */
+	b1(e, 0x8d);
+	b1(e, 0x4c);
+	b1(e, 0xca);
+	b1(e, (unsigned)offsetof(struct rv64_jc, e));
+	op_mem(e, true, 0x3b, RAX, RCX, (int32_t)offsetof(struct rv64_jc_entry, pc));
+	miss[1] = jcc_fwd(e, CC_NE);
+	op_mem(e, false, 0x8b, RSI, RBX, OFF_PRIV);
+	op_mem(e, true, 0x0b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
+	op_mem(e, true, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, tag));
+	miss[2] = jcc_fwd(e, CC_NE);
+	op_mem(e, true, 0x8b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, state));
+	op_mem(e, false, 0x8b, RSI, RSI, 0);
+	op_mem(e, false, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, state_val));
+	miss[3] = jcc_fwd(e, CC_NE);
+	op_mem(e, true, 0x8b, RCX, RCX, (int32_t)offsetof(struct rv64_jc_entry, code));
+	op_rr(e, true, 0x89, RAX, R12);
+	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
+	b1(e, 0xc3); /* ret */
+	for (unsigned i = 0; i < 4; i++)
+		fix_here(e, miss[i]);
+	op_rr(e, false, 0x31, RCX, RCX);
+	b1(e, 0xc3);
+}
+
+/* The shared entry (at offset 0), epilogue and jump cache lookup. */
 static void emit_base(struct rv64_jit *j)
 {
 	struct em e = {.j = j, .pos = 0, .limit = j->size};
@@ -1722,6 +1810,9 @@ static void emit_base(struct rv64_jit *j)
 		b1(&e, epilogue[i]);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
+	emit_jc_lookup(j, &e);
+	while (e.pos & 15)
+		b1(&e, 0xcc);
 	j->used = j->base_used = e.pos;
 }
 
@@ -1756,10 +1847,18 @@ int rv64_jit_new(struct rv64_jit **out)
 	j->rw = rw;
 	j->rx = rx;
 	j->size = JIT_BUF_SIZE;
+	j->jc = calloc(1, sizeof(*j->jc));
+	if (!j->jc) {
+		ret = -ENOMEM;
+		goto out_rx;
+	}
+	j->jc->gen = 4;
 	emit_base(j);
 	*out = j;
 	return 0;
 
+out_rx:
+	munmap(rx, JIT_BUF_SIZE);
 out_rw:
 	munmap(rw, JIT_BUF_SIZE);
 out_fd:
@@ -1775,6 +1874,7 @@ void rv64_jit_free(struct rv64_jit *j)
 		return;
 	munmap(j->rw, j->size);
 	munmap((void *)(uintptr_t)j->rx, j->size);
+	free(j->jc);
 	free(j->blocks);
 	free(j);
 }

@@ -30,6 +30,25 @@
  *
  * Executable memory is one memfd mapped twice: written through a read-write view, run from a
  * read-execute view (never writable and executable at once).
+ *
+ * The jump cache (QEMU's tb_jmp_cache with lookup_and_goto_ptr): exits to another page (JAL,
+ * a taken branch or the fall-through off the page) and every JALR look their target up in a
+ * per-hart direct-mapped table of {virtual pc, tag, code, code-page state} and jump straight
+ * to the block while budget is left (r13 > 0), setting r12 to the new page; on a miss they
+ * leave with RV64_JIT_EXIT_FAR as before. Only exec.c fills it (rv64_jit_jc_fill()), when
+ * its own lookup (instruction TLB with the execute, PMP and privilege checks, then the decode
+ * cache) reached a translated block, so an entry holds nothing the dispatcher would not find.
+ * An entry is followed only while three things still hold:
+ *   - the tag, rv64_jc.gen | priv: the privilege it was filled at, and no event since that
+ *     may change what a virtual pc means or frees code (rv64_jit_jc_invalidate(): every TLB
+ *     flush, whole or one page, hence SFENCE.VMA, satp writes, PMP writes and remote flush
+ *     requests; dropping the decode cache (its epoch); a flush of the code buffer);
+ *   - the code-page state word (rv64_vm.code_state) still equals the generation the block
+ *     was decoded under: any store or DMA that invalidates the physical page's decoded code
+ *     retires its entries at once;
+ *   - the pc is equal (the table is indexed by a hash of it).
+ * A block reached this way may leave through a chaining cell from a page exec.c did not
+ * enter; exec.c then links the cell once its own lookup finds the target (see h_JIT).
  */
 #ifndef KUMO_RV64_JIT_H
 #define KUMO_RV64_JIT_H
@@ -72,6 +91,24 @@ struct rv64_jit {
 	uint32_t nblocks, cap;
 	uint64_t flushes;    /* full flushes of the code buffer */
 	uint64_t translated; /* blocks compiled */
+	struct rv64_jc *jc;  /* the jump cache (see above) */
+	uint64_t jc_lookup;  /* offset of the shared lookup routine in the code buffer */
+};
+
+#define RV64_JC_BITS 11 /* jump cache entries: 1 << RV64_JC_BITS */
+
+struct rv64_jc_entry {
+	uint64_t pc;            /* guest virtual address of the block */
+	uint64_t tag;           /* rv64_jc.gen | priv when filled */
+	const void *code;       /* the block's entry in the executable view */
+	const uint32_t *state;  /* rv64_vm.code_state word of the block's physical page... */
+	uint64_t state_val;     /* ...and its value (gen << 1 | 1) the block belongs to */
+};
+
+struct rv64_jc {
+	uint64_t gen; /* a multiple of 4 (priv fills bits 0..1); never 0, so zeroed entries miss */
+	uint64_t pad;
+	struct rv64_jc_entry e[1u << RV64_JC_BITS];
 };
 
 /* False when KUMO_JIT=0 is set in the environment. Any thread. */
@@ -100,6 +137,21 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 				 int64_t left, const void *code);
 /* Points the exit cell `cell` (a status >= RV64_JIT_EXIT_CELL) at `code`. */
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code);
+
+/*
+ * Records that virtual `pc` at privilege `priv` runs `code`, a block of the physical page whose
+ * code-state word is `state`, decoded under the value `state_val`. Nothing is recorded when
+ * the page has been invalidated since. For exec.c's dispatcher only (see above).
+ */
+void rv64_jit_jc_fill(struct rv64_jit *j, uint64_t pc, uint32_t priv, const void *code,
+		      const uint32_t *state, uint32_t state_val);
+
+/* Forgets every jump cache entry (O(1)). j may be NULL (no translator). */
+static inline void rv64_jit_jc_invalidate(struct rv64_jit *j)
+{
+	if (j)
+		j->jc->gen += 4;
+}
 
 #endif /* __x86_64__ */
 #endif

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "accel/rv64/jit.h"
 #include "accel/rv64/mmu.h"
 #include "kumo/base.h"
 #include "kumo/memmap.h"
@@ -136,6 +137,9 @@ static uint64_t tlb_allow_for(const struct rv64_cpu *cpu, enum rv64_access acc)
 
 void rv64_tlb_flush(struct rv64_cpu *cpu)
 {
+#ifdef RV64_JIT
+	rv64_jit_jc_invalidate(cpu->jit); /* it maps virtual pcs to code: translations */
+#endif
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
 	memset(cpu->tlb_victim, 0, sizeof(cpu->tlb_victim));
 	cpu->tlb_lp_mask[0] = cpu->tlb_lp_mask[1] = 0;
@@ -155,6 +159,9 @@ void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 		rv64_tlb_flush(cpu);
 		return;
 	}
+#ifdef RV64_JIT
+	rv64_jit_jc_invalidate(cpu->jit);
+#endif
 	for (unsigned acc = 0; acc < 3; acc++) {
 		struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, acc, va);
 
