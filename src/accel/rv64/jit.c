@@ -1695,9 +1695,12 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 	return fn(cpu, page_va, left, code);
 }
 
+/* Fibonacci hashing of the parcel address: the top bits of the product mix all of its bits. */
+#define JC_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
+
 static unsigned jc_index(uint64_t pc)
 {
-	return (unsigned)((pc >> 1) ^ (pc >> RV64_PAGE_SHIFT)) & ((1u << RV64_JC_BITS) - 1);
+	return (unsigned)(((pc >> 1) * JC_HASH_MUL) >> (64 - RV64_JC_BITS));
 }
 
 void rv64_jit_jc_fill(struct rv64_jit *j, uint64_t pc, uint32_t priv, const void *code,
@@ -1738,11 +1741,10 @@ static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
 	miss[0] = jcc_fwd(e, CC_LE);
 	mov_imm64(e, RDX, (uint64_t)(uintptr_t)j->jc);
 	op_rr(e, true, 0x89, RAX, RCX);
-	op_rr(e, true, 0x89, RAX, RSI);
-	shift_imm(e, true, 5, RCX, 1);               /* shr rcx, 1 */
-	shift_imm(e, true, 5, RSI, RV64_PAGE_SHIFT); /* shr rsi, 12 */
-	op_rr(e, false, 0x31, RSI, RCX);             /* xor ecx, esi */
-	alu_imm(e, false, 4, RCX, (1 << RV64_JC_BITS) - 1);
+	shift_imm(e, true, 5, RCX, 1);   /* shr rcx, 1 */
+	mov_imm64(e, RSI, JC_HASH_MUL);
+	op_rr(e, true, 0x0faf, RCX, RSI); /* imul rcx, rsi */
+	shift_imm(e, true, 5, RCX, 64 - RV64_JC_BITS);
 	b1(e, 0x48); /* lea rcx, [rcx + rcx * 4] */
 	b1(e, 0x8d);
 	b1(e, 0x0c);
