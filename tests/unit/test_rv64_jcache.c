@@ -200,7 +200,7 @@ static bool jc_holds(struct fx *f, unsigned hart, uint64_t pc)
 		return true;
 	jc = cpu->jit->jc;
 	for (unsigned i = 0; i < (1u << RV64_JC_BITS); i++)
-		if (jc->e[i].pc == pc && (jc->e[i].tag & ~3ULL) == jc->gen)
+		if (jc->e[i].pc == pc && (jc->e[i].tag & ~3ULL) == jc->gen + 4 * cpu->vm->code_inval)
 			return true;
 	return false;
 #else

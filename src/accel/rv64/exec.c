@@ -1713,7 +1713,7 @@ h_JIT: /* translated code from this op on (jit.h) */
 		link_cell = 0;
 	}
 	/* This lookup reached translated code: later exits to PC() may go there directly. */
-	rv64_jit_jc_fill(cpu->jit, PC(), cpu->priv, code,
+	rv64_jit_jc_fill(cpu->jit, cpu, PC(), code,
 			 &cpu->vm->code_state[(dp->pa - cpu->vm->ram_base) >> RV64_PAGE_SHIFT],
 			 dp->gen << 1 | 1);
 	jr = rv64_jit_run(cpu->jit, cpu, page_va, left, code);

@@ -36,6 +36,7 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
 #define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
 #define OFF_PRIV ((int32_t)offsetof(struct rv64_cpu, priv))
+#define OFF_VM ((int32_t)offsetof(struct rv64_cpu, vm))
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
@@ -1698,24 +1699,29 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 /* Fibonacci hashing of the parcel address: the top bits of the product mix all of its bits. */
 #define JC_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
 
+/* emit_jc_lookup() scales the index by 3 * 8. */
+_Static_assert(sizeof(struct rv64_jc_entry) == 24, "jump cache entry layout");
+
 static unsigned jc_index(uint64_t pc)
 {
 	return (unsigned)(((pc >> 1) * JC_HASH_MUL) >> (64 - RV64_JC_BITS));
 }
 
-void rv64_jit_jc_fill(struct rv64_jit *j, uint64_t pc, uint32_t priv, const void *code,
-		      const uint32_t *state, uint32_t state_val)
+void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
+		      const void *code, const uint32_t *state, uint32_t state_val)
 {
 	struct rv64_jc_entry *en = &j->jc->e[jc_index(pc)];
+	/*
+	 * The count first, then the page: code_invalidate() changes them the other way round, so
+	 * either the page is seen invalid or the count moves past the tag afterwards.
+	 */
+	uint64_t inval = __atomic_load_n(&cpu->vm->code_inval, __ATOMIC_ACQUIRE);
 
-	/* Acquire pairs with code_invalidate()'s release: a page invalidated already is not filled. */
 	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) != state_val)
 		return;
 	en->pc = pc;
-	en->tag = j->jc->gen | priv;
+	en->tag = (j->jc->gen + 4 * inval) | cpu->priv;
 	en->code = code;
-	en->state = state;
-	en->state_val = state_val;
 }
 
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
@@ -1730,11 +1736,11 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 /*
  * The jump cache lookup, called from block exits (jc_exit) with the target pc in rax: returns
  * rcx = the block to run with r12 = its page, or rcx = 0 (no budget left, or no valid entry:
- * see jit.h). Clobbers rdx and rsi. Must hash exactly like jc_index().
+ * see jit.h). Clobbers rdx, rsi and rdi. Must hash exactly like jc_index().
  */
 static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
 {
-	uint64_t miss[4];
+	uint64_t miss[3];
 
 	j->jc_lookup = e->pos;
 	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
@@ -1745,10 +1751,20 @@ static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
 	mov_imm64(e, RSI, JC_HASH_MUL);
 	op_rr(e, true, 0x0faf, RCX, RSI); /* imul rcx, rsi */
 	shift_imm(e, true, 5, RCX, 64 - RV64_JC_BITS);
-	b1(e, 0x48); /* lea rcx, [rcx + rcx * 4] */
+	/* The tag now, meanwhile: rsi = (gen + 4 * vm->code_inval) | priv */
+	op_mem(e, true, 0x8b, RDI, RBX, OFF_VM);
+	op_mem(e, true, 0x8b, RDI, RDI, (int32_t)offsetof(struct rv64_vm, code_inval));
+	op_mem(e, true, 0x8b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
+	b1(e, 0x48); /* lea rsi, [rsi + rdi * 4] */
+	b1(e, 0x8d);
+	b1(e, 0x34);
+	b1(e, 0xbe);
+	op_mem(e, false, 0x8b, RDI, RBX, OFF_PRIV); /* edi = priv */
+	op_rr(e, true, 0x09, RDI, RSI);             /* or rsi, rdi */
+	b1(e, 0x48); /* lea rcx, [rcx + rcx * 2] */
 	b1(e, 0x8d);
 	b1(e, 0x0c);
-	b1(e, 0x89);
+	b1(e, 0x49);
 	b1(e, 0x48); /* lea rcx, [rdx + rcx * 8 + offsetof(e)]: the entry */
 	b1(e, 0x8d);
 	b1(e, 0x4c);
@@ -1756,19 +1772,13 @@ static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
 	b1(e, (unsigned)offsetof(struct rv64_jc, e));
 	op_mem(e, true, 0x3b, RAX, RCX, (int32_t)offsetof(struct rv64_jc_entry, pc));
 	miss[1] = jcc_fwd(e, CC_NE);
-	op_mem(e, false, 0x8b, RSI, RBX, OFF_PRIV);
-	op_mem(e, true, 0x0b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
 	op_mem(e, true, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, tag));
 	miss[2] = jcc_fwd(e, CC_NE);
-	op_mem(e, true, 0x8b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, state));
-	op_mem(e, false, 0x8b, RSI, RSI, 0);
-	op_mem(e, false, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, state_val));
-	miss[3] = jcc_fwd(e, CC_NE);
 	op_mem(e, true, 0x8b, RCX, RCX, (int32_t)offsetof(struct rv64_jc_entry, code));
 	op_rr(e, true, 0x89, RAX, R12);
 	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
 	b1(e, 0xc3); /* ret */
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < 3; i++)
 		fix_here(e, miss[i]);
 	op_rr(e, false, 0x31, RCX, RCX);
 	b1(e, 0xc3);

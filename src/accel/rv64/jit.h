@@ -38,15 +38,16 @@
  * leave with RV64_JIT_EXIT_FAR as before. Only exec.c fills it (rv64_jit_jc_fill()), when
  * its own lookup (instruction TLB with the execute, PMP and privilege checks, then the decode
  * cache) reached a translated block, so an entry holds nothing the dispatcher would not find.
- * An entry is followed only while three things still hold:
- *   - the tag, rv64_jc.gen | priv: the privilege it was filled at, and no event since that
- *     may change what a virtual pc means or frees code (rv64_jit_jc_invalidate(): every TLB
- *     flush, whole or one page, hence SFENCE.VMA, satp writes, PMP writes and remote flush
- *     requests; dropping the decode cache (its epoch); a flush of the code buffer);
- *   - the code-page state word (rv64_vm.code_state) still equals the generation the block
- *     was decoded under: any store or DMA that invalidates the physical page's decoded code
- *     retires its entries at once;
- *   - the pc is equal (the table is indexed by a hash of it).
+ * An entry is followed only while its pc is equal (the table is indexed by a hash of it) and
+ * its tag, (rv64_jc.gen + 4 * rv64_vm.code_inval) | priv, still matches: the privilege it was
+ * filled at, and
+ *   - no event of this hart since that may change what a virtual pc means or frees code
+ *     (rv64_jit_jc_invalidate(): every TLB flush, whole or one page, hence SFENCE.VMA, satp
+ *     writes, PMP writes and remote flush requests; dropping the decode cache (its epoch); a
+ *     flush of the code buffer): rv64_jc.gen;
+ *   - no decoded code of any page was invalidated since, by any hart's store or by DMA
+ *     (rv64_vm.code_inval, a VM-wide count: both counts only grow, so their sum is unchanged
+ *     only when each is).
  * A block reached this way may leave through a chaining cell from a page exec.c did not
  * enter; exec.c then links the cell once its own lookup finds the target (see h_JIT).
  */
@@ -98,11 +99,9 @@ struct rv64_jit {
 #define RV64_JC_BITS 11 /* jump cache entries: 1 << RV64_JC_BITS */
 
 struct rv64_jc_entry {
-	uint64_t pc;            /* guest virtual address of the block */
-	uint64_t tag;           /* rv64_jc.gen | priv when filled */
-	const void *code;       /* the block's entry in the executable view */
-	const uint32_t *state;  /* rv64_vm.code_state word of the block's physical page... */
-	uint64_t state_val;     /* ...and its value (gen << 1 | 1) the block belongs to */
+	uint64_t pc;      /* guest virtual address of the block */
+	uint64_t tag;     /* (rv64_jc.gen + 4 * rv64_vm.code_inval) | priv when filled */
+	const void *code; /* the block's entry in the executable view */
 };
 
 struct rv64_jc {
@@ -139,12 +138,12 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code);
 
 /*
- * Records that virtual `pc` at privilege `priv` runs `code`, a block of the physical page whose
- * code-state word is `state`, decoded under the value `state_val`. Nothing is recorded when
- * the page has been invalidated since. For exec.c's dispatcher only (see above).
+ * Records that virtual `pc` runs `code` at cpu's privilege now: a block of the physical page
+ * whose code-state word is `state`, decoded under the value `state_val`. Nothing is recorded
+ * when the page has been invalidated since. For exec.c's dispatcher only (see above).
  */
-void rv64_jit_jc_fill(struct rv64_jit *j, uint64_t pc, uint32_t priv, const void *code,
-		      const uint32_t *state, uint32_t state_val);
+void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
+		      const void *code, const uint32_t *state, uint32_t state_val);
 
 /* Forgets every jump cache entry (O(1)). j may be NULL (no translator). */
 static inline void rv64_jit_jc_invalidate(struct rv64_jit *j)

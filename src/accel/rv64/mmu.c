@@ -406,7 +406,7 @@ static bool page_is_code(const struct rv64_vm *vm, uint64_t pa)
 }
 
 /* Drops decoded copies of pa's page: next generation, no code. True if it had code. */
-static bool code_invalidate(const struct rv64_vm *vm, uint64_t pa)
+static bool code_invalidate(struct rv64_vm *vm, uint64_t pa)
 {
 	uint32_t *w = code_word(vm, pa);
 	uint32_t old;
@@ -419,6 +419,8 @@ static bool code_invalidate(const struct rv64_vm *vm, uint64_t pa)
 			return false;
 	} while (!__atomic_compare_exchange_n(w, &old, (old | 1) + 1, true, __ATOMIC_ACQ_REL,
 					      __ATOMIC_ACQUIRE));
+	/* After the state word: pairs with rv64_jit_jc_fill(), which reads them the other way. */
+	__atomic_fetch_add(&vm->code_inval, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
