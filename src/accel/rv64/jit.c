@@ -323,22 +323,62 @@ static void jmp_epilogue(struct em *e)
 	jmp_to(e, (uint64_t)(e->j->epilogue - e->j->rx));
 }
 
+/* Fibonacci hashing of the parcel address: the top bits of the product mix all of its bits. */
+#define JC_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
+
+/* jc_exit() scales the index by 3 * 8. */
+_Static_assert(sizeof(struct rv64_jc_entry) == 24, "jump cache entry layout");
+
+static unsigned jc_index(uint64_t pc)
+{
+	return (unsigned)(((pc >> 1) * JC_HASH_MUL) >> (64 - RV64_JC_BITS));
+}
+
 /*
  * Goes on at the guest virtual address in rax (registers written back): through the jump
- * cache (jit.h) when it knows the target and budget is left, else a far exit to exec.c.
+ * cache (jit.h) when it holds the target and budget is left, else a far exit to exec.c.
+ * Inline at each exit, so each has its own indirect jump for the host to predict. Computes
+ * jc_index() in rcx, the current tag (see jit.h) in rsi; clobbers rdx and rdi.
  */
 static void jc_exit(struct em *e)
 {
-	uint64_t miss;
+	uint64_t miss[3];
 
-	b1(e, 0xe8); /* call jc_lookup: rcx = the block's code and r12 its page, or rcx = 0 */
-	b4(e, 0);
-	fix_to(e, e->pos - 4, e->j->jc_lookup);
-	op_rr(e, true, 0x85, RCX, RCX);
-	miss = jcc_fwd(e, CC_E);
-	b1(e, 0xff); /* jmp rcx */
-	b1(e, 0xe1);
-	fix_here(e, miss);
+	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
+	miss[0] = jcc_fwd(e, CC_LE);
+	op_rr(e, true, 0x89, RAX, RCX);
+	shift_imm(e, true, 5, RCX, 1);   /* shr rcx, 1 */
+	mov_imm64(e, RSI, JC_HASH_MUL);
+	op_rr(e, true, 0x0faf, RCX, RSI); /* imul rcx, rsi */
+	shift_imm(e, true, 5, RCX, 64 - RV64_JC_BITS);
+	mov_imm64(e, RDX, (uint64_t)(uintptr_t)e->j->jc);
+	op_mem(e, true, 0x8b, RDI, RBX, OFF_VM);
+	op_mem(e, true, 0x8b, RDI, RDI, (int32_t)offsetof(struct rv64_vm, code_inval));
+	op_mem(e, true, 0x8b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
+	b1(e, 0x48); /* lea rsi, [rsi + rdi * 4] */
+	b1(e, 0x8d);
+	b1(e, 0x34);
+	b1(e, 0xbe);
+	op_mem(e, false, 0x8b, RDI, RBX, OFF_PRIV); /* edi = priv */
+	op_rr(e, true, 0x09, RDI, RSI);             /* or rsi, rdi */
+	b1(e, 0x48); /* lea rcx, [rcx + rcx * 2] */
+	b1(e, 0x8d);
+	b1(e, 0x0c);
+	b1(e, 0x49);
+	b1(e, 0x48); /* lea rcx, [rdx + rcx * 8 + offsetof(e)]: the entry */
+	b1(e, 0x8d);
+	b1(e, 0x4c);
+	b1(e, 0xca);
+	b1(e, (unsigned)offsetof(struct rv64_jc, e));
+	op_mem(e, true, 0x3b, RAX, RCX, (int32_t)offsetof(struct rv64_jc_entry, pc));
+	miss[1] = jcc_fwd(e, CC_NE);
+	op_mem(e, true, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, tag));
+	miss[2] = jcc_fwd(e, CC_NE);
+	op_rr(e, true, 0x89, RAX, R12); /* r12 = the new page */
+	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
+	op_mem(e, false, 0xff, 4, RCX, (int32_t)offsetof(struct rv64_jc_entry, code)); /* jmp */
+	for (unsigned i = 0; i < 3; i++)
+		fix_here(e, miss[i]);
 	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
 	op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
 	jmp_epilogue(e);
@@ -1696,17 +1736,6 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 	return fn(cpu, page_va, left, code);
 }
 
-/* Fibonacci hashing of the parcel address: the top bits of the product mix all of its bits. */
-#define JC_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
-
-/* emit_jc_lookup() scales the index by 3 * 8. */
-_Static_assert(sizeof(struct rv64_jc_entry) == 24, "jump cache entry layout");
-
-static unsigned jc_index(uint64_t pc)
-{
-	return (unsigned)(((pc >> 1) * JC_HASH_MUL) >> (64 - RV64_JC_BITS));
-}
-
 void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
 		      const void *code, const uint32_t *state, uint32_t state_val)
 {
@@ -1733,58 +1762,7 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 				 __ATOMIC_RELAXED);
 }
 
-/*
- * The jump cache lookup, called from block exits (jc_exit) with the target pc in rax: returns
- * rcx = the block to run with r12 = its page, or rcx = 0 (no budget left, or no valid entry:
- * see jit.h). Clobbers rdx, rsi and rdi. Must hash exactly like jc_index().
- */
-static void emit_jc_lookup(struct rv64_jit *j, struct em *e)
-{
-	uint64_t miss[3];
-
-	j->jc_lookup = e->pos;
-	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
-	miss[0] = jcc_fwd(e, CC_LE);
-	mov_imm64(e, RDX, (uint64_t)(uintptr_t)j->jc);
-	op_rr(e, true, 0x89, RAX, RCX);
-	shift_imm(e, true, 5, RCX, 1);   /* shr rcx, 1 */
-	mov_imm64(e, RSI, JC_HASH_MUL);
-	op_rr(e, true, 0x0faf, RCX, RSI); /* imul rcx, rsi */
-	shift_imm(e, true, 5, RCX, 64 - RV64_JC_BITS);
-	/* The tag now, meanwhile: rsi = (gen + 4 * vm->code_inval) | priv */
-	op_mem(e, true, 0x8b, RDI, RBX, OFF_VM);
-	op_mem(e, true, 0x8b, RDI, RDI, (int32_t)offsetof(struct rv64_vm, code_inval));
-	op_mem(e, true, 0x8b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
-	b1(e, 0x48); /* lea rsi, [rsi + rdi * 4] */
-	b1(e, 0x8d);
-	b1(e, 0x34);
-	b1(e, 0xbe);
-	op_mem(e, false, 0x8b, RDI, RBX, OFF_PRIV); /* edi = priv */
-	op_rr(e, true, 0x09, RDI, RSI);             /* or rsi, rdi */
-	b1(e, 0x48); /* lea rcx, [rcx + rcx * 2] */
-	b1(e, 0x8d);
-	b1(e, 0x0c);
-	b1(e, 0x49);
-	b1(e, 0x48); /* lea rcx, [rdx + rcx * 8 + offsetof(e)]: the entry */
-	b1(e, 0x8d);
-	b1(e, 0x4c);
-	b1(e, 0xca);
-	b1(e, (unsigned)offsetof(struct rv64_jc, e));
-	op_mem(e, true, 0x3b, RAX, RCX, (int32_t)offsetof(struct rv64_jc_entry, pc));
-	miss[1] = jcc_fwd(e, CC_NE);
-	op_mem(e, true, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, tag));
-	miss[2] = jcc_fwd(e, CC_NE);
-	op_mem(e, true, 0x8b, RCX, RCX, (int32_t)offsetof(struct rv64_jc_entry, code));
-	op_rr(e, true, 0x89, RAX, R12);
-	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
-	b1(e, 0xc3); /* ret */
-	for (unsigned i = 0; i < 3; i++)
-		fix_here(e, miss[i]);
-	op_rr(e, false, 0x31, RCX, RCX);
-	b1(e, 0xc3);
-}
-
-/* The shared entry (at offset 0), epilogue and jump cache lookup. */
+/* The shared entry (at offset 0) and epilogue. */
 static void emit_base(struct rv64_jit *j)
 {
 	struct em e = {.j = j, .pos = 0, .limit = j->size};
@@ -1820,9 +1798,6 @@ static void emit_base(struct rv64_jit *j)
 	j->epilogue = j->rx + e.pos;
 	for (unsigned i = 0; i < sizeof(epilogue); i++)
 		b1(&e, epilogue[i]);
-	while (e.pos & 15)
-		b1(&e, 0xcc);
-	emit_jc_lookup(j, &e);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
 	j->used = j->base_used = e.pos;

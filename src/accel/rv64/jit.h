@@ -93,7 +93,6 @@ struct rv64_jit {
 	uint64_t flushes;    /* full flushes of the code buffer */
 	uint64_t translated; /* blocks compiled */
 	struct rv64_jc *jc;  /* the jump cache (see above) */
-	uint64_t jc_lookup;  /* offset of the shared lookup routine in the code buffer */
 };
 
 #define RV64_JC_BITS 11 /* jump cache entries: 1 << RV64_JC_BITS */
