@@ -323,15 +323,18 @@ static void jmp_epilogue(struct em *e)
 	jmp_to(e, (uint64_t)(e->j->epilogue - e->j->rx));
 }
 
-/* Fibonacci hashing of the parcel address: the top bits of the product mix all of its bits. */
-#define JC_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
+/*
+ * Fibonacci hashing of the low 32 bits of the parcel address: the top bits of the product mix
+ * all of its bits (kernel and user pcs differ in their low 32 bits too).
+ */
+#define JC_HASH_MUL 0x9e3779b1u /* 2^32 / golden ratio, odd */
 
 /* jc_exit() scales the index by 3 * 8. */
 _Static_assert(sizeof(struct rv64_jc_entry) == 24, "jump cache entry layout");
 
 static unsigned jc_index(uint64_t pc)
 {
-	return (unsigned)(((pc >> 1) * JC_HASH_MUL) >> (64 - RV64_JC_BITS));
+	return (((uint32_t)pc >> 1) * JC_HASH_MUL) >> (32 - RV64_JC_BITS);
 }
 
 /*
@@ -346,11 +349,11 @@ static void jc_exit(struct em *e)
 
 	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
 	miss[0] = jcc_fwd(e, CC_LE);
-	op_rr(e, true, 0x89, RAX, RCX);
-	shift_imm(e, true, 5, RCX, 1);   /* shr rcx, 1 */
-	mov_imm64(e, RSI, JC_HASH_MUL);
-	op_rr(e, true, 0x0faf, RCX, RSI); /* imul rcx, rsi */
-	shift_imm(e, true, 5, RCX, 64 - RV64_JC_BITS);
+	op_rr(e, false, 0x89, RAX, RCX);  /* mov ecx, eax */
+	shift_imm(e, false, 5, RCX, 1);   /* shr ecx, 1 */
+	op_rr(e, false, 0x69, RCX, RCX);  /* imul ecx, ecx, JC_HASH_MUL */
+	b4(e, JC_HASH_MUL);
+	shift_imm(e, false, 5, RCX, 32 - RV64_JC_BITS);
 	mov_imm64(e, RDX, (uint64_t)(uintptr_t)e->j->jc);
 	op_mem(e, true, 0x8b, RDI, RBX, OFF_VM);
 	op_mem(e, true, 0x8b, RDI, RDI, (int32_t)offsetof(struct rv64_vm, code_inval));
@@ -378,10 +381,7 @@ static void jc_exit(struct em *e)
 	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
 	op_mem(e, false, 0xff, 4, RCX, (int32_t)offsetof(struct rv64_jc_entry, code)); /* jmp */
 	for (unsigned i = 0; i < 3; i++)
-		fix_here(e, miss[i]);
-	op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
-	op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
-	jmp_epilogue(e);
+		fix_to(e, miss[i], e->j->jc_miss);
 }
 
 /*
@@ -1762,7 +1762,7 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 				 __ATOMIC_RELAXED);
 }
 
-/* The shared entry (at offset 0) and epilogue. */
+/* The shared entry (at offset 0), the far exit of jump cache misses and the epilogue. */
 static void emit_base(struct rv64_jit *j)
 {
 	struct em e = {.j = j, .pos = 0, .limit = j->size};
@@ -1795,6 +1795,10 @@ static void emit_base(struct rv64_jit *j)
 		b1(&e, entry[i]);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
+	/* A jump cache miss (jc_exit): a far exit to the pc in rax, into the epilogue. */
+	j->jc_miss = e.pos;
+	op_mem(&e, true, 0x89, RAX, RBX, OFF_PC);
+	op_rr(&e, false, 0x31, RDX, RDX); /* status FAR */
 	j->epilogue = j->rx + e.pos;
 	for (unsigned i = 0; i < sizeof(epilogue); i++)
 		b1(&e, epilogue[i]);

@@ -93,6 +93,7 @@ struct rv64_jit {
 	uint64_t flushes;    /* full flushes of the code buffer */
 	uint64_t translated; /* blocks compiled */
 	struct rv64_jc *jc;  /* the jump cache (see above) */
+	uint64_t jc_miss;    /* offset of the shared far exit to the pc in rax (a miss) */
 };
 
 #define RV64_JC_BITS 11 /* jump cache entries: 1 << RV64_JC_BITS */
