@@ -96,7 +96,7 @@ struct rv64_jit {
 	uint64_t jc_miss;    /* offset of the shared far exit to the pc in rax (a miss) */
 };
 
-#define RV64_JC_BITS 11 /* jump cache entries: 1 << RV64_JC_BITS */
+#define RV64_JC_BITS 13 /* jump cache entries: 1 << RV64_JC_BITS (24 bytes each) */
 
 struct rv64_jc_entry {
 	uint64_t pc;      /* guest virtual address of the block */
