@@ -341,7 +341,8 @@ static unsigned jc_index(uint64_t pc)
  * Goes on at the guest virtual address in rax (registers written back): through the jump
  * cache (jit.h) when it holds the target and budget is left, else a far exit to exec.c.
  * Inline at each exit, so each has its own indirect jump for the host to predict. Computes
- * jc_index() in rcx, the current tag (see jit.h) in rsi; clobbers rdx and rdi.
+ * jc_index() in rcx and the current tag (see jit.h) in rsi; clobbers rdx and rdi too, and r12
+ * when it jumps.
  */
 static void jc_exit(struct em *e)
 {

@@ -33,9 +33,10 @@
  *
  * The jump cache (QEMU's tb_jmp_cache with lookup_and_goto_ptr): exits to another page (JAL,
  * a taken branch or the fall-through off the page) and every JALR look their target up in a
- * per-hart direct-mapped table of {virtual pc, tag, code, code-page state} and jump straight
- * to the block while budget is left (r13 > 0), setting r12 to the new page; on a miss they
- * leave with RV64_JIT_EXIT_FAR as before. Only exec.c fills it (rv64_jit_jc_fill()), when
+ * per-hart direct-mapped table of {virtual pc, tag, code} (inline code at each such exit) and
+ * jump straight to the block while budget is left (r13 > 0), setting r12 to the new page; the
+ * block's own entry subtracts its length from r13 as usual, so instret stays exact. On a miss
+ * they leave with RV64_JIT_EXIT_FAR as before. Only exec.c fills it (rv64_jit_jc_fill()), when
  * its own lookup (instruction TLB with the execute, PMP and privilege checks, then the decode
  * cache) reached a translated block, so an entry holds nothing the dispatcher would not find.
  * An entry is followed only while its pc is equal (the table is indexed by a hash of it) and
