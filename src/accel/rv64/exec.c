@@ -1541,6 +1541,12 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 	 */
 	uint64_t link_cell = 0, link_pc = 0, link_flushes = 0;
 	uint32_t link_stamp = 0;
+	/*
+	 * The next translated block reached is worth a jump cache entry: translated code left
+	 * for its pc (a jump cache miss). Blocks reached otherwise (after an interpreted op, a
+	 * trap, a CSR write) are not what translated code jumps to.
+	 */
+	bool jc_want = false;
 #endif
 
 #define PC() (page_va + ((uint64_t)(op - ops) << 1))
@@ -1712,10 +1718,13 @@ h_JIT: /* translated code from this op on (jit.h) */
 			rv64_jit_link(cpu->jit, link_cell, code);
 		link_cell = 0;
 	}
-	/* This lookup reached translated code: later exits to PC() may go there directly. */
-	rv64_jit_jc_fill(cpu->jit, cpu, PC(), code,
-			 &cpu->vm->code_state[(dp->pa - cpu->vm->ram_base) >> RV64_PAGE_SHIFT],
-			 dp->gen << 1 | 1);
+	/* A lookup for translated code reached a block: later exits to PC() may go there directly. */
+	if (jc_want) {
+		rv64_jit_jc_fill(cpu->jit, cpu, PC(), code,
+				 &cpu->vm->code_state[(dp->pa - cpu->vm->ram_base) >> RV64_PAGE_SHIFT],
+				 dp->gen << 1 | 1);
+		jc_want = false;
+	}
 	jr = rv64_jit_run(cpu->jit, cpu, page_va, left, code);
 	n += (uint64_t)(left - jr.left);
 	pc = cpu->pc;
@@ -1742,6 +1751,7 @@ h_JIT: /* translated code from this op on (jit.h) */
 		link_stamp = stamp;
 		link_flushes = cpu->jit->flushes;
 	}
+	jc_want = true;
 	GOTO_PC(pc);
 }
 #else
