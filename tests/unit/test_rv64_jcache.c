@@ -4,6 +4,7 @@
  * (translated code then looks the target up in the jump cache) over and over, changes what
  * that call must reach, and checks the new code runs (or the right trap is taken):
  *   - a remapped virtual page: PTE rewrite + SFENCE.VMA (all, and one address), satp switch;
+ *     SFENCE.VMA of a page without code keeps the entries;
  *   - privilege: U-mode must fault on an S page an S-mode call already went to;
  *   - rewritten code: a store of the hart itself, another hart's store + FENCE.I, a host write
  *     announced with rv64_code_ram_written(), and one the VMM makes before set_reg(PC);
@@ -298,6 +299,42 @@ static void test_remap_sfence_page(void **state)
 	remap_with(*state, sfence_vma(S1));
 }
 
+/* The jump cache generation: changes whenever the whole cache was dropped (0 without one). */
+static uint64_t jc_gen(struct fx *f, unsigned hart)
+{
+#ifdef RV64_JIT
+	struct rv64_cpu *cpu = (struct rv64_cpu *)f->cpu[hart];
+
+	return cpu->jit ? cpu->jit->jc->gen : 0;
+#else
+	(void)f;
+	(void)hart;
+	return 0;
+#endif
+}
+
+/* SFENCE.VMA of a page without code keeps the jump cache (and the calls still work). */
+static void test_sfence_of_data_page_keeps_entries(void **state)
+{
+	struct fx *f = *state;
+	uint64_t gen;
+
+	/* loop: jalr ra, 0(s1); ecall; sfence.vma s2; j loop */
+	put32(f, CALLER, jalr(RA, S1, 0));
+	put32(f, CALLER + 4, ECALL);
+	put32(f, CALLER + 8, sfence_vma(S2));
+	put32(f, CALLER + 12, jal(0, -12));
+	start_paged(f);
+	set(f, 0, ACCEL_REG_X(S2), RAM_BASE + 0x40000);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(run_to_ecall(f, 0), 1);
+	gen = jc_gen(f, 0);
+	for (unsigned i = 0; i < 10; i++)
+		assert_int_equal(run_to_ecall(f, 0), 1);
+	assert_int_equal(jc_gen(f, 0), gen);
+	assert_true(jc_holds(f, 0, VPAGE));
+}
+
 /* A satp write alone switches address spaces (kumo's TLB has no ASIDs: it flushes). */
 static void test_remap_satp(void **state)
 {
@@ -496,6 +533,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remap_sfence_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remap_sfence_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remap_satp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sfence_of_data_page_keeps_entries, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_user_does_not_follow_supervisor_entry, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_own_store_rewrites_target, setup, teardown),

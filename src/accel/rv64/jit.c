@@ -1752,6 +1752,7 @@ void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t p
 	en->pc = pc;
 	en->tag = (j->jc->gen + 4 * inval) | cpu->priv;
 	en->code = code;
+	j->jc->pages[rv64_jc_page_bit(pc) / 64] |= 1ull << (rv64_jc_page_bit(pc) % 64);
 }
 
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)

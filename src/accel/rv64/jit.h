@@ -43,9 +43,10 @@
  * its tag, (rv64_jc.gen + 4 * rv64_vm.code_inval) | priv, still matches: the privilege it was
  * filled at, and
  *   - no event of this hart since that may change what a virtual pc means or frees code
- *     (rv64_jit_jc_invalidate(): every TLB flush, whole or one page, hence SFENCE.VMA, satp
- *     writes, PMP writes and remote flush requests; dropping the decode cache (its epoch); a
- *     flush of the code buffer): rv64_jc.gen;
+ *     (rv64_jit_jc_invalidate(): every TLB flush, hence SFENCE.VMA, satp writes, PMP writes
+ *     and remote flush requests; dropping the decode cache (its epoch); a flush of the code
+ *     buffer; and rv64_jit_jc_invalidate_page() for SFENCE.VMA of one page: only when a
+ *     filter of the pages filled since says the page may have entries): rv64_jc.gen;
  *   - no decoded code of any page was invalidated since, by any hart's store or by DMA
  *     (rv64_vm.code_inval, a VM-wide count: both counts only grow, so their sum is unchanged
  *     only when each is).
@@ -60,6 +61,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "accel/rv64/cpu.h"
 
@@ -97,7 +99,8 @@ struct rv64_jit {
 	uint64_t jc_miss;    /* offset of the shared far exit to the pc in rax (a miss) */
 };
 
-#define RV64_JC_BITS 13 /* jump cache entries: 1 << RV64_JC_BITS (24 bytes each) */
+#define RV64_JC_BITS 13      /* jump cache entries: 1 << RV64_JC_BITS (24 bytes each) */
+#define RV64_JC_PAGE_BITS 12 /* bits in the filter of pages with entries */
 
 struct rv64_jc_entry {
 	uint64_t pc;      /* guest virtual address of the block */
@@ -109,7 +112,14 @@ struct rv64_jc {
 	uint64_t gen; /* a multiple of 4 (priv fills bits 0..1); never 0, so zeroed entries miss */
 	uint64_t pad;
 	struct rv64_jc_entry e[1u << RV64_JC_BITS];
+	/* Bit rv64_jc_page_bit(pc) set for every fill since gen last changed (a Bloom filter). */
+	uint64_t pages[(1u << RV64_JC_PAGE_BITS) / 64];
 };
+
+static inline unsigned rv64_jc_page_bit(uint64_t va)
+{
+	return ((uint32_t)(va >> 12) * 0x9e3779b1u) >> (32 - RV64_JC_PAGE_BITS);
+}
 
 /* False when KUMO_JIT=0 is set in the environment. Any thread. */
 bool rv64_jit_wanted(void);
@@ -146,11 +156,22 @@ void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code);
 void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
 		      const void *code, const uint32_t *state, uint32_t state_val);
 
-/* Forgets every jump cache entry (O(1)). j may be NULL (no translator). */
+/* Forgets every jump cache entry. j may be NULL (no translator). */
 static inline void rv64_jit_jc_invalidate(struct rv64_jit *j)
 {
-	if (j)
+	if (j) {
 		j->jc->gen += 4;
+		memset(j->jc->pages, 0, sizeof(j->jc->pages));
+	}
+}
+
+/* Forgets the entries of blocks in the virtual page of va (and maybe more). j may be NULL. */
+static inline void rv64_jit_jc_invalidate_page(struct rv64_jit *j, uint64_t va)
+{
+	unsigned b = rv64_jc_page_bit(va);
+
+	if (j && (j->jc->pages[b / 64] >> (b % 64) & 1))
+		rv64_jit_jc_invalidate(j);
 }
 
 #endif /* __x86_64__ */

@@ -160,7 +160,7 @@ void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 		return;
 	}
 #ifdef RV64_JIT
-	rv64_jit_jc_invalidate(cpu->jit);
+	rv64_jit_jc_invalidate_page(cpu->jit, va);
 #endif
 	for (unsigned acc = 0; acc < 3; acc++) {
 		struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, acc, va);
