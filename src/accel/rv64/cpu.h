@@ -142,6 +142,7 @@ struct rv64_vm {
 	 */
 	uint32_t *code_state;
 	uint64_t code_epoch; /* bumped whenever a page gains decoded code (atomic) */
+	uint64_t code_inval; /* bumped whenever a page loses decoded code (atomic; jit.h) */
 };
 
 /* --- mmu.c: translation and memory access. Each returns 0, or -1 with exc_cause/exc_tval set. */

@@ -1108,6 +1108,9 @@ void rv64_dcache_flush(struct rv64_cpu *cpu)
 {
 	if (cpu->dcache)
 		cpu->dcache->epoch++;
+#ifdef RV64_JIT
+	rv64_jit_jc_invalidate(cpu->jit); /* its entries skip the epoch check */
+#endif
 }
 
 static bool dc_valid(const struct dc_page *p, uint64_t pa, uint64_t epoch, uint32_t gen)
@@ -1529,6 +1532,22 @@ int rv64_exec(struct rv64_cpu *cpu, uint64_t budget)
 	struct dc_recent recent[DC_RECENT] = {{0}};
 	uint32_t stamp = 1;
 	int stop = RV64_STOP_BUDGET, r;
+#ifdef RV64_JIT
+	/*
+	 * A chaining cell left unlinked because its target had no block yet or lay on a page
+	 * this loop did not enter (the jump cache went there): linked when the lookup of
+	 * link_pc reaches a block, if nothing that could change translations or code happened
+	 * meanwhile (same stamp, no flush of the code buffer).
+	 */
+	uint64_t link_cell = 0, link_pc = 0, link_flushes = 0;
+	uint32_t link_stamp = 0;
+	/*
+	 * The next translated block reached is worth a jump cache entry: translated code left
+	 * for its pc (a jump cache miss). Blocks reached otherwise (after an interpreted op, a
+	 * trap, a CSR write) are not what translated code jumps to.
+	 */
+	bool jc_want = false;
+#endif
 
 #define PC() (page_va + ((uint64_t)(op - ops) << 1))
 #define DISPATCH() goto *op->h
@@ -1694,6 +1713,18 @@ h_JIT: /* translated code from this op on (jit.h) */
 		op->h = &&h_DECODE;
 		DISPATCH();
 	}
+	if (unlikely(link_cell)) {
+		if (link_pc == PC() && link_stamp == stamp && link_flushes == cpu->jit->flushes)
+			rv64_jit_link(cpu->jit, link_cell, code);
+		link_cell = 0;
+	}
+	/* A lookup for translated code reached a block: later exits to PC() may go there directly. */
+	if (jc_want) {
+		rv64_jit_jc_fill(cpu->jit, cpu, PC(), code,
+				 &cpu->vm->code_state[(dp->pa - cpu->vm->ram_base) >> RV64_PAGE_SHIFT],
+				 dp->gen << 1 | 1);
+		jc_want = false;
+	}
 	jr = rv64_jit_run(cpu->jit, cpu, page_va, left, code);
 	n += (uint64_t)(left - jr.left);
 	pc = cpu->pc;
@@ -1707,14 +1738,20 @@ h_JIT: /* translated code from this op on (jit.h) */
 		goto step;
 	if (jr.status >= RV64_JIT_EXIT_CELL && n < budget) {
 		/* In-page exit with budget left: chain the exit to the block it reaches. */
-		op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);
-		if (op->h == &&h_JIT) {
-			code = rv64_jit_code(cpu->jit, op->imm, op);
-			if (code)
+		if (likely(((pc ^ page_va) & RV64_PAGE_MASK) == 0)) {
+			op = ops + ((pc & ~RV64_PAGE_MASK) >> 1);
+			code = op->h == &&h_JIT ? rv64_jit_code(cpu->jit, op->imm, op) : NULL;
+			if (code) {
 				rv64_jit_link(cpu->jit, jr.status, code);
+				DISPATCH();
+			}
 		}
-		DISPATCH();
+		link_cell = jr.status;
+		link_pc = pc;
+		link_stamp = stamp;
+		link_flushes = cpu->jit->flushes;
 	}
+	jc_want = true;
 	GOTO_PC(pc);
 }
 #else

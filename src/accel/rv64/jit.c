@@ -37,6 +37,8 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 
 #define OFF_X(r) ((int32_t)(offsetof(struct rv64_cpu, x) + 8 * (r)))
 #define OFF_PC ((int32_t)offsetof(struct rv64_cpu, pc))
+#define OFF_PRIV ((int32_t)offsetof(struct rv64_cpu, priv))
+#define OFF_VM ((int32_t)offsetof(struct rv64_cpu, vm))
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
@@ -432,6 +434,68 @@ static void jmp_epilogue(struct em *e)
 }
 
 /*
+ * Fibonacci hashing of the low 32 bits of the parcel address: the top bits of the product mix
+ * all of its bits (kernel and user pcs differ in their low 32 bits too).
+ */
+#define JC_HASH_MUL 0x9e3779b1u /* 2^32 / golden ratio, odd */
+
+/* jc_exit() scales the index by 3 * 8. */
+_Static_assert(sizeof(struct rv64_jc_entry) == 24, "jump cache entry layout");
+
+static unsigned jc_index(uint64_t pc)
+{
+	return (((uint32_t)pc >> 1) * JC_HASH_MUL) >> (32 - RV64_JC_BITS);
+}
+
+/*
+ * Goes on at the guest virtual address in rax (registers written back): through the jump
+ * cache (jit.h) when it holds the target and budget is left, else a far exit to exec.c.
+ * Inline at each exit, so each has its own indirect jump for the host to predict. Computes
+ * jc_index() in rcx and the current tag (see jit.h) in rsi; clobbers rdx and rdi too, and r12
+ * when it jumps.
+ */
+static void jc_exit(struct em *e)
+{
+	uint64_t miss[3];
+
+	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
+	miss[0] = jcc_fwd(e, CC_LE);
+	op_rr(e, false, 0x89, RAX, RCX);  /* mov ecx, eax */
+	shift_imm(e, false, 5, RCX, 1);   /* shr ecx, 1 */
+	op_rr(e, false, 0x69, RCX, RCX);  /* imul ecx, ecx, JC_HASH_MUL */
+	b4(e, JC_HASH_MUL);
+	shift_imm(e, false, 5, RCX, 32 - RV64_JC_BITS);
+	mov_imm64(e, RDX, (uint64_t)(uintptr_t)e->j->jc);
+	op_mem(e, true, 0x8b, RDI, RBX, OFF_VM);
+	op_mem(e, true, 0x8b, RDI, RDI, (int32_t)offsetof(struct rv64_vm, code_inval));
+	op_mem(e, true, 0x8b, RSI, RDX, (int32_t)offsetof(struct rv64_jc, gen));
+	b1(e, 0x48); /* lea rsi, [rsi + rdi * 4] */
+	b1(e, 0x8d);
+	b1(e, 0x34);
+	b1(e, 0xbe);
+	op_mem(e, false, 0x8b, RDI, RBX, OFF_PRIV); /* edi = priv */
+	op_rr(e, true, 0x09, RDI, RSI);             /* or rsi, rdi */
+	b1(e, 0x48); /* lea rcx, [rcx + rcx * 2] */
+	b1(e, 0x8d);
+	b1(e, 0x0c);
+	b1(e, 0x49);
+	b1(e, 0x48); /* lea rcx, [rdx + rcx * 8 + offsetof(e)]: the entry */
+	b1(e, 0x8d);
+	b1(e, 0x4c);
+	b1(e, 0xca);
+	b1(e, (unsigned)offsetof(struct rv64_jc, e));
+	op_mem(e, true, 0x3b, RAX, RCX, (int32_t)offsetof(struct rv64_jc_entry, pc));
+	miss[1] = jcc_fwd(e, CC_NE);
+	op_mem(e, true, 0x3b, RSI, RCX, (int32_t)offsetof(struct rv64_jc_entry, tag));
+	miss[2] = jcc_fwd(e, CC_NE);
+	op_rr(e, true, 0x89, RAX, R12); /* r12 = the new page */
+	alu_imm(e, true, 4, R12, (int32_t)RV64_PAGE_MASK);
+	op_mem(e, false, 0xff, 4, RCX, (int32_t)offsetof(struct rv64_jc_entry, code)); /* jmp */
+	for (unsigned i = 0; i < 3; i++)
+		fix_to(e, miss[i], e->j->jc_miss);
+}
+
+/*
  * Leaves for the instruction at page offset t: within the page, through a chaining cell while
  * budget is left; elsewhere (or with t at the page end), a far exit.
  */
@@ -441,9 +505,8 @@ static void exit_to(struct em *e, int64_t t)
 
 	writeback_regs(e);
 	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE) {
-		set_pc_off(e, t);
-		op_rr(e, false, 0x31, RDX, RDX); /* status FAR */
-		jmp_epilogue(e);
+		lea_pc(e, RAX, t);
+		jc_exit(e);
 		return;
 	}
 	op_rr(e, true, 0x85, R13, R13); /* test r13, r13 */
@@ -1342,10 +1405,8 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			lea_pc(e, RCX, off + len);
 			st_x(e, rd, RCX);
 		}
-		op_mem(e, true, 0x89, RAX, RBX, OFF_PC);
 		writeback_regs(e);
-		op_rr(e, false, 0x31, RDX, RDX);
-		jmp_epilogue(e);
+		jc_exit(e);
 		return 1;
 	case 0x63: { /* BRANCH: taken leaves through a stub */
 		static const uint8_t cc[8] = {CC_E, CC_NE, 0, 0, CC_L, CC_GE, CC_B, CC_AE};
@@ -1790,6 +1851,7 @@ static void jit_flush(struct rv64_jit *j)
 	j->used = j->base_used;
 	j->nblocks = 0;
 	j->flushes++;
+	rv64_jit_jc_invalidate(j); /* its entries point into the old code */
 }
 
 /*
@@ -2000,6 +2062,24 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 	return r;
 }
 
+void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
+		      const void *code, const uint32_t *state, uint32_t state_val)
+{
+	struct rv64_jc_entry *en = &j->jc->e[jc_index(pc)];
+	/*
+	 * The count first, then the page: code_invalidate() changes them the other way round, so
+	 * either the page is seen invalid or the count moves past the tag afterwards.
+	 */
+	uint64_t inval = __atomic_load_n(&cpu->vm->code_inval, __ATOMIC_ACQUIRE);
+
+	if (__atomic_load_n(state, __ATOMIC_ACQUIRE) != state_val)
+		return;
+	en->pc = pc;
+	en->tag = (j->jc->gen + 4 * inval) | cpu->priv;
+	en->code = code;
+	j->jc->pages[rv64_jc_page_bit(pc) / 64] |= 1ull << (rv64_jc_page_bit(pc) % 64);
+}
+
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code)
 {
 	uint64_t at = cell - (uint64_t)(uintptr_t)j->rx;
@@ -2041,7 +2121,7 @@ static void emit_slow_trampoline(struct em *e, bool load)
 		b1(e, 0xcc);
 }
 
-/* The shared entry (at offset 0) and epilogue. */
+/* The shared entry (at offset 0), the far exit of jump cache misses and the epilogue. */
 static void emit_base(struct rv64_jit *j)
 {
 	struct em e = {.j = j, .pos = 0, .limit = j->size};
@@ -2074,6 +2154,10 @@ static void emit_base(struct rv64_jit *j)
 		b1(&e, entry[i]);
 	while (e.pos & 15)
 		b1(&e, 0xcc);
+	/* A jump cache miss (jc_exit): a far exit to the pc in rax, into the epilogue. */
+	j->jc_miss = e.pos;
+	op_mem(&e, true, 0x89, RAX, RBX, OFF_PC);
+	op_rr(&e, false, 0x31, RDX, RDX); /* status FAR */
 	j->epilogue = j->rx + e.pos;
 	for (unsigned i = 0; i < sizeof(epilogue); i++)
 		b1(&e, epilogue[i]);
@@ -2117,10 +2201,18 @@ int rv64_jit_new(struct rv64_jit **out)
 	j->rw = rw;
 	j->rx = rx;
 	j->size = JIT_BUF_SIZE;
+	j->jc = calloc(1, sizeof(*j->jc));
+	if (!j->jc) {
+		ret = -ENOMEM;
+		goto out_rx;
+	}
+	j->jc->gen = 4;
 	emit_base(j);
 	*out = j;
 	return 0;
 
+out_rx:
+	munmap(rx, JIT_BUF_SIZE);
 out_rw:
 	munmap(rw, JIT_BUF_SIZE);
 out_fd:
@@ -2136,6 +2228,7 @@ void rv64_jit_free(struct rv64_jit *j)
 		return;
 	munmap(j->rw, j->size);
 	munmap((void *)(uintptr_t)j->rx, j->size);
+	free(j->jc);
 	free(j->blocks);
 	free(j);
 }

@@ -32,6 +32,28 @@
  *
  * Executable memory is one memfd mapped twice: written through a read-write view, run from a
  * read-execute view (never writable and executable at once).
+ *
+ * The jump cache (QEMU's tb_jmp_cache with lookup_and_goto_ptr): exits to another page (JAL,
+ * a taken branch or the fall-through off the page) and every JALR look their target up in a
+ * per-hart direct-mapped table of {virtual pc, tag, code} (inline code at each such exit) and
+ * jump straight to the block while budget is left (r13 > 0), setting r12 to the new page; the
+ * block's own entry subtracts its length from r13 as usual, so instret stays exact. On a miss
+ * they leave with RV64_JIT_EXIT_FAR as before. Only exec.c fills it (rv64_jit_jc_fill()), when
+ * its own lookup (instruction TLB with the execute, PMP and privilege checks, then the decode
+ * cache) reached a translated block, so an entry holds nothing the dispatcher would not find.
+ * An entry is followed only while its pc is equal (the table is indexed by a hash of it) and
+ * its tag, (rv64_jc.gen + 4 * rv64_vm.code_inval) | priv, still matches: the privilege it was
+ * filled at, and
+ *   - no event of this hart since that may change what a virtual pc means or frees code
+ *     (rv64_jit_jc_invalidate(): every TLB flush, hence SFENCE.VMA, satp writes, PMP writes
+ *     and remote flush requests; dropping the decode cache (its epoch); a flush of the code
+ *     buffer; and rv64_jit_jc_invalidate_page() for SFENCE.VMA of one page: only when a
+ *     filter of the pages filled since says the page may have entries): rv64_jc.gen;
+ *   - no decoded code of any page was invalidated since, by any hart's store or by DMA
+ *     (rv64_vm.code_inval, a VM-wide count: both counts only grow, so their sum is unchanged
+ *     only when each is).
+ * A block reached this way may leave through a chaining cell from a page exec.c did not
+ * enter; exec.c then links the cell once its own lookup finds the target (see h_JIT).
  */
 #ifndef KUMO_RV64_JIT_H
 #define KUMO_RV64_JIT_H
@@ -41,6 +63,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "accel/rv64/cpu.h"
 
@@ -75,7 +98,31 @@ struct rv64_jit {
 	uint32_t nblocks, cap;
 	uint64_t flushes;    /* full flushes of the code buffer */
 	uint64_t translated; /* blocks compiled */
+	struct rv64_jc *jc;  /* the jump cache (see above) */
+	uint64_t jc_miss;    /* offset of the shared far exit to the pc in rax (a miss) */
 };
+
+#define RV64_JC_BITS 13      /* jump cache entries: 1 << RV64_JC_BITS (24 bytes each) */
+#define RV64_JC_PAGE_BITS 12 /* bits in the filter of pages with entries */
+
+struct rv64_jc_entry {
+	uint64_t pc;      /* guest virtual address of the block */
+	uint64_t tag;     /* (rv64_jc.gen + 4 * rv64_vm.code_inval) | priv when filled */
+	const void *code; /* the block's entry in the executable view */
+};
+
+struct rv64_jc {
+	uint64_t gen; /* a multiple of 4 (priv fills bits 0..1); never 0, so zeroed entries miss */
+	uint64_t pad;
+	struct rv64_jc_entry e[1u << RV64_JC_BITS];
+	/* Bit rv64_jc_page_bit(pc) set for every fill since gen last changed (a Bloom filter). */
+	uint64_t pages[(1u << RV64_JC_PAGE_BITS) / 64];
+};
+
+static inline unsigned rv64_jc_page_bit(uint64_t va)
+{
+	return ((uint32_t)(va >> 12) * 0x9e3779b1u) >> (32 - RV64_JC_PAGE_BITS);
+}
 
 /* False when KUMO_JIT=0 is set in the environment. Any thread. */
 bool rv64_jit_wanted(void);
@@ -103,6 +150,32 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 				 int64_t left, const void *code);
 /* Points the exit cell `cell` (a status >= RV64_JIT_EXIT_CELL) at `code`. */
 void rv64_jit_link(struct rv64_jit *j, uint64_t cell, const void *code);
+
+/*
+ * Records that virtual `pc` runs `code` at cpu's privilege now: a block of the physical page
+ * whose code-state word is `state`, decoded under the value `state_val`. Nothing is recorded
+ * when the page has been invalidated since. For exec.c's dispatcher only (see above).
+ */
+void rv64_jit_jc_fill(struct rv64_jit *j, const struct rv64_cpu *cpu, uint64_t pc,
+		      const void *code, const uint32_t *state, uint32_t state_val);
+
+/* Forgets every jump cache entry. j may be NULL (no translator). */
+static inline void rv64_jit_jc_invalidate(struct rv64_jit *j)
+{
+	if (j) {
+		j->jc->gen += 4;
+		memset(j->jc->pages, 0, sizeof(j->jc->pages));
+	}
+}
+
+/* Forgets the entries of blocks in the virtual page of va (and maybe more). j may be NULL. */
+static inline void rv64_jit_jc_invalidate_page(struct rv64_jit *j, uint64_t va)
+{
+	unsigned b = rv64_jc_page_bit(va);
+
+	if (j && (j->jc->pages[b / 64] >> (b % 64) & 1))
+		rv64_jit_jc_invalidate(j);
+}
 
 #endif /* __x86_64__ */
 #endif

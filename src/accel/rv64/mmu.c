@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "accel/rv64/jit.h"
 #include "accel/rv64/mmu.h"
 #include "kumo/base.h"
 #include "kumo/memmap.h"
@@ -136,6 +137,9 @@ static uint64_t tlb_allow_for(const struct rv64_cpu *cpu, enum rv64_access acc)
 
 void rv64_tlb_flush(struct rv64_cpu *cpu)
 {
+#ifdef RV64_JIT
+	rv64_jit_jc_invalidate(cpu->jit); /* it maps virtual pcs to code: translations */
+#endif
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
 	memset(cpu->tlb_victim, 0, sizeof(cpu->tlb_victim));
 	cpu->tlb_lp_mask[0] = cpu->tlb_lp_mask[1] = 0;
@@ -161,6 +165,9 @@ void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 		rv64_tlb_flush(cpu);
 		return;
 	}
+#ifdef RV64_JIT
+	rv64_jit_jc_invalidate_page(cpu->jit, va);
+#endif
 	for (unsigned acc = 0; acc < 3; acc++) {
 		struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, acc, va);
 
@@ -408,7 +415,7 @@ static bool page_is_code(const struct rv64_vm *vm, uint64_t pa)
 }
 
 /* Drops decoded copies of pa's page: next generation, no code. True if it had code. */
-static bool code_invalidate(const struct rv64_vm *vm, uint64_t pa)
+static bool code_invalidate(struct rv64_vm *vm, uint64_t pa)
 {
 	uint32_t *w = code_word(vm, pa);
 	uint32_t old;
@@ -421,6 +428,8 @@ static bool code_invalidate(const struct rv64_vm *vm, uint64_t pa)
 			return false;
 	} while (!__atomic_compare_exchange_n(w, &old, (old | 1) + 1, true, __ATOMIC_ACQ_REL,
 					      __ATOMIC_ACQUIRE));
+	/* After the state word: pairs with rv64_jit_jc_fill(), which reads them the other way. */
+	__atomic_fetch_add(&vm->code_inval, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
