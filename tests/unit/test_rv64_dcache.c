@@ -23,6 +23,8 @@
 #include "kumo/accel.h"
 #include "kumo/memmap.h"
 
+#include "accel_harness.h"
+
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 20)
 #define CODE (RAM_BASE + 0x1000)
@@ -57,150 +59,91 @@ static uint32_t lui(unsigned rd, uint32_t hi20)
 	return hi20 << 12 | rd << 7 | 0x37;
 }
 
-struct fx {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu[2];
-};
-
-static const struct accel_ops *ops = &accel_rv64_ops;
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct accel_vm_config cfg = {0};
+	struct accel_harness *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	f->ram = calloc(1, RAM_SIZE);
-	assert_non_null(f->ram);
-	f->mm = memmap_new();
-	assert_non_null(f->mm);
-	assert_int_equal(memmap_add_ram(f->mm, RAM_BASE, RAM_SIZE, f->ram), 0);
-	cfg.ram = f->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = f->mm;
-	cfg.ncpus = 2;
-	cfg.ecall_exit_mask = 1u << 3;
-	assert_int_equal(ops->vm_new(&cfg, &f->vm), 0);
-	for (unsigned i = 0; i < 2; i++)
-		assert_int_equal(ops->vcpu_new(f->vm, i, &f->cpu[i]), 0);
+	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 2,
+				       .ecall_exit_mask = 1u << 3});
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-
-	for (unsigned i = 0; i < 2; i++)
-		ops->vcpu_free(f->cpu[i]);
-	ops->vm_free(f->vm);
-	memmap_free(f->mm);
-	free(f->ram);
-	free(f);
+	ah_fini(*state);
+	free(*state);
 	return 0;
-}
-
-static void put32(struct fx *f, uint64_t addr, uint32_t v)
-{
-	memcpy(f->ram + (addr - RAM_BASE), &v, 4);
-}
-
-static void put16(struct fx *f, uint64_t addr, uint16_t v)
-{
-	memcpy(f->ram + (addr - RAM_BASE), &v, 2);
-}
-
-static void set(struct fx *f, unsigned hart, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(f->cpu[hart], id, v), 0);
-}
-
-static uint64_t get(struct fx *f, unsigned hart, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(f->cpu[hart], id, &v), 0);
-	return v;
-}
-
-/* Runs hart until its next ECALL exit; returns a0 there. */
-static uint64_t run_to_ecall(struct fx *f, unsigned hart)
-{
-	assert_int_equal(ops->vcpu_run(f->cpu[hart]), 0);
-	assert_int_equal(ops->vcpu_run_state(f->cpu[hart])->exit_reason, ACCEL_EXIT_SBI);
-	return get(f, hart, ACCEL_REG_X(A0));
 }
 
 /* A store of the running hart to its own next instruction takes effect without FENCE.I. */
 static void test_store_to_next_instruction(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	/* loop: sw t0, 8(s0); addi a0, zero, 1; ecall; j loop */
-	put32(f, CODE, sw(T0, S0, 8));
-	put32(f, CODE + 4, addi(0, 0, 0));
-	put32(f, CODE + 8, addi(A0, 0, 1));
-	put32(f, CODE + 12, ECALL);
-	put32(f, CODE + 16, jal(0, -16));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	set(f, 0, ACCEL_REG_X(S0), CODE);
-	set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, 1));
-	assert_int_equal(run_to_ecall(f, 0), 1);
+	ah_put32(f, CODE, sw(T0, S0, 8));
+	ah_put32(f, CODE + 4, addi(0, 0, 0));
+	ah_put32(f, CODE + 8, addi(A0, 0, 1));
+	ah_put32(f, CODE + 12, ECALL);
+	ah_put32(f, CODE + 16, jal(0, -16));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	ah_set(f, 0, ACCEL_REG_X(S0), CODE);
+	ah_set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, 1));
+	assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	/* The same loop again, now storing a different instruction over the decoded one. */
 	for (int v = 2; v < 40; v++) {
-		set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, v));
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		ah_set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, v));
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 }
 
 /* Hart 1 rewrites code hart 0 has decoded; hart 0 sees it after its FENCE.I. */
 static void test_cross_hart_fence_i(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	/* hart 0 -- loop: addi a0, zero, 1; ecall; fence.i; j loop */
-	put32(f, CODE, addi(A0, 0, 1));
-	put32(f, CODE + 4, ECALL);
-	put32(f, CODE + 8, FENCE_I);
-	put32(f, CODE + 12, jal(0, -12));
+	ah_put32(f, CODE, addi(A0, 0, 1));
+	ah_put32(f, CODE + 4, ECALL);
+	ah_put32(f, CODE + 8, FENCE_I);
+	ah_put32(f, CODE + 12, jal(0, -12));
 	/* hart 1 -- loop: sw t0, 0(s0); ecall; j loop */
-	put32(f, CODE1, sw(T0, S0, 0));
-	put32(f, CODE1 + 4, ECALL);
-	put32(f, CODE1 + 8, jal(0, -8));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	set(f, 1, ACCEL_REG_PC, CODE1);
-	set(f, 1, ACCEL_REG_X(S0), CODE);
+	ah_put32(f, CODE1, sw(T0, S0, 0));
+	ah_put32(f, CODE1 + 4, ECALL);
+	ah_put32(f, CODE1 + 8, jal(0, -8));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	ah_set(f, 1, ACCEL_REG_PC, CODE1);
+	ah_set(f, 1, ACCEL_REG_X(S0), CODE);
 
-	assert_int_equal(run_to_ecall(f, 0), 1);
+	assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	for (int v = 2; v < 20; v++) {
-		set(f, 1, ACCEL_REG_X(T0), addi(A0, 0, v));
-		run_to_ecall(f, 1);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		ah_set(f, 1, ACCEL_REG_X(T0), addi(A0, 0, v));
+		ah_run_to_ecall(f, 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 }
 
 /* Host writes (DMA) announced with rv64_code_ram_written() drop the decoded copy. */
 static void test_ram_written(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 	struct rv64_vm *vm = (struct rv64_vm *)f->vm;
 
-	put32(f, CODE, addi(A0, 0, 5));
-	put32(f, CODE + 4, ECALL);
-	put32(f, CODE + 8, FENCE_I);
-	put32(f, CODE + 12, jal(0, -12));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	assert_int_equal(run_to_ecall(f, 0), 5);
-	put32(f, CODE, addi(A0, 0, 6));
+	ah_put32(f, CODE, addi(A0, 0, 5));
+	ah_put32(f, CODE + 4, ECALL);
+	ah_put32(f, CODE + 8, FENCE_I);
+	ah_put32(f, CODE + 12, jal(0, -12));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	assert_int_equal(ah_run_to_ecall(f, 0), 5);
+	ah_put32(f, CODE, addi(A0, 0, 6));
 	rv64_code_ram_written(vm, CODE, 4);
-	assert_int_equal(run_to_ecall(f, 0), 6);
+	assert_int_equal(ah_run_to_ecall(f, 0), 6);
 	/* Code the VMM writes before pointing the hart at it needs no announcement. */
-	put32(f, CODE, addi(A0, 0, 7));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	assert_int_equal(run_to_ecall(f, 0), 7);
+	ah_put32(f, CODE, addi(A0, 0, 7));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	assert_int_equal(ah_run_to_ecall(f, 0), 7);
 }
 
 /*
@@ -209,51 +152,51 @@ static void test_ram_written(void **state)
  */
 static void test_partial_rewrites(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	/* loop: lui a0, 0x12; addi a0, a0, 0x34; ecall; sw t0, 4(s0); fence.i; j loop */
-	put32(f, CODE, lui(A0, 0x12));
-	put32(f, CODE + 4, addi(A0, A0, 0x34));
-	put32(f, CODE + 8, ECALL);
-	put32(f, CODE + 12, sw(T0, S0, 4));
-	put32(f, CODE + 16, FENCE_I);
-	put32(f, CODE + 20, jal(0, -20));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	set(f, 0, ACCEL_REG_X(S0), CODE);
-	set(f, 0, ACCEL_REG_X(T0), addi(A0, A0, 0x56));
-	assert_int_equal(run_to_ecall(f, 0), 0x12034);
-	assert_int_equal(run_to_ecall(f, 0), 0x12056);
+	ah_put32(f, CODE, lui(A0, 0x12));
+	ah_put32(f, CODE + 4, addi(A0, A0, 0x34));
+	ah_put32(f, CODE + 8, ECALL);
+	ah_put32(f, CODE + 12, sw(T0, S0, 4));
+	ah_put32(f, CODE + 16, FENCE_I);
+	ah_put32(f, CODE + 20, jal(0, -20));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	ah_set(f, 0, ACCEL_REG_X(S0), CODE);
+	ah_set(f, 0, ACCEL_REG_X(T0), addi(A0, A0, 0x56));
+	assert_int_equal(ah_run_to_ecall(f, 0), 0x12034);
+	assert_int_equal(ah_run_to_ecall(f, 0), 0x12056);
 
 	/* c.li a0, 3; c.nop; ecall -> then the c.li parcel alone becomes c.li a0, 9 */
-	put16(f, CODE, 0x450d); /* c.li a0, 3 */
-	put16(f, CODE + 2, 0x0001);
-	put32(f, CODE + 4, ECALL);
-	put32(f, CODE + 8, FENCE_I);
-	put32(f, CODE + 12, jal(0, -12));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	assert_int_equal(run_to_ecall(f, 0), 3);
-	put16(f, CODE, 0x4525); /* c.li a0, 9 */
+	ah_put16(f, CODE, 0x450d); /* c.li a0, 3 */
+	ah_put16(f, CODE + 2, 0x0001);
+	ah_put32(f, CODE + 4, ECALL);
+	ah_put32(f, CODE + 8, FENCE_I);
+	ah_put32(f, CODE + 12, jal(0, -12));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	assert_int_equal(ah_run_to_ecall(f, 0), 3);
+	ah_put16(f, CODE, 0x4525); /* c.li a0, 9 */
 	rv64_code_ram_written((struct rv64_vm *)f->vm, CODE, 2);
-	assert_int_equal(run_to_ecall(f, 0), 9);
+	assert_int_equal(ah_run_to_ecall(f, 0), 9);
 }
 
 /* A loop that writes nothing runs from its decoded page: lookups hit. */
 static void test_hits_counted(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 	struct accel_stats st;
 
 	/* loop: addi s1, s1, 1; ecall; j loop (the SBI return value lands in a0, a1) */
-	put32(f, CODE, addi(S1, S1, 1));
-	put32(f, CODE + 4, ECALL);
-	put32(f, CODE + 8, jal(0, -8));
-	set(f, 0, ACCEL_REG_PC, CODE);
-	set(f, 0, ACCEL_REG_X(S1), 0);
+	ah_put32(f, CODE, addi(S1, S1, 1));
+	ah_put32(f, CODE + 4, ECALL);
+	ah_put32(f, CODE + 8, jal(0, -8));
+	ah_set(f, 0, ACCEL_REG_PC, CODE);
+	ah_set(f, 0, ACCEL_REG_X(S1), 0);
 	for (uint64_t i = 1; i <= 50; i++) {
-		run_to_ecall(f, 0);
-		assert_int_equal(get(f, 0, ACCEL_REG_X(S1)), i);
+		ah_run_to_ecall(f, 0);
+		assert_int_equal(ah_get(f, 0, ACCEL_REG_X(S1)), i);
 	}
-	assert_int_equal(ops->get_stats(f->cpu[0], &st), 0);
+	assert_int_equal(f->ops->get_stats(f->cpu[0], &st), 0);
 	assert_true(st.dcache_misses >= 1);
 	assert_true(st.dcache_hits >= 40);
 	assert_true(st.dcache_misses < 5);

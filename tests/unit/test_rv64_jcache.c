@@ -32,6 +32,8 @@
 #include "kumo/accel.h"
 #include "kumo/memmap.h"
 
+#include "accel_harness.h"
+
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 20)
 #define TRAP (RAM_BASE + 0x800)     /* M-mode trap vector: ECALL */
@@ -111,87 +113,27 @@ static uint32_t sfence_vma(unsigned rs1)
 	return SFENCE_ALL | rs1 << 15;
 }
 
-struct fx {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu[2];
-};
-
-static const struct accel_ops *ops = &accel_rv64_ops;
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct accel_vm_config cfg = {0};
+	struct accel_harness *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	f->ram = calloc(1, RAM_SIZE);
-	assert_non_null(f->ram);
-	f->mm = memmap_new();
-	assert_non_null(f->mm);
-	assert_int_equal(memmap_add_ram(f->mm, RAM_BASE, RAM_SIZE, f->ram), 0);
-	cfg.ram = f->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = f->mm;
-	cfg.ncpus = 2;
-	cfg.ecall_exit_mask = 1u << 0 | 1u << 1 | 1u << 3;
-	setenv("KUMO_JIT", "1", 1);
-	assert_int_equal(ops->vm_new(&cfg, &f->vm), 0);
-	for (unsigned i = 0; i < 2; i++)
-		assert_int_equal(ops->vcpu_new(f->vm, i, &f->cpu[i]), 0);
-	unsetenv("KUMO_JIT");
+	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 2,
+				       .ecall_exit_mask = 1u << 0 | 1u << 1 | 1u << 3,
+				       .jit = AH_JIT_ON});
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-
-	for (unsigned i = 0; i < 2; i++)
-		ops->vcpu_free(f->cpu[i]);
-	ops->vm_free(f->vm);
-	memmap_free(f->mm);
-	free(f->ram);
-	free(f);
+	ah_fini(*state);
+	free(*state);
 	return 0;
 }
 
-static void put32(struct fx *f, uint64_t addr, uint32_t v)
-{
-	memcpy(f->ram + (addr - RAM_BASE), &v, 4);
-}
-
-static void put64(struct fx *f, uint64_t addr, uint64_t v)
-{
-	memcpy(f->ram + (addr - RAM_BASE), &v, 8);
-}
-
-static void set(struct fx *f, unsigned hart, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(f->cpu[hart], id, v), 0);
-}
-
-static uint64_t get(struct fx *f, unsigned hart, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(f->cpu[hart], id, &v), 0);
-	return v;
-}
-
-/* Runs hart until its next ECALL exit; returns a0 there. */
-static uint64_t run_to_ecall(struct fx *f, unsigned hart)
-{
-	assert_int_equal(ops->vcpu_run(f->cpu[hart]), 0);
-	assert_int_equal(ops->vcpu_run_state(f->cpu[hart])->exit_reason, ACCEL_EXIT_SBI);
-	return get(f, hart, ACCEL_REG_X(A0));
-}
-
 /* True when hart's jump cache holds a live entry for pc (always true without a translator). */
-static bool jc_holds(struct fx *f, unsigned hart, uint64_t pc)
+static bool jc_holds(struct accel_harness *f, unsigned hart, uint64_t pc)
 {
 #ifdef RV64_JIT
 	struct rv64_cpu *cpu = (struct rv64_cpu *)f->cpu[hart];
@@ -213,10 +155,10 @@ static bool jc_holds(struct fx *f, unsigned hart, uint64_t pc)
 }
 
 /* The function at `at`: a0 = v; return. */
-static void put_fn(struct fx *f, uint64_t at, int32_t v)
+static void put_fn(struct accel_harness *f, uint64_t at, int32_t v)
 {
-	put32(f, at, addi(A0, 0, v));
-	put32(f, at + 4, jalr(0, RA, 0));
+	ah_put32(f, at, addi(A0, 0, v));
+	ah_put32(f, at + 4, jalr(0, RA, 0));
 }
 
 static uint64_t pte(uint64_t pa, unsigned flags)
@@ -228,17 +170,17 @@ static uint64_t pte(uint64_t pa, unsigned flags)
  * Sv39 tables at pt (root, L1, L0 in three pages): RAM identity-mapped with 4 KiB pages, S
  * pages except UCALLER (a U page), and VPAGE mapped to `vpage_pa`.
  */
-static void map_sv39(struct fx *f, uint64_t pt, uint64_t vpage_pa)
+static void map_sv39(struct accel_harness *f, uint64_t pt, uint64_t vpage_pa)
 {
 	uint64_t root = pt, l1 = pt + 0x1000, l0 = pt + 0x2000;
 	unsigned rwx = PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D;
 
 	memset(f->ram + (pt - RAM_BASE), 0, 0x3000);
-	put64(f, root + 8 * ((RAM_BASE >> 30) & 511), pte(l1, PTE_V));
-	put64(f, l1 + 8 * ((RAM_BASE >> 21) & 511), pte(l0, PTE_V));
+	ah_put64(f, root + 8 * ((RAM_BASE >> 30) & 511), pte(l1, PTE_V));
+	ah_put64(f, l1 + 8 * ((RAM_BASE >> 21) & 511), pte(l0, PTE_V));
 	for (uint64_t pa = RAM_BASE; pa < RAM_BASE + RAM_SIZE; pa += 0x1000)
-		put64(f, l0 + 8 * ((pa >> 12) & 511), pte(pa, pa == UCALLER ? rwx | PTE_U : rwx));
-	put64(f, l0 + 8 * ((VPAGE >> 12) & 511), pte(vpage_pa, rwx));
+		ah_put64(f, l0 + 8 * ((pa >> 12) & 511), pte(pa, pa == UCALLER ? rwx | PTE_U : rwx));
+	ah_put64(f, l0 + 8 * ((VPAGE >> 12) & 511), pte(vpage_pa, rwx));
 }
 
 static uint64_t satp_of(uint64_t pt)
@@ -247,44 +189,44 @@ static uint64_t satp_of(uint64_t pt)
 }
 
 /* S-mode under address space 1 from CALLER, calling s1 = VPAGE. */
-static void start_paged(struct fx *f)
+static void start_paged(struct accel_harness *f)
 {
 	put_fn(f, P1, 1);
 	put_fn(f, P2, 2);
 	map_sv39(f, PT1, P1);
 	map_sv39(f, PT2, P2);
-	set(f, 0, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
-	put32(f, TRAP, ECALL);
-	set(f, 0, ACCEL_REG_CSR(CSR_SATP), satp_of(PT1));
-	set(f, 0, ACCEL_REG_PRIV, RV64_PRIV_S);
-	set(f, 0, ACCEL_REG_PC, CALLER);
-	set(f, 0, ACCEL_REG_X(S1), VPAGE);
+	ah_set(f, 0, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
+	ah_put32(f, TRAP, ECALL);
+	ah_set(f, 0, ACCEL_REG_CSR(CSR_SATP), satp_of(PT1));
+	ah_set(f, 0, ACCEL_REG_PRIV, RV64_PRIV_S);
+	ah_set(f, 0, ACCEL_REG_PC, CALLER);
+	ah_set(f, 0, ACCEL_REG_X(S1), VPAGE);
 }
 
 /*
  * The guest rewrites VPAGE's PTE (P1 <-> P2) and fences with `fence` (SFENCE.VMA of all or of
  * VPAGE): the next call must reach the new page.
  */
-static void remap_with(struct fx *f, uint32_t fence)
+static void remap_with(struct accel_harness *f, uint32_t fence)
 {
 	uint64_t pte_va = PT1 + 0x2000 + 8 * ((VPAGE >> 12) & 511);
 
 	/* loop: jalr ra, 0(s1); jalr ra, 0(s1); ecall; sd t0, 0(s2); <fence>; j loop */
-	put32(f, CALLER, jalr(RA, S1, 0));
-	put32(f, CALLER + 4, jalr(RA, S1, 0));
-	put32(f, CALLER + 8, ECALL);
-	put32(f, CALLER + 12, store(3, T0, S2, 0));
-	put32(f, CALLER + 16, fence);
-	put32(f, CALLER + 20, jal(0, -20));
+	ah_put32(f, CALLER, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 4, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 8, ECALL);
+	ah_put32(f, CALLER + 12, store(3, T0, S2, 0));
+	ah_put32(f, CALLER + 16, fence);
+	ah_put32(f, CALLER + 20, jal(0, -20));
 	start_paged(f);
-	set(f, 0, ACCEL_REG_X(S2), pte_va);
-	assert_int_equal(run_to_ecall(f, 0), 1);
+	ah_set(f, 0, ACCEL_REG_X(S2), pte_va);
+	assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	for (unsigned i = 1; i <= 30; i++) {
 		unsigned want = (i / 3) % 2 ? 2 : 1; /* some rounds keep the mapping: cache hits */
 
-		set(f, 0, ACCEL_REG_X(T0), pte(want == 1 ? P1 : P2,
+		ah_set(f, 0, ACCEL_REG_X(T0), pte(want == 1 ? P1 : P2,
 					       PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D));
-		assert_int_equal(run_to_ecall(f, 0), want);
+		assert_int_equal(ah_run_to_ecall(f, 0), want);
 		assert_true(jc_holds(f, 0, VPAGE));
 	}
 }
@@ -300,7 +242,7 @@ static void test_remap_sfence_page(void **state)
 }
 
 /* The jump cache generation: changes whenever the whole cache was dropped (0 without one). */
-static uint64_t jc_gen(struct fx *f, unsigned hart)
+static uint64_t jc_gen(struct accel_harness *f, unsigned hart)
 {
 #ifdef RV64_JIT
 	struct rv64_cpu *cpu = (struct rv64_cpu *)f->cpu[hart];
@@ -316,21 +258,21 @@ static uint64_t jc_gen(struct fx *f, unsigned hart)
 /* SFENCE.VMA of a page without code keeps the jump cache (and the calls still work). */
 static void test_sfence_of_data_page_keeps_entries(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 	uint64_t gen;
 
 	/* loop: jalr ra, 0(s1); ecall; sfence.vma s2; j loop */
-	put32(f, CALLER, jalr(RA, S1, 0));
-	put32(f, CALLER + 4, ECALL);
-	put32(f, CALLER + 8, sfence_vma(S2));
-	put32(f, CALLER + 12, jal(0, -12));
+	ah_put32(f, CALLER, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 4, ECALL);
+	ah_put32(f, CALLER + 8, sfence_vma(S2));
+	ah_put32(f, CALLER + 12, jal(0, -12));
 	start_paged(f);
-	set(f, 0, ACCEL_REG_X(S2), RAM_BASE + 0x40000);
+	ah_set(f, 0, ACCEL_REG_X(S2), RAM_BASE + 0x40000);
 	for (unsigned i = 0; i < 3; i++)
-		assert_int_equal(run_to_ecall(f, 0), 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	gen = jc_gen(f, 0);
 	for (unsigned i = 0; i < 10; i++)
-		assert_int_equal(run_to_ecall(f, 0), 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	assert_int_equal(jc_gen(f, 0), gen);
 	assert_true(jc_holds(f, 0, VPAGE));
 }
@@ -338,21 +280,21 @@ static void test_sfence_of_data_page_keeps_entries(void **state)
 /* A satp write alone switches address spaces (kumo's TLB has no ASIDs: it flushes). */
 static void test_remap_satp(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	/* loop: jalr ra, 0(s1); jalr ra, 0(s1); ecall; csrw satp, t0; j loop */
-	put32(f, CALLER, jalr(RA, S1, 0));
-	put32(f, CALLER + 4, jalr(RA, S1, 0));
-	put32(f, CALLER + 8, ECALL);
-	put32(f, CALLER + 12, csrw(CSR_SATP, T0));
-	put32(f, CALLER + 16, jal(0, -16));
+	ah_put32(f, CALLER, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 4, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 8, ECALL);
+	ah_put32(f, CALLER + 12, csrw(CSR_SATP, T0));
+	ah_put32(f, CALLER + 16, jal(0, -16));
 	start_paged(f);
-	assert_int_equal(run_to_ecall(f, 0), 1);
+	assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	for (unsigned i = 1; i <= 30; i++) {
 		unsigned want = (i / 3) % 2 ? 2 : 1;
 
-		set(f, 0, ACCEL_REG_X(T0), satp_of(want == 1 ? PT1 : PT2));
-		assert_int_equal(run_to_ecall(f, 0), want);
+		ah_set(f, 0, ACCEL_REG_X(T0), satp_of(want == 1 ? PT1 : PT2));
+		assert_int_equal(ah_run_to_ecall(f, 0), want);
 	}
 }
 
@@ -363,107 +305,107 @@ static void test_remap_satp(void **state)
  */
 static void test_user_does_not_follow_supervisor_entry(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	/* S: loop: jalr ra, 0(s1); ecall; bne s2, zero, loop; csrc sstatus, t1; csrw sepc, s3; sret */
-	put32(f, CALLER, jalr(RA, S1, 0));
-	put32(f, CALLER + 4, ECALL);
-	put32(f, CALLER + 8, bne(S2, 0, -8));
-	put32(f, CALLER + 12, csrc(CSR_SSTATUS, T1));
-	put32(f, CALLER + 16, csrw(CSR_SEPC, S3));
-	put32(f, CALLER + 20, SRET);
+	ah_put32(f, CALLER, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 4, ECALL);
+	ah_put32(f, CALLER + 8, bne(S2, 0, -8));
+	ah_put32(f, CALLER + 12, csrc(CSR_SSTATUS, T1));
+	ah_put32(f, CALLER + 16, csrw(CSR_SEPC, S3));
+	ah_put32(f, CALLER + 20, SRET);
 	/* U: jalr ra, 0(s1); ecall */
-	put32(f, UCALLER, jalr(RA, S1, 0));
-	put32(f, UCALLER + 4, ECALL);
+	ah_put32(f, UCALLER, jalr(RA, S1, 0));
+	ah_put32(f, UCALLER + 4, ECALL);
 	put_fn(f, FN, 7);
 	start_paged(f);
-	set(f, 0, ACCEL_REG_X(S1), FN);
-	set(f, 0, ACCEL_REG_X(S2), 1);
-	set(f, 0, ACCEL_REG_X(S3), UCALLER);
-	set(f, 0, ACCEL_REG_X(T1), SSTATUS_SPP);
+	ah_set(f, 0, ACCEL_REG_X(S1), FN);
+	ah_set(f, 0, ACCEL_REG_X(S2), 1);
+	ah_set(f, 0, ACCEL_REG_X(S3), UCALLER);
+	ah_set(f, 0, ACCEL_REG_X(T1), SSTATUS_SPP);
 	for (unsigned i = 0; i < 5; i++)
-		assert_int_equal(run_to_ecall(f, 0), 7);
+		assert_int_equal(ah_run_to_ecall(f, 0), 7);
 	assert_true(jc_holds(f, 0, FN));
-	set(f, 0, ACCEL_REG_X(S2), 0);
-	set(f, 0, ACCEL_REG_X(A0), 0);
-	assert_int_equal(run_to_ecall(f, 0), 0); /* the ECALL at TRAP, in M-mode */
-	assert_int_equal(get(f, 0, ACCEL_REG_PRIV), RV64_PRIV_M);
-	assert_int_equal(get(f, 0, ACCEL_REG_CSR(CSR_MCAUSE)), RV64_EXC_INSN_PAGE_FAULT);
-	assert_int_equal(get(f, 0, ACCEL_REG_CSR(CSR_MEPC)), FN);
-	assert_int_equal(get(f, 0, ACCEL_REG_CSR(CSR_MTVAL)), FN);
+	ah_set(f, 0, ACCEL_REG_X(S2), 0);
+	ah_set(f, 0, ACCEL_REG_X(A0), 0);
+	assert_int_equal(ah_run_to_ecall(f, 0), 0); /* the ECALL at TRAP, in M-mode */
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_PRIV), RV64_PRIV_M);
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_CSR(CSR_MCAUSE)), RV64_EXC_INSN_PAGE_FAULT);
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_CSR(CSR_MEPC)), FN);
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_CSR(CSR_MTVAL)), FN);
 	assert_true(jc_holds(f, 0, FN)); /* the S-mode entry was there all along */
 }
 
 /* M-mode, untranslated: loop: jalr ra, 0(s1); ecall; <between>; j loop. */
-static void start_calls(struct fx *f, uint32_t between)
+static void start_calls(struct accel_harness *f, uint32_t between)
 {
-	put32(f, CALLER, jalr(RA, S1, 0));
-	put32(f, CALLER + 4, ECALL);
-	put32(f, CALLER + 8, between);
-	put32(f, CALLER + 12, jal(0, -12));
+	ah_put32(f, CALLER, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 4, ECALL);
+	ah_put32(f, CALLER + 8, between);
+	ah_put32(f, CALLER + 12, jal(0, -12));
 	put_fn(f, FN, 1);
-	set(f, 0, ACCEL_REG_PC, CALLER);
-	set(f, 0, ACCEL_REG_X(S1), FN);
+	ah_set(f, 0, ACCEL_REG_PC, CALLER);
+	ah_set(f, 0, ACCEL_REG_X(S1), FN);
 }
 
 /* The hart's own store to the called function (no FENCE.I needed: kumo is precise). */
 static void test_own_store_rewrites_target(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	start_calls(f, store(2, T0, S1, 0)); /* sw t0, 0(s1) */
-	set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, 1));
+	ah_set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, 1));
 	for (int v = 1; v < 4; v++)
-		assert_int_equal(run_to_ecall(f, 0), 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	assert_true(jc_holds(f, 0, FN));
 	for (int v = 2; v < 40; v++) {
-		set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, v));
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		ah_set(f, 0, ACCEL_REG_X(T0), addi(A0, 0, v));
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 }
 
 /* Hart 1 rewrites the function; hart 0 runs FENCE.I between its calls. */
 static void test_other_hart_store_and_fence_i(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	start_calls(f, FENCE_I);
 	/* hart 1 -- loop: sw t0, 0(s0); ecall; j loop */
-	put32(f, CODE1, store(2, T0, S0, 0));
-	put32(f, CODE1 + 4, ECALL);
-	put32(f, CODE1 + 8, jal(0, -8));
-	set(f, 1, ACCEL_REG_PC, CODE1);
-	set(f, 1, ACCEL_REG_X(S0), FN);
+	ah_put32(f, CODE1, store(2, T0, S0, 0));
+	ah_put32(f, CODE1 + 4, ECALL);
+	ah_put32(f, CODE1 + 8, jal(0, -8));
+	ah_set(f, 1, ACCEL_REG_PC, CODE1);
+	ah_set(f, 1, ACCEL_REG_X(S0), FN);
 	for (int v = 1; v < 4; v++)
-		assert_int_equal(run_to_ecall(f, 0), 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	for (int v = 2; v < 30; v++) {
-		set(f, 1, ACCEL_REG_X(T0), addi(A0, 0, v));
-		run_to_ecall(f, 1);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		ah_set(f, 1, ACCEL_REG_X(T0), addi(A0, 0, v));
+		ah_run_to_ecall(f, 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 }
 
 /* Host writes: announced (DMA), or made by the VMM before it points the hart somewhere. */
 static void test_host_writes(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 
 	start_calls(f, addi(0, 0, 0));
 	for (int v = 1; v < 4; v++)
-		assert_int_equal(run_to_ecall(f, 0), 1);
+		assert_int_equal(ah_run_to_ecall(f, 0), 1);
 	for (int v = 2; v < 20; v++) {
-		put32(f, FN, addi(A0, 0, v));
+		ah_put32(f, FN, addi(A0, 0, v));
 		rv64_code_ram_written((struct rv64_vm *)f->vm, FN, 4);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 	for (int v = 20; v < 30; v++) {
-		put32(f, FN, addi(A0, 0, v));
-		set(f, 0, ACCEL_REG_PC, CALLER);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
-		assert_int_equal(run_to_ecall(f, 0), (uint64_t)v);
+		ah_put32(f, FN, addi(A0, 0, v));
+		ah_set(f, 0, ACCEL_REG_PC, CALLER);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
+		assert_int_equal(ah_run_to_ecall(f, 0), (uint64_t)v);
 	}
 }
 
@@ -473,25 +415,25 @@ static void test_host_writes(void **state)
  */
 static void test_call_loop_counts_exactly(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 	const uint64_t rounds = 200000;
 	uint64_t before;
 
 	/* loop: addi s2, s2, -1; jalr ra, 0(s1); bne s2, zero, loop; ecall */
-	put32(f, CALLER, addi(S2, S2, -1));
-	put32(f, CALLER + 4, jalr(RA, S1, 0));
-	put32(f, CALLER + 8, bne(S2, 0, -8));
-	put32(f, CALLER + 12, ECALL);
-	put32(f, FN, addi(A0, A0, 3));
-	put32(f, FN + 4, jalr(0, RA, 0));
-	set(f, 0, ACCEL_REG_PC, CALLER);
-	set(f, 0, ACCEL_REG_X(S1), FN);
-	set(f, 0, ACCEL_REG_X(S2), rounds);
-	set(f, 0, ACCEL_REG_X(A0), 0);
-	before = get(f, 0, ACCEL_REG_CSR(CSR_MINSTRET));
-	assert_int_equal(run_to_ecall(f, 0), 3 * rounds);
-	assert_int_equal(get(f, 0, ACCEL_REG_CSR(CSR_MINSTRET)) - before, 5 * rounds);
-	assert_int_equal(get(f, 0, ACCEL_REG_PC), CALLER + 12);
+	ah_put32(f, CALLER, addi(S2, S2, -1));
+	ah_put32(f, CALLER + 4, jalr(RA, S1, 0));
+	ah_put32(f, CALLER + 8, bne(S2, 0, -8));
+	ah_put32(f, CALLER + 12, ECALL);
+	ah_put32(f, FN, addi(A0, A0, 3));
+	ah_put32(f, FN + 4, jalr(0, RA, 0));
+	ah_set(f, 0, ACCEL_REG_PC, CALLER);
+	ah_set(f, 0, ACCEL_REG_X(S1), FN);
+	ah_set(f, 0, ACCEL_REG_X(S2), rounds);
+	ah_set(f, 0, ACCEL_REG_X(A0), 0);
+	before = ah_get(f, 0, ACCEL_REG_CSR(CSR_MINSTRET));
+	assert_int_equal(ah_run_to_ecall(f, 0), 3 * rounds);
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_CSR(CSR_MINSTRET)) - before, 5 * rounds);
+	assert_int_equal(ah_get(f, 0, ACCEL_REG_PC), CALLER + 12);
 }
 
 static void *kick_later(void *arg)
@@ -499,7 +441,7 @@ static void *kick_later(void *arg)
 	struct timespec ts = {0, 50 * 1000 * 1000};
 
 	nanosleep(&ts, NULL);
-	ops->vcpu_kick(arg);
+	accel_rv64_ops.vcpu_kick(arg);
 	return NULL;
 }
 
@@ -510,20 +452,19 @@ static void *kick_later(void *arg)
  */
 static void test_kick_stops_jump_loop(void **state)
 {
-	struct fx *f = *state;
+	struct accel_harness *f = *state;
 	pthread_t t;
 
-	put32(f, CALLER, jalr(0, S1, 0)); /* jr s1 */
-	put32(f, FN, jalr(0, S2, 0));     /* jr s2 */
-	set(f, 0, ACCEL_REG_PC, CALLER);
-	set(f, 0, ACCEL_REG_X(S1), FN);
-	set(f, 0, ACCEL_REG_X(S2), CALLER);
+	ah_put32(f, CALLER, jalr(0, S1, 0)); /* jr s1 */
+	ah_put32(f, FN, jalr(0, S2, 0));     /* jr s2 */
+	ah_set(f, 0, ACCEL_REG_PC, CALLER);
+	ah_set(f, 0, ACCEL_REG_X(S1), FN);
+	ah_set(f, 0, ACCEL_REG_X(S2), CALLER);
 	assert_int_equal(pthread_create(&t, NULL, kick_later, f->cpu[0]), 0);
 	alarm(20);
-	assert_int_equal(ops->vcpu_run(f->cpu[0]), 0);
+	assert_int_equal(ah_run(f, 0), ACCEL_EXIT_INTR);
 	alarm(0);
 	pthread_join(t, NULL);
-	assert_int_equal(ops->vcpu_run_state(f->cpu[0])->exit_reason, ACCEL_EXIT_INTR);
 	assert_true(jc_holds(f, 0, FN));
 }
 
