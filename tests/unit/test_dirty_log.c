@@ -8,7 +8,7 @@
  * devices, to nothing and across the end of RAM mark nothing.
  *
  * Programs are encoded by hand, run through accel_rv64_ops and end in an ECALL that exits to
- * the test. The CPU tests run twice: with the JIT (KUMO_JIT unset: stores are translated to
+ * the test. The CPU tests run twice: with the JIT (KUMO_JIT=1: stores are translated to
  * its inline TLB path) and with the interpreter alone (KUMO_JIT=0).
  */
 #include <errno.h>
@@ -26,6 +26,7 @@
 #include "kumo/accel.h"
 #include "kumo/memmap.h"
 #include "kumo/virtio.h"
+#include "accel_harness.h"
 #include "virtio_harness.h"
 
 #define RAM_BASE 0x80000000ull
@@ -95,56 +96,32 @@ static uint32_t AMO_D(unsigned f5, unsigned rd, unsigned rs1, unsigned rs2)
 /* --- a one-hart VM over RAM_SIZE bytes with the dirty log */
 
 struct t {
-	const struct accel_ops *ops;
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *vcpu;
-	struct rv64_cpu *cpu; /* the same hart, for looking at its TLB */
+	struct accel_harness h; /* one hart */
+	struct rv64_cpu *cpu;   /* the same hart, for looking at its TLB */
 	uint64_t bits[NPAGES / 64];
 };
 
 static struct t *t_new(bool jit)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct accel_vm_config cfg = {0};
 
 	assert_non_null(t);
-	if (jit)
-		unsetenv("KUMO_JIT");
-	else
-		setenv("KUMO_JIT", "0", 1);
-	t->ops = &accel_rv64_ops;
-	t->ram = aligned_alloc(4096, RAM_SIZE);
-	assert_non_null(t->ram);
-	memset(t->ram, 0, RAM_SIZE);
-	t->mm = memmap_new();
-	assert_non_null(t->mm);
-	assert_int_equal(memmap_add_ram(t->mm, RAM_BASE, RAM_SIZE, t->ram), 0);
-	assert_int_equal(memmap_dirty_log_words(t->mm), NPAGES / 64);
-	cfg.ram = t->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = t->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = 0xb; /* ECALL exits from U, S and M */
-	assert_int_equal(t->ops->vm_new(&cfg, &t->vm), 0);
-	assert_int_equal(t->ops->vcpu_new(t->vm, 0, &t->vcpu), 0);
-	assert_non_null(t->ops->dirty_log_sync);
-	t->cpu = (struct rv64_cpu *)t->vcpu;
+	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+					   .ecall_exit_mask = 0xb, /* ECALL exits from U, S and M */
+					   .jit = jit ? AH_JIT_ON : AH_JIT_OFF});
+	assert_int_equal(memmap_dirty_log_words(t->h.mm), NPAGES / 64);
+	assert_non_null(t->h.ops->dirty_log_sync);
+	t->cpu = (struct rv64_cpu *)t->h.cpu[0];
 	for (unsigned i = 0; i < 16; i++)
-		memcpy(t->ram + (HANDLER_M - RAM_BASE) + 4 * i, &(uint32_t){ECALL}, 4);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_MTVEC), HANDLER_M), 0);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_MSTATUS), MS_FS), 0);
+		ah_put32(&t->h, HANDLER_M + 4 * i, ECALL);
+	ah_set(&t->h, 0, ACCEL_REG_CSR(C_MTVEC), HANDLER_M);
+	ah_set(&t->h, 0, ACCEL_REG_CSR(C_MSTATUS), MS_FS);
 	return t;
 }
 
 static void t_free(struct t *t)
 {
-	t->ops->vcpu_free(t->vcpu);
-	t->ops->vm_free(t->vm);
-	memmap_free(t->mm);
-	free(t->ram);
+	ah_fini(&t->h);
 	free(t);
 }
 
@@ -163,42 +140,25 @@ static int setup_interp(void **state)
 static int teardown(void **state)
 {
 	t_free(*state);
-	unsetenv("KUMO_JIT");
 	return 0;
 }
 
 static void setx(struct t *t, unsigned n, uint64_t v)
 {
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_X(n), v), 0);
+	ah_set(&t->h, 0, ACCEL_REG_X(n), v);
 }
 
 static uint64_t getx(struct t *t, unsigned n)
 {
-	uint64_t v = 0;
-
-	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_X(n), &v), 0);
-	return v;
-}
-
-static uint64_t get64(struct t *t, uint64_t pa)
-{
-	uint64_t v;
-
-	memcpy(&v, t->ram + (pa - RAM_BASE), 8);
-	return v;
-}
-
-static void put64(struct t *t, uint64_t pa, uint64_t v)
-{
-	memcpy(t->ram + (pa - RAM_BASE), &v, 8);
+	return ah_get(&t->h, 0, ACCEL_REG_X(n));
 }
 
 /* Clears the log and makes the hart forget its write permissions (what snapshots do). */
 static void arm(struct t *t)
 {
-	assert_int_equal(memmap_dirty_log_start(t->mm), 0);
-	assert_true(memmap_dirty_log_active(t->mm));
-	assert_int_equal(t->ops->dirty_log_sync(t->vcpu), 0);
+	assert_int_equal(memmap_dirty_log_start(t->h.mm), 0);
+	assert_true(memmap_dirty_log_active(t->h.mm));
+	assert_int_equal(t->h.ops->dirty_log_sync(t->h.cpu[0]), 0);
 }
 
 /* Fetches and clears the log into t->bits; returns the number of dirty pages. */
@@ -206,7 +166,7 @@ static unsigned fetch(struct t *t)
 {
 	unsigned n = 0;
 
-	assert_int_equal(memmap_dirty_log_fetch(t->mm, t->bits, NPAGES / 64), 0);
+	assert_int_equal(memmap_dirty_log_fetch(t->h.mm, t->bits, NPAGES / 64), 0);
 	for (unsigned w = 0; w < NPAGES / 64; w++)
 		n += (unsigned)__builtin_popcountll(t->bits[w]);
 	return n;
@@ -229,20 +189,23 @@ static void expect_dirty(struct t *t, const uint64_t *pa, unsigned n)
 	}
 }
 
-/* Writes the program (an ECALL follows) at CODE and runs it at privilege `priv` to the ECALL. */
+/* Writes the program (an ECALL follows) at CODE, runs it at privilege `priv` to the next ECALL
+ * exit and returns the pc there. */
+static uint64_t run_code(struct t *t, const uint32_t *insn, unsigned n, unsigned priv)
+{
+	for (unsigned i = 0; i < n; i++)
+		ah_put32(&t->h, CODE + 4 * i, insn[i]);
+	ah_put32(&t->h, CODE + 4 * n, ECALL);
+	ah_set(&t->h, 0, ACCEL_REG_PRIV, priv);
+	ah_set(&t->h, 0, ACCEL_REG_PC, CODE);
+	ah_run_to_ecall(&t->h, 0);
+	return ah_get(&t->h, 0, ACCEL_REG_PC);
+}
+
+/* Runs the program at privilege `priv` to its own ECALL. */
 static void run_prog(struct t *t, const uint32_t *insn, unsigned n, unsigned priv)
 {
-	uint64_t pc = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		memcpy(t->ram + (CODE - RAM_BASE) + 4 * i, &insn[i], 4);
-	memcpy(t->ram + (CODE - RAM_BASE) + 4 * n, &(uint32_t){ECALL}, 4);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PRIV, priv), 0);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PC, CODE), 0);
-	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0);
-	assert_int_equal(t->ops->vcpu_run_state(t->vcpu)->exit_reason, ACCEL_EXIT_SBI);
-	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_PC, &pc), 0);
-	assert_int_equal(pc, CODE + 4 * n); /* not the trap handler */
+	assert_int_equal(run_code(t, insn, n, priv), CODE + 4 * n); /* not the trap handler */
 }
 
 /* True when the hart's write TLB entry for va serves an aligned 8-byte store now. */
@@ -265,7 +228,7 @@ static void test_store(void **state)
 	setx(t, A1, DATA);
 	setx(t, A2, 0x1122334455667788ull);
 	run_prog(t, prog, 1, 3);
-	assert_int_equal(get64(t, DATA + 8), 0x1122334455667788ull);
+	assert_int_equal(ah_get64(&t->h, DATA + 8), 0x1122334455667788ull);
 	assert_true(store_is_fast(t, DATA)); /* refilled without the not-dirty flag */
 	expect_dirty(t, page, 1);
 
@@ -276,17 +239,17 @@ static void test_store(void **state)
 	 */
 	setx(t, A2, 2);
 	run_prog(t, prog, 1, 3);
-	assert_int_equal(get64(t, DATA + 8), 2);
+	assert_int_equal(ah_get64(&t->h, DATA + 8), 2);
 	assert_int_equal(fetch(t), 0);
 
 	/* Re-armed: the hart dropped its write entries; the next store logs the page again. */
 	arm(t);
-	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0); /* the SBI completion: pc += 4, ECALL */
+	ah_run(&t->h, 0); /* the SBI completion: pc += 4, ECALL */
 	assert_false(store_is_fast(t, DATA));
 	setx(t, A1, DATA); /* the completion wrote the SBI return values to a0 and a1 */
 	setx(t, A2, 3);
 	run_prog(t, prog, 1, 3);
-	assert_int_equal(get64(t, DATA + 8), 3);
+	assert_int_equal(ah_get64(&t->h, DATA + 8), 3);
 	expect_dirty(t, page, 1);
 }
 
@@ -309,7 +272,7 @@ static void test_store_loop(void **state)
 	run_prog(t, prog, 8, 3);
 	expect_dirty(t, pages, 32);
 	for (unsigned i = 0; i < 32; i++) {
-		assert_int_equal(get64(t, pages[i]), 0xabcdef);
+		assert_int_equal(ah_get64(&t->h, pages[i]), 0xabcdef);
 		assert_false(dirty(t, pages[i] + 4096)); /* the page in between */
 	}
 	/* Again without re-arming: every store is fast now, nothing is logged. */
@@ -325,10 +288,10 @@ static void test_fsd(void **state)
 	const uint64_t page[] = {DATA + 0x3000};
 
 	arm(t);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_F(5), 0x400921fb54442d18ull), 0);
+	ah_set(&t->h, 0, ACCEL_REG_F(5), 0x400921fb54442d18ull);
 	setx(t, A1, DATA + 0x3000);
 	run_prog(t, prog, 1, 3);
-	assert_int_equal(get64(t, DATA + 0x3010), 0x400921fb54442d18ull);
+	assert_int_equal(ah_get64(&t->h, DATA + 0x3010), 0x400921fb54442d18ull);
 	expect_dirty(t, page, 1);
 }
 
@@ -348,8 +311,8 @@ static void test_misaligned(void **state)
 	arm(t);
 	setx(t, A1, DATA + 0x7000 - 3);
 	run_prog(t, prog, 1, 3);
-	assert_int_equal(t->ram[DATA + 0x7000 - 3 - RAM_BASE], 0x08);
-	assert_int_equal(t->ram[DATA + 0x7000 + 4 - RAM_BASE], 0x01);
+	assert_int_equal(t->h.ram[DATA + 0x7000 - 3 - RAM_BASE], 0x08);
+	assert_int_equal(t->h.ram[DATA + 0x7000 + 4 - RAM_BASE], 0x01);
 	expect_dirty(t, across, 2);
 }
 
@@ -363,12 +326,12 @@ static void test_amo_lr_sc(void **state)
 	const uint64_t p1[] = {DATA + 0x8000}, p2[] = {DATA + 0x9000};
 
 	arm(t);
-	put64(t, DATA + 0x8000, 40);
+	ah_put64(&t->h, DATA + 0x8000, 40);
 	setx(t, A1, DATA + 0x8000);
 	setx(t, A2, 2);
 	run_prog(t, amo, 1, 3);
 	assert_int_equal(getx(t, A0), 40);
-	assert_int_equal(get64(t, DATA + 0x8000), 42);
+	assert_int_equal(ah_get64(&t->h, DATA + 0x8000), 42);
 	expect_dirty(t, p1, 1);
 
 	arm(t);
@@ -377,11 +340,11 @@ static void test_amo_lr_sc(void **state)
 	assert_int_equal(fetch(t), 0);
 
 	arm(t);
-	put64(t, DATA + 0x9000, 7);
+	ah_put64(&t->h, DATA + 0x9000, 7);
 	setx(t, A2, 99);
 	run_prog(t, lrsc, 2, 3);
 	assert_int_equal(getx(t, A3), 0); /* SC succeeded */
-	assert_int_equal(get64(t, DATA + 0x9000), 99);
+	assert_int_equal(ah_get64(&t->h, DATA + 0x9000), 99);
 	expect_dirty(t, p2, 1);
 }
 
@@ -398,28 +361,28 @@ static void test_ptw_ad(void **state)
 	const uint64_t pt_only[] = {l0}, pt_data[] = {l0, DATA + 0xa000};
 
 	/* Sv39: root[2] maps the RAM gigapage 1:1 (code; A and D set), va 0x1000 -> DATA+0xa000. */
-	put64(t, PT + 2 * 8, (RAM_BASE >> 12) << 10 | 0xcf); /* V R W X A D */
-	put64(t, PT + 0 * 8, (l1 >> 12) << 10 | 1);
-	put64(t, l1 + 0 * 8, (l0 >> 12) << 10 | 1);
-	put64(t, l0 + 1 * 8, ((DATA + 0xa000) >> 12) << 10 | 0x7); /* V R W, no A or D */
-	put64(t, DATA + 0xa000, 0x5555);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_SATP), 8ull << 60 | PT >> 12), 0);
+	ah_put64(&t->h, PT + 2 * 8, (RAM_BASE >> 12) << 10 | 0xcf); /* V R W X A D */
+	ah_put64(&t->h, PT + 0 * 8, (l1 >> 12) << 10 | 1);
+	ah_put64(&t->h, l1 + 0 * 8, (l0 >> 12) << 10 | 1);
+	ah_put64(&t->h, l0 + 1 * 8, ((DATA + 0xa000) >> 12) << 10 | 0x7); /* V R W, no A or D */
+	ah_put64(&t->h, DATA + 0xa000, 0x5555);
+	ah_set(&t->h, 0, ACCEL_REG_CSR(C_SATP), 8ull << 60 | PT >> 12);
 
 	arm(t);
 	setx(t, A1, va);
 	run_prog(t, load, 1, 1);
 	assert_int_equal(getx(t, A0), 0x5555);
-	assert_true(get64(t, l0 + 8) & 0x40);  /* A */
-	assert_false(get64(t, l0 + 8) & 0x80); /* no D */
+	assert_true(ah_get64(&t->h, l0 + 8) & 0x40);  /* A */
+	assert_false(ah_get64(&t->h, l0 + 8) & 0x80); /* no D */
 	expect_dirty(t, pt_only, 1);
 
 	arm(t);
 	setx(t, A2, 0x6666);
 	run_prog(t, store, 1, 1);
-	assert_true(get64(t, l0 + 8) & 0x80); /* D */
-	assert_int_equal(get64(t, DATA + 0xa000), 0x6666);
+	assert_true(ah_get64(&t->h, l0 + 8) & 0x80); /* D */
+	assert_int_equal(ah_get64(&t->h, DATA + 0xa000), 0x6666);
 	expect_dirty(t, pt_data, 2);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_CSR(C_SATP), 0), 0);
+	ah_set(&t->h, 0, ACCEL_REG_CSR(C_SATP), 0);
 }
 
 /* With the log off, stores mark nothing and write entries are fast from the start. */
@@ -429,14 +392,14 @@ static void test_log_off(void **state)
 	const uint32_t prog[] = {SD(A1, A2, 0)};
 
 	arm(t);
-	memmap_dirty_log_stop(t->mm);
-	assert_false(memmap_dirty_log_active(t->mm));
+	memmap_dirty_log_stop(t->h.mm);
+	assert_false(memmap_dirty_log_active(t->h.mm));
 	setx(t, A1, DATA + 0xb000);
 	setx(t, A2, 1);
 	run_prog(t, prog, 1, 3);
 	assert_true(store_is_fast(t, DATA + 0xb000));
 	assert_int_equal(fetch(t), 0);
-	assert_false(memmap_dirty_page_clean(t->mm, DATA + 0xb000));
+	assert_false(memmap_dirty_page_clean(t->h.mm, DATA + 0xb000));
 }
 
 /* Device DMA announced through the memory map is marked, clipped to RAM. */
@@ -448,27 +411,27 @@ static void test_dma(void **state)
 	const uint64_t ends[] = {RAM_BASE, RAM_BASE + RAM_SIZE - 4096};
 
 	arm(t);
-	assert_true(memmap_dirty_page_clean(t->mm, DATA + 0xc000));
-	memmap_ram_written(t->mm, t->ram + (DATA + 0xcff0 - RAM_BASE), 0x20); /* crosses a page */
-	assert_false(memmap_dirty_page_clean(t->mm, DATA + 0xc000));
+	assert_true(memmap_dirty_page_clean(t->h.mm, DATA + 0xc000));
+	memmap_ram_written(t->h.mm, t->h.ram + (DATA + 0xcff0 - RAM_BASE), 0x20); /* crosses a page */
+	assert_false(memmap_dirty_page_clean(t->h.mm, DATA + 0xc000));
 	expect_dirty(t, two, 2);
 
-	memmap_ram_will_write(t->mm, t->ram + (DATA + 0xe000 - RAM_BASE), 4096);
+	memmap_ram_will_write(t->h.mm, t->h.ram + (DATA + 0xe000 - RAM_BASE), 4096);
 	expect_dirty(t, one, 1);
 
 	/* Pointers and addresses outside RAM are ignored or clipped. */
-	memmap_ram_written(t->mm, t->ram + RAM_SIZE, 4096);
-	memmap_dirty_mark(t->mm, RAM_BASE - 8192, 8192 + 1);
-	memmap_dirty_mark(t->mm, RAM_BASE + RAM_SIZE - 1, 4096);
-	memmap_dirty_mark(t->mm, RAM_BASE + RAM_SIZE, 4096);
-	memmap_dirty_mark(t->mm, ~0ull - 10, 100); /* wraps */
+	memmap_ram_written(t->h.mm, t->h.ram + RAM_SIZE, 4096);
+	memmap_dirty_mark(t->h.mm, RAM_BASE - 8192, 8192 + 1);
+	memmap_dirty_mark(t->h.mm, RAM_BASE + RAM_SIZE - 1, 4096);
+	memmap_dirty_mark(t->h.mm, RAM_BASE + RAM_SIZE, 4096);
+	memmap_dirty_mark(t->h.mm, ~0ull - 10, 100); /* wraps */
 	expect_dirty(t, ends, 2);
 
 	/* Off: announced writes are not logged. */
-	memmap_dirty_log_stop(t->mm);
-	memmap_ram_written(t->mm, t->ram + (DATA - RAM_BASE), 8);
+	memmap_dirty_log_stop(t->h.mm);
+	memmap_ram_written(t->h.mm, t->h.ram + (DATA - RAM_BASE), 8);
 	assert_int_equal(fetch(t), 0);
-	assert_int_equal(memmap_dirty_log_fetch(t->mm, t->bits, 1), -EINVAL);
+	assert_int_equal(memmap_dirty_log_fetch(t->h.mm, t->bits, 1), -EINVAL);
 }
 
 /* A store to a page that holds decoded code (the decode cache's not-code flag) is logged. */
@@ -484,7 +447,7 @@ static void test_store_to_code(void **state)
 	setx(t, A1, CODE + 8);
 	setx(t, A2, nops);
 	run_prog(t, prog, 4, 3);
-	assert_int_equal(get64(t, CODE + 8), nops);
+	assert_int_equal(ah_get64(&t->h, CODE + 8), nops);
 	expect_dirty(t, page, 1);
 }
 
@@ -517,19 +480,8 @@ static const struct mmio_ops dev_ops = {.read = dev_read, .write = dev_write};
 /* Runs prog at CODE, expecting a trap into HANDLER_M (whose ECALL exits); returns mcause. */
 static uint64_t run_trap(struct t *t, const uint32_t *insn, unsigned n)
 {
-	uint64_t pc = 0, cause = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		memcpy(t->ram + (CODE - RAM_BASE) + 4 * i, &insn[i], 4);
-	memcpy(t->ram + (CODE - RAM_BASE) + 4 * n, &(uint32_t){ECALL}, 4);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PRIV, 3), 0);
-	assert_int_equal(t->ops->set_reg(t->vcpu, ACCEL_REG_PC, CODE), 0);
-	assert_int_equal(t->ops->vcpu_run(t->vcpu), 0);
-	assert_int_equal(t->ops->vcpu_run_state(t->vcpu)->exit_reason, ACCEL_EXIT_SBI);
-	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_PC, &pc), 0);
-	assert_int_equal(pc, HANDLER_M);
-	assert_int_equal(t->ops->get_reg(t->vcpu, ACCEL_REG_CSR(0x342), &cause), 0);
-	return cause;
+	assert_int_equal(run_code(t, insn, n, 3), HANDLER_M);
+	return ah_get(&t->h, 0, ACCEL_REG_CSR(0x342));
 }
 
 /*
@@ -545,7 +497,7 @@ static void test_store_not_ram(void **state)
 	const uint32_t amo[] = {AMO_D(0x00, A0, A1, A2)};
 	uint8_t tail[8];
 
-	assert_int_equal(memmap_add_mmio(t->mm, "dev", DEV_BASE, DEV_SIZE, &dev_ops, &dev), 0);
+	assert_int_equal(memmap_add_mmio(t->h.mm, "dev", DEV_BASE, DEV_SIZE, &dev_ops, &dev), 0);
 	arm(t);
 	setx(t, A1, DEV_BASE);
 	setx(t, A2, 0x77);
@@ -564,10 +516,10 @@ static void test_store_not_ram(void **state)
 	assert_int_equal(run_trap(t, amo, 1), 7);
 	assert_int_equal(dev.writes, 3);
 	/* The last RAM page and the void after it: both halves are checked before writing. */
-	memcpy(tail, t->ram + RAM_SIZE - 8, 8);
+	memcpy(tail, t->h.ram + RAM_SIZE - 8, 8);
 	setx(t, A1, RAM_BASE + RAM_SIZE - 4 - 8);
 	assert_int_equal(run_trap(t, store, 1), 7);
-	assert_memory_equal(tail, t->ram + RAM_SIZE - 8, 8);
+	assert_memory_equal(tail, t->h.ram + RAM_SIZE - 8, 8);
 	assert_int_equal(fetch(t), 0);
 }
 
