@@ -21,6 +21,8 @@
 #include "kumo/base.h"
 #include "kumo/memmap.h"
 
+#include "accel_harness.h"
+
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (2ULL << 20)
 #define CODE (RAM_BASE + 0x0)
@@ -113,11 +115,7 @@ static uint32_t AMO(unsigned f5, unsigned f3, unsigned rd, unsigned rs1, unsigne
 /* --- a VM with one vCPU over RAM_SIZE bytes at RAM_BASE */
 
 struct t {
-	const struct accel_ops *ops;
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu;
+	struct accel_harness h; /* one hart */
 	struct accel_run *run;
 	uint64_t emit; /* next address emit() writes */
 };
@@ -125,58 +123,24 @@ struct t {
 static struct t *t_new(uint32_t ecall_mask)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct accel_vm_config cfg = {0};
 
 	assert_non_null(t);
-	t->ops = &accel_rv64_ops;
-	t->ram = calloc(1, RAM_SIZE);
-	assert_non_null(t->ram);
-	t->mm = memmap_new();
-	assert_non_null(t->mm);
-	assert_int_equal(memmap_add_ram(t->mm, RAM_BASE, RAM_SIZE, t->ram), 0);
-	cfg.ram = t->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = t->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = ecall_mask;
-	assert_int_equal(t->ops->vm_new(&cfg, &t->vm), 0);
-	assert_int_equal(t->ops->vcpu_new(t->vm, 0, &t->cpu), 0);
-	t->run = t->ops->vcpu_run_state(t->cpu);
+	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+					   .ecall_exit_mask = ecall_mask});
+	t->run = ah_run_state(&t->h, 0);
 	t->emit = CODE;
 	return t;
 }
 
 static void t_free(struct t *t)
 {
-	t->ops->vcpu_free(t->cpu);
-	t->ops->vm_free(t->vm);
-	memmap_free(t->mm);
-	free(t->ram);
+	ah_fini(&t->h);
 	free(t);
 }
 
 static void put32(struct t *t, uint64_t addr, uint32_t v)
 {
-	memcpy(t->ram + (addr - RAM_BASE), &v, 4);
-}
-
-static void put16(struct t *t, uint64_t addr, uint16_t v)
-{
-	memcpy(t->ram + (addr - RAM_BASE), &v, 2);
-}
-
-static uint64_t get64(struct t *t, uint64_t addr)
-{
-	uint64_t v;
-
-	memcpy(&v, t->ram + (addr - RAM_BASE), 8);
-	return v;
-}
-
-static void put64(struct t *t, uint64_t addr, uint64_t v)
-{
-	memcpy(t->ram + (addr - RAM_BASE), &v, 8);
+	ah_put32(&t->h, addr, v);
 }
 
 static void emit(struct t *t, uint32_t insn)
@@ -187,15 +151,12 @@ static void emit(struct t *t, uint32_t insn)
 
 static uint64_t reg(struct t *t, uint32_t id)
 {
-	uint64_t v = 0xdeadbeef;
-
-	assert_int_equal(t->ops->get_reg(t->cpu, id, &v), 0);
-	return v;
+	return ah_get(&t->h, 0, id);
 }
 
 static void set(struct t *t, uint32_t id, uint64_t v)
 {
-	assert_int_equal(t->ops->set_reg(t->cpu, id, v), 0);
+	ah_set(&t->h, 0, id, v);
 }
 
 static uint64_t x(struct t *t, unsigned n)
@@ -220,8 +181,7 @@ static void setcsr(struct t *t, unsigned n, uint64_t v)
 
 static uint32_t run(struct t *t)
 {
-	assert_int_equal(t->ops->vcpu_run(t->cpu), 0);
-	return t->run->exit_reason;
+	return ah_run(&t->h, 0);
 }
 
 /* Runs until the next exit and expects an ECALL exit at `pc`. */
@@ -464,7 +424,7 @@ static void test_loads_stores(void **state)
 	assert_int_equal(x(t, 29), 0xffffffff80818283ULL);
 	assert_int_equal(x(t, 30), 0x80818283ULL);
 	assert_int_equal(x(t, 31), 0x0080818283f4f5f6ULL);
-	assert_int_equal(get64(t, DATA + 16), 0xf4f5f6f7f6f700f7ULL);
+	assert_int_equal(ah_get64(&t->h, DATA + 16), 0xf4f5f6f7f6f700f7ULL);
 
 	/* A load from unmapped memory is a load access fault with tval = the address. */
 	t->emit = CODE;
@@ -522,9 +482,9 @@ struct snap {
 
 static void rvc_run_one(struct t *t, uint32_t insn, bool compressed, struct snap *s)
 {
-	memset(t->ram + (DATA - RAM_BASE), 0, 256);
+	memset(t->h.ram + (DATA - RAM_BASE), 0, 256);
 	if (compressed) {
-		put16(t, CODE, (uint16_t)insn);
+		ah_put16(&t->h, CODE, (uint16_t)insn);
 		put32(t, CODE + 2, ECALL);
 	} else {
 		put32(t, CODE, insn);
@@ -543,7 +503,7 @@ static void rvc_run_one(struct t *t, uint32_t insn, bool compressed, struct snap
 		s->x[i] = x(t, i);
 		s->f[i] = reg(t, ACCEL_REG_F(i));
 	}
-	memcpy(s->mem, t->ram + (DATA - RAM_BASE), 256);
+	memcpy(s->mem, t->h.ram + (DATA - RAM_BASE), 256);
 }
 
 static void test_rvc_expansion(void **state)
@@ -578,18 +538,18 @@ static void test_rvc_control_and_illegal(void **state)
 	/* c.beqz a0 (not taken), c.bnez a0 +4 (taken), c.j +4, c.jalr a1 */
 	setx(t, A0, 1);
 	setx(t, A1, CODE + 0x10);
-	put16(t, CODE + 0, 0xc111); /* c.beqz a0, +4 */
-	put16(t, CODE + 2, 0xe109); /* c.bnez a0, +2 -> CODE + 4 */
-	put16(t, CODE + 4, 0xa011); /* c.j +4 -> CODE + 8 */
-	put16(t, CODE + 6, 0x0001);
-	put16(t, CODE + 8, 0x9582); /* c.jalr a1 -> CODE + 0x10, ra = CODE + 10 */
+	ah_put16(&t->h, CODE + 0, 0xc111); /* c.beqz a0, +4 */
+	ah_put16(&t->h, CODE + 2, 0xe109); /* c.bnez a0, +2 -> CODE + 4 */
+	ah_put16(&t->h, CODE + 4, 0xa011); /* c.j +4 -> CODE + 8 */
+	ah_put16(&t->h, CODE + 6, 0x0001);
+	ah_put16(&t->h, CODE + 8, 0x9582); /* c.jalr a1 -> CODE + 0x10, ra = CODE + 10 */
 	put32(t, CODE + 0x10, ECALL);
 	set(t, ACCEL_REG_PC, CODE);
 	run_to_ecall(t, CODE + 0x10);
 	assert_int_equal(x(t, RA), CODE + 10);
 
 	/* c.ebreak: breakpoint, tval = pc */
-	put16(t, CODE, 0x9002);
+	ah_put16(&t->h, CODE, 0x9002);
 	set(t, ACCEL_REG_PC, CODE);
 	run_to_ecall(t, HANDLER_M);
 	assert_int_equal(csr(t, C_MCAUSE), 3);
@@ -597,8 +557,8 @@ static void test_rvc_control_and_illegal(void **state)
 	assert_int_equal(csr(t, C_MTVAL), CODE);
 
 	for (unsigned i = 0; i < ARRAY_SIZE(illegal); i++) {
-		put16(t, CODE, illegal[i]);
-		put16(t, CODE + 2, 0);
+		ah_put16(&t->h, CODE, illegal[i]);
+		ah_put16(&t->h, CODE + 2, 0);
 		set(t, ACCEL_REG_PC, CODE);
 		run_to_ecall(t, HANDLER_M);
 		assert_int_equal(csr(t, C_MCAUSE), 2);
@@ -619,26 +579,26 @@ static void test_atomics(void **state)
 {
 	struct t *t = t_std();
 
-	put64(t, DATA, 0x00000000fffffffeULL);
+	ah_put64(&t->h, DATA, 0x00000000fffffffeULL);
 	assert_int_equal(op(t, AMO(0x00, 2, A0, A1, A2), DATA, 1), (uint64_t)-2); /* amoadd.w */
-	assert_int_equal(get64(t, DATA), 0x00000000ffffffffULL);
+	assert_int_equal(ah_get64(&t->h, DATA), 0x00000000ffffffffULL);
 	assert_int_equal(op(t, AMO(0x01, 3, A0, A1, A2), DATA, 7), 0xffffffffULL); /* amoswap.d */
-	assert_int_equal(get64(t, DATA), 7);
+	assert_int_equal(ah_get64(&t->h, DATA), 7);
 	assert_int_equal(op(t, AMO(0x10, 3, A0, A1, A2), DATA, (uint64_t)-5), 7); /* amomin.d */
-	assert_int_equal(get64(t, DATA), (uint64_t)-5);
+	assert_int_equal(ah_get64(&t->h, DATA), (uint64_t)-5);
 	assert_int_equal(op(t, AMO(0x18, 3, A0, A1, A2), DATA, 3), (uint64_t)-5); /* amominu.d */
-	assert_int_equal(get64(t, DATA), 3);
+	assert_int_equal(ah_get64(&t->h, DATA), 3);
 	assert_int_equal(op(t, AMO(0x14, 2, A0, A1, A2), DATA, 0x80000000ULL), 3); /* amomax.w */
-	assert_int_equal(get64(t, DATA), 3);
+	assert_int_equal(ah_get64(&t->h, DATA), 3);
 	assert_int_equal(op(t, AMO(0x1c, 2, A0, A1, A2), DATA, 0x80000000ULL), 3); /* amomaxu.w */
-	assert_int_equal(get64(t, DATA), 0x80000000ULL);
+	assert_int_equal(ah_get64(&t->h, DATA), 0x80000000ULL);
 	assert_int_equal(op(t, AMO(0x08, 3, A0, A1, A2), DATA, 1), 0x80000000ULL); /* amoor.d */
 	assert_int_equal(op(t, AMO(0x0c, 3, A0, A1, A2), DATA, 0xff), 0x80000001ULL); /* amoand */
 	assert_int_equal(op(t, AMO(0x04, 3, A0, A1, A2), DATA, 0x3), 1); /* amoxor.d */
-	assert_int_equal(get64(t, DATA), 2);
+	assert_int_equal(ah_get64(&t->h, DATA), 2);
 
 	/* LR/SC: success, then failure without a reservation. */
-	put64(t, DATA, 0xffffffff80000000ULL);
+	ah_put64(&t->h, DATA, 0xffffffff80000000ULL);
 	t->emit = CODE;
 	setx(t, A1, DATA);
 	setx(t, A2, 0x1234);
@@ -651,7 +611,7 @@ static void test_atomics(void **state)
 	assert_int_equal(x(t, A3), 0xffffffff80000000ULL);
 	assert_int_equal(x(t, A0), 0);
 	assert_int_equal(x(t, 14), 1);
-	assert_int_equal(get64(t, DATA), 0xffffffff00001234ULL);
+	assert_int_equal(ah_get64(&t->h, DATA), 0xffffffff00001234ULL);
 
 	/* Misaligned AMO: store/AMO address misaligned. */
 	op_any(t, AMO(0x00, 3, A0, A1, A2), DATA + 4, 1);
@@ -909,12 +869,12 @@ static uint64_t irq_probe(struct t *t, unsigned priv)
 static void test_interrupts(void **state)
 {
 	struct t *t = t_std();
-	const struct accel_ops *o = t->ops;
+	const struct accel_ops *o = t->h.ops;
 
 	setcsr(t, C_MIE, 0xaaa);
-	assert_int_equal(o->set_interrupt(t->cpu, ACCEL_IRQ_MTI, true), 0);
-	assert_int_equal(o->set_interrupt(t->cpu, ACCEL_IRQ_MSI, true), 0);
-	assert_int_equal(o->set_interrupt(t->cpu, 4, true), -EINVAL);
+	assert_int_equal(o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MTI, true), 0);
+	assert_int_equal(o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MSI, true), 0);
+	assert_int_equal(o->set_interrupt(t->h.cpu[0], 4, true), -EINVAL);
 	/* M-mode with MIE = 0: masked. */
 	assert_int_equal(irq_probe(t, 3), ~0ULL);
 	/* Priority MSI over MTI; MEI over both. */
@@ -922,15 +882,15 @@ static void test_interrupts(void **state)
 	assert_int_equal(irq_probe(t, 3), INTR | 3);
 	assert_int_equal(csr(t, C_MEPC), CODE);
 	assert_int_equal(csr(t, C_MSTATUS) & (MS_MIE | MS_MPIE), MS_MPIE);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_MEI, true);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_SEI, true);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MEI, true);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SEI, true);
 	setcsr(t, C_MSTATUS, MS_MIE);
 	assert_int_equal(irq_probe(t, 3), INTR | 11);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_MEI, false);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_MSI, false);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MEI, false);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MSI, false);
 	setcsr(t, C_MSTATUS, MS_MIE);
 	assert_int_equal(irq_probe(t, 3), INTR | 7);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_MTI, false);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MTI, false);
 	setcsr(t, C_MSTATUS, MS_MIE);
 	assert_int_equal(irq_probe(t, 3), INTR | 9); /* SEI not delegated: to M */
 	assert_true(csr(t, C_MIP) & (1u << 9));
@@ -953,7 +913,7 @@ static void test_interrupts(void **state)
 	setcsr(t, C_SIE, 0);
 	assert_int_equal(csr(t, C_MIE), 0x8aa);
 	assert_int_equal(irq_probe(t, 0), ~0ULL);
-	o->set_interrupt(t->cpu, ACCEL_IRQ_SEI, false);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SEI, false);
 
 	/* Software SSIP through mip, taken by M (not delegated), vectored mtvec. */
 	setcsr(t, C_MIE, 0xaaa);
@@ -972,7 +932,7 @@ static void test_interrupts(void **state)
 	/* An SSIP raised from outside (an SBI IPI) is acknowledged by clearing sip.SSIP. */
 	setcsr(t, C_MIP, 0);
 	setcsr(t, C_MIDELEG, 1u << 1);
-	t->ops->set_interrupt(t->cpu, ACCEL_IRQ_SSI, true);
+	t->h.ops->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SSI, true);
 	assert_true(csr(t, C_SIP) & 2);
 	put32(t, CODE, CSRR(7, 0, C_SIP, 2)); /* csrci sip, SSIP */
 	put32(t, CODE + 4, ECALL);
@@ -996,9 +956,9 @@ static void *delayed_thread(void *arg)
 
 	usleep(d->delay_ms * 1000);
 	if (d->what == 0)
-		d->t->ops->vcpu_kick(d->t->cpu);
+		d->t->h.ops->vcpu_kick(d->t->h.cpu[0]);
 	else
-		d->t->ops->set_interrupt(d->t->cpu, ACCEL_IRQ_MEI, true);
+		d->t->h.ops->set_interrupt(d->t->h.cpu[0], ACCEL_IRQ_MEI, true);
 	return NULL;
 }
 
@@ -1019,20 +979,20 @@ static void test_wfi_halt_and_wake(void **state)
 	assert_int_equal(reg(t, ACCEL_REG_PC), CODE + 4);
 	assert_int_equal(pthread_create(&th, NULL, delayed_thread, &d), 0);
 	start = clock_ns();
-	t->ops->vcpu_wait(t->cpu, UINT64_MAX);
+	t->h.ops->vcpu_wait(t->h.cpu[0], UINT64_MAX);
 	assert_true(clock_ns() - start >= 10 * 1000000ULL);
 	pthread_join(th, NULL);
 	run_to_ecall(t, CODE + 4);
 
 	/* Timer: HALT reports mtimecmp as the deadline; vcpu_wait sleeps until then. */
-	t->ops->set_interrupt(t->cpu, ACCEL_IRQ_MEI, false);
+	t->h.ops->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MEI, false);
 	setcsr(t, C_MIE, 1u << 7);
 	deadline = clock_guest_ticks() + KUMO_TIMEBASE_HZ / 50; /* 20 ms */
-	t->ops->set_timer(t->cpu, deadline);
+	t->h.ops->set_timer(t->h.cpu[0], deadline);
 	set(t, ACCEL_REG_PC, CODE);
 	assert_int_equal(run(t), ACCEL_EXIT_HALT);
 	assert_int_equal(t->run->halt.deadline_ticks, deadline);
-	t->ops->vcpu_wait(t->cpu, t->run->halt.deadline_ticks);
+	t->h.ops->vcpu_wait(t->h.cpu[0], t->run->halt.deadline_ticks);
 	assert_true(clock_guest_ticks() >= deadline);
 	run_to_ecall(t, CODE + 4);
 
@@ -1096,9 +1056,9 @@ static void test_kick(void **state)
 	assert_int_equal(csr(t, C_MCAUSE), 1);
 
 	/* A kick before vcpu_run makes it return at once. */
-	t->ops->vcpu_kick(t->cpu);
+	t->h.ops->vcpu_kick(t->h.cpu[0]);
 	assert_int_equal(run(t), ACCEL_EXIT_INTR);
-	assert_int_equal(t->ops->get_stats(t->cpu, &st), 0);
+	assert_int_equal(t->h.ops->get_stats(t->h.cpu[0], &st), 0);
 	assert_int_equal(st.exits[ACCEL_EXIT_INTR], 3);
 	assert_true(st.instret > 1000);
 	assert_true(st.traps > 1000);
@@ -1174,7 +1134,7 @@ static void test_fp_state(void **state)
 
 	/* FS = Initial: FLW NaN-boxes, the write makes FS dirty and SD reads 1. */
 	put32(t, CODE, I(0x07, 1, 2, A1, 0));
-	put64(t, DATA, 0x3fc00000);
+	ah_put64(&t->h, DATA, 0x3fc00000);
 	setcsr(t, C_MSTATUS, 1ULL << 13);
 	set(t, ACCEL_REG_PC, CODE);
 	run_to_ecall(t, CODE + 4);
