@@ -321,6 +321,12 @@ class Console:
             raise GuestFailure(EXIT_STATUS, f"the VMM exited with status {rc} {what}, expected {expect_status}", self)
         return rc
 
+    def prompt_after_restore(self, timeout=60.0):
+        """A guest restored from a snapshot prints nothing until poked: types a newline and waits
+        for the shell prompt (GuestFailure "no shell" when it does not come)."""
+        self.send("\n")
+        self.expect(self.prompt, timeout, NO_SHELL, "no prompt after restore")
+
     def quit(self, timeout=15.0):
         """Ctrl-A x, the escape kumo shares with QEMU's -nographic console. Returns the status."""
         self.send(CTRL_A_X, gap=0)
@@ -330,6 +336,15 @@ class Console:
     @property
     def pid(self):
         return self.proc.pid
+
+    def kill(self):
+        """SIGKILL to the VMM and waits for it: it ends at once, as in a crash (the original of a
+        snapshot whose clones must not meet it)."""
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def close(self):
         """Stops the VMM if it still runs (SIGTERM, then SIGKILL) and releases the pty."""
@@ -434,3 +449,51 @@ def proc_cpu_seconds(pid):
     fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])  # proc(5): fields 14 and 15
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --- network namespaces (root only; tests/net/test_tap.py, tests/api/test_clone_tap.py) ---------
+def ip(*args, timeout=30):
+    """Runs ip(8) with args; returns its output, RuntimeError with its message on failure."""
+    p = subprocess.run(["ip", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {p.stderr.strip() or f'status {p.returncode}'}")
+    return p.stdout
+
+
+def netns_exec(ns, *argv, timeout=60):
+    """Runs argv inside network namespace ns; returns (status, stdout, stderr)."""
+    p = subprocess.run(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       stdin=subprocess.DEVNULL, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def netns_create(ns, tap, host_cidr):
+    """A new namespace ns with lo up and a tap device `tap` (address host_cidr, up) for a VMM
+    started inside it with --net tap,ifname=TAP. RuntimeError when a step fails."""
+    ip("netns", "add", ns)
+    ip("-n", ns, "link", "set", "lo", "up")
+    rc, _, err = netns_exec(ns, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
+    if rc != 0:
+        raise RuntimeError(f"ip tuntap add dev {tap} mode tap: {err.strip()}")
+    ip("-n", ns, "addr", "add", host_cidr, "dev", tap)
+    ip("-n", ns, "link", "set", tap, "up")
+
+
+def netns_delete(ns, tap):
+    """Deletes tap and namespace ns; quiet when either is gone already."""
+    subprocess.run(["ip", "-n", ns, "link", "del", tap], capture_output=True, timeout=20)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def netns_sweep(prefix, tap):
+    """Deletes namespaces named PREFIX<pid> or PREFIX<pid>-<n> (a test's own names) whose test
+    process <pid> no longer exists: what a killed run left behind."""
+    try:
+        names = ip("netns", "list")
+    except (OSError, RuntimeError):
+        return
+    for line in names.splitlines():
+        m = re.match(rf"({re.escape(prefix)}(\d+)(?:-\d+)?)\b", line)
+        if m and not os.path.exists(f"/proc/{m.group(2)}"):
+            netns_delete(m.group(1), tap)

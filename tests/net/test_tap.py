@@ -116,49 +116,6 @@ def helper_main(argv):
     return 2
 
 
-# --- the namespace ------------------------------------------------------------------------------
-def ip(*args, timeout=30):
-    p = subprocess.run(["ip", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                       text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {p.stderr.strip() or f'status {p.returncode}'}")
-    return p.stdout
-
-
-def in_ns(ns, *argv, timeout=60):
-    """Runs argv inside the namespace; returns (status, stdout, stderr)."""
-    p = subprocess.run(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       stdin=subprocess.DEVNULL, text=True, timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
-
-
-def ns_sweep():
-    """Deletes kumo-tap-PID namespaces (and their tap) left by runs whose PID no longer exists."""
-    try:
-        names = ip("netns", "list")
-    except (OSError, RuntimeError):
-        return
-    for line in names.splitlines():
-        m = re.match(rf"({NS_PREFIX}(\d+))\b", line)
-        if m and not os.path.exists(f"/proc/{m.group(2)}"):
-            ns_delete(m.group(1))
-
-
-def ns_delete(ns):
-    subprocess.run(["ip", "-n", ns, "link", "del", TAP], capture_output=True, timeout=20)
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-
-
-def ns_create(ns):
-    ip("netns", "add", ns)
-    ip("-n", ns, "link", "set", "lo", "up")
-    rc, _, err = in_ns(ns, "ip", "tuntap", "add", "dev", TAP, "mode", "tap")
-    if rc != 0:
-        raise RuntimeError(f"ip tuntap add dev {TAP} mode tap: {err.strip()}")
-    ip("-n", ns, "addr", "add", f"{HOST_ADDR}/24", "dev", TAP)
-    ip("-n", ns, "link", "set", TAP, "up")
-
-
 def skip_reason():
     if os.geteuid() != 0:
         return "not root"
@@ -181,7 +138,7 @@ def guest_checks(vm, ns, token, blob):
     else:
         not_ok("guest-ping", f"busybox ping: {out.strip()[-200:]!r}", vm.tail(5))
 
-    rc, out, err = in_ns(ns, sys.executable, os.path.abspath(__file__), "--ping", GUEST_ADDR, "3")
+    rc, out, err = harness.netns_exec(ns, sys.executable, os.path.abspath(__file__), "--ping", GUEST_ADDR, "3")
     if rc == 0 and out.strip() == "3":
         ok("host-ping", f"3/3 replies from {GUEST_ADDR} (ICMP echo from the namespace)")
     else:
@@ -202,8 +159,8 @@ def guest_checks(vm, ns, token, blob):
         not_ok("bulk-download", f"md5 {got.strip()[:80]!r}, expected {want}")
 
     vm.run(f"echo kumo-tap-guest {token} > /var/www/tap.txt && httpd -p {HTTP_PORT} -h /var/www")
-    rc, out, err = in_ns(ns, sys.executable, os.path.abspath(__file__), "--get",
-                         f"http://{GUEST_ADDR}:{HTTP_PORT}/tap.txt", timeout=120)
+    rc, out, err = harness.netns_exec(ns, sys.executable, os.path.abspath(__file__), "--get",
+                                      f"http://{GUEST_ADDR}:{HTTP_PORT}/tap.txt", timeout=120)
     if rc == 0 and f"kumo-tap-guest {token}" in out:
         ok("host-to-guest-http", f"namespace -> guest httpd {GUEST_ADDR}:{HTTP_PORT}")
     else:
@@ -213,7 +170,7 @@ def guest_checks(vm, ns, token, blob):
 def tap_deleted(vm, ns):
     """The interface deleted under a running VM: the VMM warns once and does not spin on the fd
     (the tun driver then reports POLLERR forever); the guest keeps running."""
-    ip("-n", ns, "link", "del", TAP)
+    harness.ip("-n", ns, "link", "del", TAP)
     time.sleep(1)
     c0 = harness.proc_cpu_seconds(vm.pid)
     time.sleep(3)
@@ -240,13 +197,13 @@ def main():
         not_ok("image", str(e))
         return 1
 
-    ns_sweep()
+    harness.netns_sweep(NS_PREFIX, TAP)
     ns = f"{NS_PREFIX}{os.getpid()}"
     server = None
     with tempfile.TemporaryDirectory(prefix="kumo-tap-") as tmp:
         try:
             try:
-                ns_create(ns)
+                harness.netns_create(ns, TAP, f"{HOST_ADDR}/24")
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                 not_ok("namespace", str(e))
                 return 1
@@ -258,7 +215,8 @@ def main():
             server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind",
                                        HOST_ADDR, "--directory", www, str(HTTP_PORT)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            rc, _, _ = in_ns(ns, sys.executable, os.path.abspath(__file__), "--wait-port", HOST_ADDR, str(HTTP_PORT))
+            rc, _, _ = harness.netns_exec(ns, sys.executable, os.path.abspath(__file__), "--wait-port", HOST_ADDR,
+                                          str(HTTP_PORT))
             if rc != 0:
                 not_ok("http-server", f"no HTTP server on {HOST_ADDR}:{HTTP_PORT} in {ns}")
                 return 1
@@ -288,7 +246,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     server.kill()
                     server.wait()
-            ns_delete(ns)
+            harness.netns_delete(ns, TAP)
     return 1 if _tap.failures else 0
 
 
