@@ -53,6 +53,38 @@ def wait_socket(sock, proc=None, timeout=10):
     return False
 
 
+def snapshot_paused(sock, path):
+    """Pauses the VM and snapshots it (PUT /snapshot/create, full) to directory path; returns
+    (status, body) of the create: 204 when the snapshot was written."""
+    call(sock, "PATCH", "/vm", {"state": "paused"})
+    st, body, _ = call(sock, "PUT", "/snapshot/create", {"snapshot_path": path})
+    return st, body
+
+
+def vm_agent(sock):
+    """GET /vm's guest agent object (docs/guest-agent.md), or None when there is none."""
+    st, body, _ = call(sock, "GET", "/vm")
+    return (body or {}).get("agent") if st == 200 else None
+
+
+def wait_agent(sock, pred, timeout):
+    """Polls GET /vm until pred(agent) holds or timeout seconds passed; returns the last agent
+    object (None when GET /vm never had one)."""
+    deadline = time.monotonic() + timeout
+    ag = None
+    while time.monotonic() < deadline:
+        ag = vm_agent(sock)
+        if ag and pred(ag):
+            return ag
+        time.sleep(0.5)
+    return ag
+
+
+def agent_nic0(ag):
+    """The first NIC of an agent object (its mac_change, guest_mac, ...), {} when there is none."""
+    return ((ag or {}).get("nics") or [{}])[0]
+
+
 def snapshot_memory(d):
     """Guest RAM as snapshot d stores it (a diff: its dirty pages, zeros elsewhere): memory.bin,
     or memory.zst + memory.idx (one zstd frame per non-zero chunk, in chunk order) decompressed

@@ -26,10 +26,8 @@ Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 300 s).
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -45,27 +43,6 @@ ok, not_ok = _tap.ok, _tap.not_ok
 BOOT_TIMEOUT = h.env_seconds("KUMO_TEST_BOOT_TIMEOUT", 300)
 SNAP_MAC = "52:54:00:12:34:56"  # kumo's default
 CLONE_MACS = ("52:54:00:c1:00:01", "52:54:00:c1:00:02")
-
-
-def agent_of(sock):
-    st, body, _ = api.call(sock, "GET", "/vm")
-    return (body or {}).get("agent") if st == 200 else None
-
-
-def wait_agent(sock, pred, timeout):
-    """Polls GET /vm until pred(agent) holds; returns the last agent object."""
-    deadline = time.monotonic() + timeout
-    ag = None
-    while time.monotonic() < deadline:
-        ag = agent_of(sock)
-        if ag and pred(ag):
-            return ag
-        time.sleep(0.5)
-    return ag
-
-
-def nic0(ag):
-    return ((ag or {}).get("nics") or [{}])[0]
 
 
 def main():
@@ -97,16 +74,15 @@ def main():
         if "KUMO-NET-OK 10.0.2.15/24" not in con.text():
             not_ok("boot", "the root disk's rcS got no DHCP lease", con.tail(10))
             return 1
-        ag = wait_agent(sock, lambda a: a.get("state") == "connected" and a.get("interfaces"), 60)
+        ag = api.wait_agent(sock, lambda a: a.get("state") == "connected" and a.get("interfaces"), 60)
         if ag and ag.get("state") == "connected" and (ag.get("interfaces") or {}).get("eth0") == SNAP_MAC \
-                and nic0(ag).get("mac_change") == "none":
+                and api.agent_nic0(ag).get("mac_change") == "none":
             ok("the guest agent says hello on a fresh boot", f"{ag.get('version')}, eth0 {SNAP_MAC}")
         else:
             not_ok("agent on a fresh boot", f"GET /vm agent = {json.dumps(ag)}", [con.stderr_text()[-500:]])
 
         orig_gen = api.call(sock, "GET", "/vm")[1].get("generation_id")
-        api.call(sock, "PATCH", "/vm", {"state": "paused"})
-        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
+        st, body = api.snapshot_paused(sock, snap)
         if st != 204:
             not_ok("snapshot", f"{st} {body}")
             return 1
@@ -115,8 +91,7 @@ def main():
             ok("snapshot records the agent channel")
         else:
             not_ok("snapshot", f"manifest config {manifest['config']}")
-        os.kill(con.pid, signal.SIGKILL)
-        con.proc.wait()
+        con.kill()
 
         # Two clones side by side, each with its own disk copy and MAC.
         clones, gens, rand = [], [], []
@@ -133,16 +108,15 @@ def main():
             if not api.wait_socket(s, c.proc, 30):
                 not_ok(f"{name}: restore", "the API socket did not answer", [c.stderr_text()[-500:]])
                 continue
-            ag = wait_agent(s, lambda a: nic0(a).get("mac_change") not in (None, "pending"), 120)
-            n = nic0(ag)
+            ag = api.wait_agent(s, lambda a: api.agent_nic0(a).get("mac_change") not in (None, "pending"), 120)
+            n = api.agent_nic0(ag)
             if n.get("mac_change") == "done" and n.get("guest_mac") == mac and n.get("mac") == mac:
                 ok(f"{name}: GET /vm says the guest took the new MAC", n.get("detail", ""))
             else:
                 not_ok(f"{name}: GET /vm", f"agent = {json.dumps(ag)}", [c.stderr_text()[-800:]])
             gens.append(api.call(s, "GET", "/vm")[1].get("generation_id"))
             try:
-                c.send("\n")
-                c.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+                c.prompt_after_restore()
                 rand.append(c.run("head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo").strip())
                 fork = c.run("dmesg | grep -c 'crng reseeded due to virtual machine fork'; "
                              "awk '/vmgenid/ {print $2}' /proc/interrupts", check=False).split()
@@ -191,8 +165,8 @@ def main():
         s = os.path.join(tmp, "same.sock")
         c = h.Console([h.kumo_bin(), "run", "--restore", snap, "--disk", f"path={d}", "--api-sock", s], name="same")
         cons.append(c)
-        ag = wait_agent(s, lambda a: a.get("state") == "connected", 60) if api.wait_socket(s, c.proc, 30) else None
-        n = nic0(ag)
+        ag = api.wait_agent(s, lambda a: a.get("state") == "connected", 60) if api.wait_socket(s, c.proc, 30) else None
+        n = api.agent_nic0(ag)
         if ag and ag.get("state") == "connected" and n.get("mac_change") == "none" and n.get("guest_mac") == SNAP_MAC:
             ok("a clone without a new MAC keeps the snapshot's", SNAP_MAC)
         else:

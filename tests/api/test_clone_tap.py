@@ -20,11 +20,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -46,47 +44,13 @@ CLONE_MACS = ("52:54:00:c2:00:01", "52:54:00:c2:00:02")
 TAP_TEST = os.path.join(HERE, "..", "net", "test_tap.py")  # its --ping helper (ICMP echo)
 
 
-def ip(*args):
-    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    if p.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {p.stderr.strip() or f'status {p.returncode}'}")
-    return p.stdout
-
-
-def ns_create(ns):
-    ip("netns", "add", ns)
-    ip("-n", ns, "link", "set", "lo", "up")
-    ip("-n", ns, "tuntap", "add", "dev", TAP, "mode", "tap")
-    ip("-n", ns, "addr", "add", f"{HOST_ADDR}/24", "dev", TAP)
-    ip("-n", ns, "link", "set", TAP, "up")
-
-
-def ns_delete(ns):
-    subprocess.run(["ip", "-n", ns, "link", "del", TAP], capture_output=True, timeout=20)
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-
-
-def ns_sweep():
-    """Deletes namespaces left by runs whose PID no longer exists."""
-    try:
-        names = ip("netns", "list")
-    except (OSError, RuntimeError):
-        return
-    for line in names.splitlines():
-        m = re.match(rf"({NS_PREFIX}(\d+)-\d+)\b", line)
-        if m and not os.path.exists(f"/proc/{m.group(2)}"):
-            ns_delete(m.group(1))
-
-
 def ns_ping(ns, count=2):
-    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, TAP_TEST, "--ping", GUEST_ADDR, str(count)],
-                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    return p.stdout.strip()
+    return h.netns_exec(ns, sys.executable, TAP_TEST, "--ping", GUEST_ADDR, str(count), timeout=120)[1].strip()
 
 
 def ns_neigh(ns):
     """The namespace's ARP entry for the guest: its MAC or ''."""
-    out = ip("-n", ns, "neigh", "show", GUEST_ADDR, "dev", TAP)
+    out = h.ip("-n", ns, "neigh", "show", GUEST_ADDR, "dev", TAP)
     m = re.search(r"lladdr ([0-9a-f:]{17})", out)
     return m.group(1) if m else ""
 
@@ -111,7 +75,7 @@ def main():
     except RuntimeError as e:
         not_ok("setup", str(e))
         return 1
-    ns_sweep()
+    h.netns_sweep(NS_PREFIX, TAP)
     names = [f"{NS_PREFIX}{os.getpid()}-{i}" for i in range(3)]
     tmp = tempfile.mkdtemp(prefix="kumo-clonetap-")
     snap = os.path.join(tmp, "snap")
@@ -119,7 +83,7 @@ def main():
     try:
         try:
             for ns in names:
-                ns_create(ns)
+                h.netns_create(ns, TAP, f"{HOST_ADDR}/24")
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             not_ok("namespaces", str(e))
             return 1
@@ -139,13 +103,11 @@ def main():
             ok("the original answers on its tap with the snapshot's MAC", SNAP_MAC)
         else:
             not_ok("original", f"{got} of 2 pings, neighbour {ns_neigh(names[0])!r}")
-        api.call(sock, "PATCH", "/vm", {"state": "paused"})
-        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
+        st, body = api.snapshot_paused(sock, snap)
         if st != 204:
             not_ok("snapshot", f"{st} {body}")
             return 1
-        os.kill(con.pid, signal.SIGKILL)
-        con.proc.wait()
+        con.kill()
 
         clones = []
         for i, mac in enumerate(CLONE_MACS):
@@ -158,22 +120,14 @@ def main():
             name = f"clone {i} ({mac})"
             ag = None
             if api.wait_socket(s, c.proc, 30):
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    st, body, _ = api.call(s, "GET", "/vm")
-                    ag = (body or {}).get("agent") if st == 200 else None
-                    change = ((ag or {}).get("nics") or [{}])[0].get("mac_change")
-                    if change not in (None, "pending"):
-                        break
-                    time.sleep(0.5)
-            n = ((ag or {}).get("nics") or [{}])[0]
+                ag = api.wait_agent(s, lambda a: api.agent_nic0(a).get("mac_change") not in (None, "pending"), 120)
+            n = api.agent_nic0(ag)
             if n.get("mac_change") == "done" and n.get("guest_mac") == mac:
                 ok(f"{name}: the agent changed the guest's MAC", n.get("detail", ""))
             else:
                 not_ok(f"{name}: agent", f"GET /vm agent = {json.dumps(ag)}", [c.stderr_text()[-800:]])
             try:
-                c.send("\n")
-                c.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+                c.prompt_after_restore()
                 addr = c.run("cat /sys/class/net/eth0/address").strip()
             except h.GuestFailure as e:
                 not_ok(f"{name}: console", str(e), e.report())
@@ -193,7 +147,7 @@ def main():
         for c in cons:
             c.close()
         for ns in names:
-            ns_delete(ns)
+            h.netns_delete(ns, TAP)
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if _tap.failures else 0
 

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -144,8 +143,7 @@ def main():
             return 1
         du = subprocess.run(["du", "-sk", os.path.join(snap, "memory.bin")], capture_output=True, text=True).stdout.split()[0]
         ok(f"snapshot: created in {dt * 1000:.0f} ms ({du} KiB of 256 MiB on disk: sparse)")
-        os.kill(con.pid, signal.SIGKILL)
-        con.proc.wait()
+        con.kill()
 
         # restore in a new process: the first value printed is the next one
         def restore(name, src=None, extra=()):

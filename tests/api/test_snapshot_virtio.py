@@ -19,11 +19,9 @@ Environment: KUMO_BIN, KUMO_TEST_BOOT_TIMEOUT (default 240 s).
 """
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -87,8 +85,7 @@ def main():
         else:
             not_ok("virtio: before", f"marker {m1!r}, dhcp {out!r}")
 
-        api.call(sock, "PATCH", "/vm", {"state": "paused"})
-        st, body, _ = api.call(sock, "PUT", "/snapshot/create", {"snapshot_path": snap})
+        st, body = api.snapshot_paused(sock, snap)
         if st != 204:
             not_ok("virtio: snapshot", f"{st} {body}")
             return 1
@@ -114,8 +111,7 @@ def main():
                 ok(f"virtio: after disk DMA and network RX, parent + diff ({detail}) == a full snapshot of the same moment")
             else:
                 not_ok("virtio: diff same as full", detail)
-        os.kill(con.pid, signal.SIGKILL)
-        con.proc.wait()
+        con.kill()
         shutil.copy(disk, copy)
         with open(copy, "r+b") as f:
             f.seek(16 * SECTOR)
@@ -124,8 +120,7 @@ def main():
         r = h.Console([h.kumo_bin(), "run", "--restore", snap], name="restored")
         cons.append(r)
         try:
-            r.send("\n")
-            r.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+            r.prompt_after_restore()
             m2 = read_marker(r, 2)
             r.run("echo RESTORED-W > /tmp/w; dd if=/tmp/w of=/dev/vda bs=512 seek=40 conv=notrunc,fsync 2>/dev/null")
             got, out = dhcp(r)
@@ -148,8 +143,7 @@ def main():
         c = h.Console([h.kumo_bin(), "run", "--restore", snap, "--disk", f"path={copy}", "--net", "user"], name="clone")
         cons.append(c)
         try:
-            c.send("\n")
-            c.expect(h.PROMPT, 60, h.NO_SHELL, "no prompt after restore")
+            c.prompt_after_restore()
             m2 = read_marker(c, 2)
             c.run("echo CLONEWRITE > /tmp/w; dd if=/tmp/w of=/dev/vda bs=512 seek=48 conv=notrunc,fsync 2>/dev/null")
         except h.GuestFailure as e:
