@@ -62,6 +62,10 @@ class Vmm:
             time.sleep(0.05)
         return False
 
+    def running_agent_state(self):
+        """GET /vm agent.state once the VM runs; "not running" when it never does."""
+        return agent_state(self.sock) if self.wait_running() else "not running"
+
     def stderr(self):
         self.err.flush()
         self.err.seek(0)
@@ -85,6 +89,16 @@ def agent_state(sock):
     return ((body or {}).get("agent") or {}).get("state") if st == 200 else f"GET /vm {st}"
 
 
+def expect_agent_state(v, want, name):
+    """One check: VMM v's agent.state is want once its VM runs; stops v."""
+    st = v.running_agent_state()
+    if st == want:
+        ok(name)
+    else:
+        not_ok(name, f"agent.state {st!r}, want {want!r}", [v.stderr()])
+    v.close()
+
+
 def timed(sock, method, path, body=None):
     t0 = time.monotonic()
     st, resp, _ = api.call(sock, method, path, body, timeout=30)
@@ -105,9 +119,14 @@ def main():
     idle_firmware(fw)
     base = ["--bios", fw, "--mem", "64M"]
     vmms = []
-    try:
-        v = Vmm(tmp, "auto", base + ["--net", "user"])
+
+    def start(name, args):
+        v = Vmm(tmp, name, args)
         vmms.append(v)
+        return v
+
+    try:
+        v = start("auto", base + ["--net", "user"])
         if not v.wait_running():
             not_ok("start", "the API socket did not answer", [v.stderr()])
             return 1
@@ -165,23 +184,16 @@ def main():
             not_ok("stop during a ping", f"rc {rc} after {took:.2f} s, ping thread alive {t.is_alive()}", [v.stderr()])
 
         # --agent off / on.
-        v = Vmm(tmp, "off", base + ["--net", "user", "--agent", "off"])
-        vmms.append(v)
-        st = agent_state(v.sock) if v.wait_running() else "not running"
+        v = start("off", base + ["--net", "user", "--agent", "off"])
+        st = v.running_agent_state()
         code = api.call(v.sock, "GET", "/agent", timeout=10)[0] if v.ready else None
         if st == "absent" and code == 404:
             ok("--agent off with a NIC: no channel, GET /agent 404")
         else:
             not_ok("--agent off", f"agent.state {st!r}, GET /agent {code}", [v.stderr()])
         v.close()
-        v = Vmm(tmp, "on", base + ["--agent", "on"])
-        vmms.append(v)
-        st = agent_state(v.sock) if v.wait_running() else "not running"
-        if st == "waiting":
-            ok("--agent on without a NIC: the channel is there")
-        else:
-            not_ok("--agent on", f"agent.state {st!r}", [v.stderr()])
-        v.close()
+        expect_agent_state(start("on", base + ["--agent", "on"]), "waiting",
+                           "--agent on without a NIC: the channel is there")
 
         # machine-config "agent": a --config file, the API, and a bad value.
         cfg = os.path.join(tmp, "off.json")
@@ -189,16 +201,8 @@ def main():
             json.dump({"machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "agent": "off"},
                        "boot-source": {"firmware_path": fw},
                        "network-interfaces": [{"iface_id": "eth0", "backend": "user"}]}, f)
-        v = Vmm(tmp, "cfg", ["--config", cfg])
-        vmms.append(v)
-        st = agent_state(v.sock) if v.wait_running() else "not running"
-        if st == "absent":
-            ok("--config machine-config agent \"off\"")
-        else:
-            not_ok("--config agent off", f"agent.state {st!r}", [v.stderr()])
-        v.close()
-        v = Vmm(tmp, "put", [])
-        vmms.append(v)
+        expect_agent_state(start("cfg", ["--config", cfg]), "absent", "--config machine-config agent \"off\"")
+        v = start("put", [])
         bad = api.call(v.sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "agent": "sometimes"})
         wrong = api.call(v.sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "agent": 1})
         good = api.call(v.sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "agent": "on"})
