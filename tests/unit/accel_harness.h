@@ -5,17 +5,20 @@
  * read and write registers by id and run a hart to its next exit. Every helper fails the
  * running cmocka test on an error (the library underneath returns -errno; a test stops).
  *
- *	struct accel_harness h;
+ *   struct ah_config c = {.ram_base = 0x80000000, .ram_size = 1 << 20, .ncpus = 1,
+ *                         .ecall_exit_mask = 1u << 3, .jit = AH_JIT_OFF};
+ *   struct accel_harness h;
  *
- *	ah_init(&h, &(struct ah_config){.ram_base = 0x80000000, .ram_size = 1 << 20,
- *					 .ncpus = 1, .ecall_exit_mask = 1u << 3, .jit = AH_JIT_OFF});
- *	ah_put32(&h, 0x80000000, 0x00000073);	(ECALL)
- *	ah_set(&h, 0, ACCEL_REG_PC, 0x80000000);
- *	a0 = ah_run_to_ecall(&h, 0);
- *	ah_fini(&h);
+ *   ah_init(&h, &c);
+ *   ah_put32(&h, 0x80000000, 0x00000073);     (an ECALL)
+ *   ah_set(&h, 0, ACCEL_REG_PC, 0x80000000);
+ *   a0 = ah_run_to_ecall(&h, 0);
+ *   ah_fini(&h);
  *
  * Programs usually leave vcpu_run() through an ECALL that ecall_exit_mask turns into an SBI
- * exit (bit n: ECALLs from privilege n); the next vcpu_run() goes on after it.
+ * exit (bit n: ECALLs from privilege n); the next vcpu_run() goes on after it. Tests that
+ * compare the translator with the interpreter keep two harnesses, one with AH_JIT_ON and one
+ * with AH_JIT_OFF.
  */
 #ifndef KUMO_TEST_ACCEL_HARNESS_H
 #define KUMO_TEST_ACCEL_HARNESS_H
@@ -38,16 +41,16 @@ enum ah_jit {
 };
 
 struct ah_config {
-	uint64_t ram_base;        /* guest-physical, page-aligned */
-	uint64_t ram_size;        /* bytes, a multiple of 4096 */
-	unsigned ncpus;           /* 1..AH_CPUS_MAX */
+	uint64_t ram_base;	  /* guest-physical, page-aligned */
+	uint64_t ram_size;	  /* bytes, a multiple of 4096 */
+	unsigned ncpus;		  /* 1..AH_CPUS_MAX */
 	uint32_t ecall_exit_mask; /* accel_vm_config.ecall_exit_mask */
 	enum ah_jit jit;
 };
 
 struct accel_harness {
 	const struct accel_ops *ops; /* &accel_rv64_ops */
-	uint8_t *ram;                /* ram_size bytes, guest-physical ram_base */
+	uint8_t *ram;		     /* ram_size bytes, guest-physical ram_base */
 	uint64_t ram_base;
 	uint64_t ram_size;
 	struct memmap *mm; /* RAM registered at ram_base */

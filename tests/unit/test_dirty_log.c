@@ -97,7 +97,7 @@ static uint32_t AMO_D(unsigned f5, unsigned rd, unsigned rs1, unsigned rs2)
 
 struct t {
 	struct accel_harness h; /* one hart */
-	struct rv64_cpu *cpu;   /* the same hart, for looking at its TLB */
+	struct rv64_cpu *cpu;	/* the same hart, for looking at its TLB */
 	uint64_t bits[NPAGES / 64];
 };
 
@@ -106,7 +106,9 @@ static struct t *t_new(bool jit)
 	struct t *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE,
+					   .ram_size = RAM_SIZE,
+					   .ncpus = 1,
 					   .ecall_exit_mask = 0xb, /* ECALL exits from U, S and M */
 					   .jit = jit ? AH_JIT_ON : AH_JIT_OFF});
 	assert_int_equal(memmap_dirty_log_words(t->h.mm), NPAGES / 64);
@@ -412,7 +414,8 @@ static void test_dma(void **state)
 
 	arm(t);
 	assert_true(memmap_dirty_page_clean(t->h.mm, DATA + 0xc000));
-	memmap_ram_written(t->h.mm, t->h.ram + (DATA + 0xcff0 - RAM_BASE), 0x20); /* crosses a page */
+	/* crosses a page */
+	memmap_ram_written(t->h.mm, ah_ptr(&t->h, DATA + 0xcff0, 0x20), 0x20);
 	assert_false(memmap_dirty_page_clean(t->h.mm, DATA + 0xc000));
 	expect_dirty(t, two, 2);
 

@@ -125,7 +125,9 @@ static struct t *t_new(uint32_t ecall_mask)
 	struct t *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+	ah_init(&t->h, &(struct ah_config){.ram_base = RAM_BASE,
+					   .ram_size = RAM_SIZE,
+					   .ncpus = 1,
 					   .ecall_exit_mask = ecall_mask});
 	t->run = ah_run_state(&t->h, 0);
 	t->emit = CODE;

@@ -64,7 +64,9 @@ static int setup(void **state)
 	struct accel_harness *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 2,
+	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE,
+				       .ram_size = RAM_SIZE,
+				       .ncpus = 2,
 				       .ecall_exit_mask = 1u << 3});
 	*state = f;
 	return 0;

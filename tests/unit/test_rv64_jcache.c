@@ -118,7 +118,9 @@ static int setup(void **state)
 	struct accel_harness *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 2,
+	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE,
+				       .ram_size = RAM_SIZE,
+				       .ncpus = 2,
 				       .ecall_exit_mask = 1u << 0 | 1u << 1 | 1u << 3,
 				       .jit = AH_JIT_ON});
 	*state = f;
@@ -179,7 +181,8 @@ static void map_sv39(struct accel_harness *f, uint64_t pt, uint64_t vpage_pa)
 	ah_put64(f, root + 8 * ((RAM_BASE >> 30) & 511), pte(l1, PTE_V));
 	ah_put64(f, l1 + 8 * ((RAM_BASE >> 21) & 511), pte(l0, PTE_V));
 	for (uint64_t pa = RAM_BASE; pa < RAM_BASE + RAM_SIZE; pa += 0x1000)
-		ah_put64(f, l0 + 8 * ((pa >> 12) & 511), pte(pa, pa == UCALLER ? rwx | PTE_U : rwx));
+		ah_put64(f, l0 + 8 * ((pa >> 12) & 511),
+			 pte(pa, pa == UCALLER ? rwx | PTE_U : rwx));
 	ah_put64(f, l0 + 8 * ((VPAGE >> 12) & 511), pte(vpage_pa, rwx));
 }
 
@@ -224,8 +227,8 @@ static void remap_with(struct accel_harness *f, uint32_t fence)
 	for (unsigned i = 1; i <= 30; i++) {
 		unsigned want = (i / 3) % 2 ? 2 : 1; /* some rounds keep the mapping: cache hits */
 
-		ah_set(f, 0, ACCEL_REG_X(T0), pte(want == 1 ? P1 : P2,
-					       PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D));
+		ah_set(f, 0, ACCEL_REG_X(T0),
+		       pte(want == 1 ? P1 : P2, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D));
 		assert_int_equal(ah_run_to_ecall(f, 0), want);
 		assert_true(jc_holds(f, 0, VPAGE));
 	}
