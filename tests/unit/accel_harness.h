@@ -108,6 +108,29 @@ static inline void ah_fini(struct accel_harness *h)
 	memset(h, 0, sizeof(*h));
 }
 
+/* ah_init() on a harness of its own; ah_free() or ah_teardown() releases it. */
+static inline struct accel_harness *ah_new(const struct ah_config *c)
+{
+	struct accel_harness *h = malloc(sizeof(*h));
+
+	assert_non_null(h);
+	ah_init(h, c);
+	return h;
+}
+
+static inline void ah_free(struct accel_harness *h)
+{
+	ah_fini(h);
+	free(h);
+}
+
+/* A cmocka teardown for a *state set to ah_new()'s harness. */
+static inline int ah_teardown(void **state)
+{
+	ah_free(*state);
+	return 0;
+}
+
 /* The host address of guest-physical [gpa, gpa + len), which must lie inside RAM. */
 static inline void *ah_ptr(struct accel_harness *h, uint64_t gpa, uint64_t len)
 {

@@ -61,21 +61,8 @@ static uint32_t lui(unsigned rd, uint32_t hi20)
 
 static int setup(void **state)
 {
-	struct accel_harness *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE,
-				       .ram_size = RAM_SIZE,
-				       .ncpus = 2,
-				       .ecall_exit_mask = 1u << 3});
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	ah_fini(*state);
-	free(*state);
+	*state = ah_new(&(struct ah_config){
+	    .ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 2, .ecall_exit_mask = 1u << 3});
 	return 0;
 }
 
@@ -207,11 +194,11 @@ static void test_hits_counted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_store_to_next_instruction, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cross_hart_fence_i, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ram_written, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_partial_rewrites, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hits_counted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_to_next_instruction, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_cross_hart_fence_i, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_ram_written, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_partial_rewrites, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_hits_counted, setup, ah_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

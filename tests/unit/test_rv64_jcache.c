@@ -115,22 +115,11 @@ static uint32_t sfence_vma(unsigned rs1)
 
 static int setup(void **state)
 {
-	struct accel_harness *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	ah_init(f, &(struct ah_config){.ram_base = RAM_BASE,
-				       .ram_size = RAM_SIZE,
-				       .ncpus = 2,
-				       .ecall_exit_mask = 1u << 0 | 1u << 1 | 1u << 3,
-				       .jit = AH_JIT_ON});
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	ah_fini(*state);
-	free(*state);
+	*state = ah_new(&(struct ah_config){.ram_base = RAM_BASE,
+					    .ram_size = RAM_SIZE,
+					    .ncpus = 2,
+					    .ecall_exit_mask = 1u << 0 | 1u << 1 | 1u << 3,
+					    .jit = AH_JIT_ON});
 	return 0;
 }
 
@@ -474,18 +463,18 @@ static void test_kick_stops_jump_loop(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_remap_sfence_all, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remap_sfence_page, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remap_satp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remap_sfence_all, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_remap_sfence_page, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_remap_satp, setup, ah_teardown),
 		cmocka_unit_test_setup_teardown(test_sfence_of_data_page_keeps_entries, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_user_does_not_follow_supervisor_entry, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_own_store_rewrites_target, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_hart_store_and_fence_i, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_writes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_call_loop_counts_exactly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_kick_stops_jump_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_store_rewrites_target, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_other_hart_store_and_fence_i, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_host_writes, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_call_loop_counts_exactly, setup, ah_teardown),
+		cmocka_unit_test_setup_teardown(test_kick_stops_jump_loop, setup, ah_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
