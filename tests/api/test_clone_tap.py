@@ -55,18 +55,8 @@ def ns_neigh(ns):
     return m.group(1) if m else ""
 
 
-def skip_reason():
-    if os.geteuid() != 0:
-        return "not root"
-    if not shutil.which("ip"):
-        return "no ip command (iproute2)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    return ""
-
-
 def main():
-    why = skip_reason()
+    why = h.netns_unavailable()
     if why:
         print(f"ok - clone/tap # SKIP {why}", flush=True)
         return 0

@@ -452,6 +452,18 @@ def proc_cpu_seconds(pid):
 
 
 # --- network namespaces (root only; tests/net/test_tap.py, tests/api/test_clone_tap.py) ---------
+def netns_unavailable():
+    """Why network namespaces with tap devices cannot be made here ("" when they can): the
+    tests that need them print "ok - NAME # SKIP <why>"."""
+    if os.geteuid() != 0:
+        return "not root"
+    if not shutil.which("ip"):
+        return "no ip command (iproute2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun"
+    return ""
+
+
 def ip(*args, timeout=30):
     """Runs ip(8) with args; returns its output, RuntimeError with its message on failure."""
     p = subprocess.run(["ip", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,

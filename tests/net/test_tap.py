@@ -116,16 +116,6 @@ def helper_main(argv):
     return 2
 
 
-def skip_reason():
-    if os.geteuid() != 0:
-        return "not root"
-    if not shutil.which("ip"):
-        return "no ip command (iproute2)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun"
-    return ""
-
-
 # --- the test -----------------------------------------------------------------------------------
 def guest_checks(vm, ns, token, blob):
     vm.run(f"ip addr add {GUEST_ADDR}/24 dev eth0; ip link set eth0 up")
@@ -185,7 +175,7 @@ def tap_deleted(vm, ns):
 
 
 def main():
-    why = skip_reason()
+    why = harness.netns_unavailable()
     if why:
         print(f"ok - net/tap # SKIP {why}", flush=True)
         return 0
