@@ -157,14 +157,32 @@ static void op_rr(struct em *e, bool w, uint32_t op, unsigned r, unsigned rm)
 	b1(e, 0xc0 | (r & 7) << 3 | (rm & 7));
 }
 
-/* op r, [rbx + rax * 8 + disp] (the TLB entry of the index in rax, pre-multiplied by 3). */
+/* op r, [rbx + rax + disp] (the TLB entry at the offset in rax, tlb_index()). */
 static void op_tlb(struct em *e, uint32_t op, unsigned r, int32_t disp)
 {
 	rex(e, true, r, 0);
 	opc(e, op);
 	b1(e, 0x84 | (r & 7) << 3);
-	b1(e, 0xc3);
+	b1(e, 0x03); /* [rbx + rax] */
 	b4(e, (uint32_t)disp);
+}
+
+/* op r, [base + index + disp] (index not rsp). */
+static void op_sib(struct em *e, bool w, uint32_t op, unsigned r, unsigned base, unsigned index,
+		   int32_t disp)
+{
+	unsigned v = 0x40 | (w ? 8 : 0) | (r >> 3) << 2 | (index >> 3) << 1 | (base >> 3);
+	bool d8 = disp >= -128 && disp <= 127, d0 = !disp && (base & 7) != RBP;
+
+	if (v != 0x40)
+		b1(e, v);
+	opc(e, op);
+	b1(e, (d0 ? 0x00 : d8 ? 0x40 : 0x80) | (r & 7) << 3 | 4);
+	b1(e, (index & 7) << 3 | (base & 7));
+	if (d8 && !d0)
+		b1(e, (uint8_t)disp);
+	else if (!d8)
+		b4(e, (uint32_t)disp);
 }
 
 static void ld_x(struct em *e, unsigned r, unsigned xr)
@@ -529,6 +547,8 @@ enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 struct stub {
 	uint8_t kind, size, ext, rs2;
 	uint8_t rd;      /* a load's destination (its value arrives in rax on the slow path) */
+	uint8_t base;    /* loads, stores: the host register holding x[rs1]... */
+	int32_t imm;     /* ...and the offset: the access is [base + rcx + imm], va = base + imm */
 	bool fp;         /* a store's value comes from f[rs2] */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
@@ -629,41 +649,65 @@ static int64_t imm_j(uint32_t insn)
 	       ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
 }
 
-/* rsi = x[rs1] + imm; rax = TLB index * 3; jumps to a new stub when the entry misses. */
+/* rax = the byte offset of the TLB entry of the address in register r (for op_tlb). */
+static void tlb_index(struct em *e, unsigned r)
+{
+	_Static_assert(sizeof(struct rv64_tlb_entry) == 32, "entries are 1 << 5 bytes");
+	if (__builtin_cpu_supports("bmi2")) {
+		b1(e, 0xc4); /* rorx rax, r, 12 - 5: VEX.LZ.F2.0F3A.W1 f0 /r ib */
+		b1(e, 0xc3 | (r < 8 ? 0x20 : 0)); /* ~R ~X ~B, map 0F3A */
+		b1(e, 0xfb);                      /* W1, no vvvv, LZ, F2 */
+		b1(e, 0xf0);
+		b1(e, 0xc0 | (r & 7));
+		b1(e, RV64_PAGE_SHIFT - 5);
+	} else {
+		op_rr(e, false, 0x89, r, RAX);                    /* mov eax, r32 */
+		shift_imm(e, false, 5, RAX, RV64_PAGE_SHIFT - 5); /* shr eax, 7 */
+	}
+	b1(e, 0x25); /* and eax, (TLB size - 1) << 5 */
+	b4(e, (RV64_TLB_SIZE - 1) << 5);
+}
+
+/*
+ * The TLB fast path of a load or store of x[rs1] + imm: jumps to a new stub when the entry
+ * misses (the test is mmu.h's rv64_tlb_match(): (tag | allow) == (va + size - 1) |
+ * (4096 - size)), else leaves rcx = host_addend, so that the access is [base + rcx + imm] with
+ * base = the stub's base register (mem_op()); rax = the entry's offset (tlb_index()). The guest address itself is
+ * never formed on this path (the stub does that for the slow access).
+ */
 static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
 			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
 			     unsigned off, unsigned len)
 {
 	struct em *e = &bk->e;
+	unsigned base = RSI;
 	struct stub *s;
 
 	bk->nmem++;
-	if (rs1 && e->hreg[rs1] >= 0) {
-		op_mem(e, true, 0x8d, RSI, (unsigned)e->hreg[rs1], (int32_t)imm); /* lea */
-	} else {
+	if (rs1 && e->hreg[rs1] >= 0)
+		base = (unsigned)e->hreg[rs1];
+	else
 		ld_x(e, RSI, rs1);
-		if (imm)
-			alu_imm(e, true, 0, RSI, (int32_t)imm);
-	}
-	op_rr(e, true, 0x89, RSI, RAX);                  /* mov rax, rsi */
-	shift_imm(e, true, 5, RAX, RV64_PAGE_SHIFT);     /* shr rax, 12 */
-	b1(e, 0x25);                                     /* and eax, TLB mask */
-	b4(e, RV64_TLB_SIZE - 1);
-	b1(e, 0x48); /* lea rax, [rax + rax * 2] */
-	b1(e, 0x8d);
-	b1(e, 0x04);
-	b1(e, 0x40);
+	/* rdx = va + size - 1: in va's page when va is aligned, so it indexes the TLB too */
+	op_mem(e, true, 0x8d, RDX, base, (int32_t)(imm + (int64_t)size - 1));
+	tlb_index(e, imm ? RDX : base);
 	op_tlb(e, 0x8b, RCX, OFF_TLB(acc));             /* rcx = tag */
 	op_mem(e, true, 0x0b, RCX, RBX, OFF_ALLOW(acc)); /* rcx |= allow */
-	op_rr(e, true, 0x89, RSI, RDX);                  /* rdx = va */
-	alu_imm(e, true, 4, RDX, (int32_t)(RV64_PAGE_MASK | (size - 1)));
-	alu_imm(e, true, 1, RDX, (int32_t)RV64_TLB_FLAGS);
+	alu_imm(e, true, 1, RDX, (int32_t)(RV64_PAGE_SIZE - size));
 	op_rr(e, true, 0x39, RDX, RCX); /* cmp rcx, rdx */
 	s = stub_add(bk, kind, idx, off, len);
 	s->size = (uint8_t)size;
+	s->base = (uint8_t)base;
+	s->imm = (int32_t)imm;
 	s->fix = jcc_fwd(e, CC_NE);
-	op_tlb(e, 0x03, RSI, OFF_TLB(acc) + 8); /* rsi += host_addend */
+	op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + 8); /* rcx = host_addend */
 	return s;
+}
+
+/* op r, [the access of the fast path that made stub s] */
+static void mem_op(struct em *e, const struct stub *s, bool w, uint32_t op, unsigned r)
+{
+	op_sib(e, w, op, r, s->base, RCX, s->imm);
 }
 
 static void tr_count(struct em *e, unsigned kind, bool w);
@@ -698,6 +742,7 @@ static int tr_amo(struct blk *bk, uint32_t insn, unsigned off, unsigned len, uns
 	}
 	s = mem_fast(bk, STUB_STEP, acc, rs1, 0, w ? 8 : 4, idx, off, len);
 	s->mem--; /* on that exit, the interpreter counts the access */
+	op_sib(e, true, 0x8d, RSI, s->base, RCX, 0); /* rsi = the host address */
 	if (f5 == 0x02 || f5 == 0x03) {
 		/* rcx = guest-physical address: the entry's page | the offset of x[rs1] */
 		op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + OFF_TLB_PADDR);
@@ -1255,7 +1300,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm_i(insn), f3 == 2 ? 4 : 8, idx,
 			     off, len);
 		s->ext = EXT_NONE;
-		op_mem(e, f3 == 3, 0x8b, RAX, RSI, 0);
+		mem_op(e, s, f3 == 3, 0x8b, RAX);
 		s->resume = e->pos;
 		if (f3 == 2) {
 			mov_imm64(e, RCX, 0xffffffff00000000ULL);
@@ -1273,7 +1318,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		s->rs2 = (uint8_t)rs2;
 		s->fp = true;
 		op_mem(e, true, 0x8b, RDX, RBX, OFF_F(rs2));
-		op_mem(e, f3 == 3, 0x89, RDX, RSI, 0);
+		mem_op(e, s, f3 == 3, 0x89, RDX);
 		s->resume = e->pos;
 		return 0;
 	default: /* 0x43, 0x47, 0x4b, 0x4f, 0x53 */
@@ -1370,7 +1415,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			     len);
 		s->ext = ext[f3];
 		s->rd = (uint8_t)rd;
-		op_mem(e, w[f3], op[f3], dst_reg(e, rd), RSI, 0);
+		mem_op(e, s, w[f3], op[f3], dst_reg(e, rd));
 		s->resume = e->pos;
 		put_x(e, rd, dst_reg(e, rd));
 		return 0;
@@ -1389,17 +1434,17 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		}
 		switch (f3) {
 		case 0:
-			op_mem(e, false, 0x88, v, RSI, 0);
+			mem_op(e, s, false, 0x88, v);
 			break;
 		case 1:
 			b1(e, 0x66);
-			op_mem(e, false, 0x89, v, RSI, 0);
+			mem_op(e, s, false, 0x89, v);
 			break;
 		case 2:
-			op_mem(e, false, 0x89, v, RSI, 0);
+			mem_op(e, s, false, 0x89, v);
 			break;
 		default:
-			op_mem(e, true, 0x89, v, RSI, 0);
+			mem_op(e, s, true, 0x89, v);
 			break;
 		}
 		s->resume = e->pos;
@@ -1729,13 +1774,14 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		 * written back only when the access leaves the block.
 		 */
 		hits_add(e, -1);
+		op_mem(e, true, 0x8d, RSI, s->base, s->imm); /* rsi = va */
 		if (s->kind == STUB_STORE) {
 			if (s->fp)
 				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
 			else
 				ld_x(e, RCX, s->rs2);
 		}
-		b1(e, 0xba); /* mov edx, size; rsi = va already */
+		b1(e, 0xba); /* mov edx, size */
 		b4(e, s->size);
 		b1(e, 0xe8); /* call the trampoline */
 		b4(e, 0);
