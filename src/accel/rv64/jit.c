@@ -29,6 +29,12 @@
 #include "kumo/base.h"
 
 #define JIT_BUF_SIZE (32u << 20) /* per hart; flushed whole when full */
+/*
+ * More than one instruction's code or one side exit's code can take: the emitter writes
+ * without bounds checks and checks room() once per such unit instead, keeping this far from
+ * the end of the buffer.
+ */
+#define JIT_EMIT_MAX 4096u
 #define JIT_BLOCK_MAX 64          /* guest instructions per block */
 #define JIT_STUBS_MAX (2 * JIT_BLOCK_MAX)
 #define PAGE_SLOTS 2048           /* 2-byte parcels per guest page */
@@ -67,7 +73,7 @@ bool rv64_jit_wanted(void)
 struct em {
 	struct rv64_jit *j;
 	uint64_t pos;
-	uint64_t limit;
+	uint64_t limit; /* room() fails beyond this: j->size - JIT_EMIT_MAX */
 	bool full;
 	/*
 	 * Guest registers cached in host registers for the whole block (hreg[x] >= 0): loaded
@@ -84,19 +90,23 @@ struct em {
 	uint32_t written;
 };
 
+/* True when the next unit (an instruction, a side exit) fits; else marks the buffer full. */
+static bool room(struct em *e)
+{
+	if (e->pos > e->limit)
+		e->full = true;
+	return !e->full;
+}
+
 static void b1(struct em *e, unsigned v)
 {
-	if (e->pos >= e->limit) {
-		e->full = true;
-		return;
-	}
 	e->j->rw[e->pos++] = (uint8_t)v;
 }
 
 static void b4(struct em *e, uint32_t v)
 {
-	for (unsigned i = 0; i < 4; i++)
-		b1(e, (v >> (8 * i)) & 0xff);
+	memcpy(e->j->rw + e->pos, &v, 4); /* little-endian, like x86 immediates */
+	e->pos += 4;
 }
 
 static void b8(struct em *e, uint64_t v)
@@ -107,8 +117,7 @@ static void b8(struct em *e, uint64_t v)
 
 static void patch32(struct em *e, uint64_t at, uint32_t v)
 {
-	if (at + 4 <= e->limit)
-		memcpy(e->j->rw + at, &v, 4);
+	memcpy(e->j->rw + at, &v, 4);
 }
 
 /* Opcode bytes, most significant first (0x0fb6 is 0f b6). */
@@ -1728,7 +1737,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 	uint64_t tails[2] = {0, 0}; /* the block's shared EXC and CODE exits, once emitted */
 	struct em *e = &bk->e;
 
-	for (unsigned i = 0; i < bk->nstubs; i++) {
+	for (unsigned i = 0; i < bk->nstubs && room(e); i++) {
 		struct stub *s = &bk->stubs[i];
 		uint64_t exc, code = 0;
 
@@ -1852,7 +1861,8 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 	uint32_t insns[JIT_BLOCK_MAX];
 	uint16_t at[JIT_BLOCK_MAX];
 	uint8_t weight[JIT_BLOCK_MAX];
-	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host);
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host), ncand = 0;
+	uint8_t cand[31];
 
 	memset(e->hreg, -1, sizeof(e->hreg));
 	for (unsigned s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS;) {
@@ -1912,16 +1922,21 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 			break;
 		}
 	}
-	uses[0] = 0;
-	for (unsigned h = 0; h < nhost; h++) {
-		unsigned best = 0;
+	/* Most used first, ties to the lower register number, among those used at least twice. */
+	for (unsigned x = 1; x < 32; x++)
+		if (uses[x] >= 2)
+			cand[ncand++] = (uint8_t)x;
+	for (unsigned h = 0; h < nhost && h < ncand; h++) {
+		unsigned best = h, x;
 
-		for (unsigned x = 1; x < 32; x++)
-			if (e->hreg[x] < 0 && uses[x] > uses[best])
-				best = x;
-		if (uses[best] < 2)
-			break;
-		e->hreg[best] = (int8_t)host[h];
+		for (unsigned i = h + 1; i < ncand; i++)
+			if (uses[cand[i]] > uses[cand[best]] ||
+			    (uses[cand[i]] == uses[cand[best]] && cand[i] < cand[best]))
+				best = i;
+		x = cand[best];
+		cand[best] = cand[h];
+		cand[h] = (uint8_t)x;
+		e->hreg[x] = (int8_t)host[h];
 	}
 }
 
@@ -1936,11 +1951,15 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 
 	e->j = j;
 	e->pos = start = j->used;
-	e->limit = j->size;
+	e->limit = j->size - JIT_EMIT_MAX;
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
 	e->written = 0;
+	if (!room(e)) {
+		*full = true;
+		return UINT64_MAX;
+	}
 	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
 	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
@@ -1951,6 +1970,8 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		unsigned len;
 		int r;
 
+		if (!room(e))
+			break;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break; /* straddles the page end: the interpreter */
@@ -1979,11 +2000,11 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			break;
 		}
 	}
-	if (!n) {
-		*full = false;
+	if (e->full || !n) {
+		*full = e->full;
 		return UINT64_MAX;
 	}
-	if (!ended)
+	if (!ended && room(e))
 		exit_to(e, (int64_t)s * 2);
 	emit_stubs(bk, n);
 	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
