@@ -11,7 +11,9 @@
  *   - S-mode under Sv39: one translated block reads a U page, which must fault while
  *     sstatus.SUM is clear and succeed while it is set, with the TLB entry present all along;
  *   - a remapped page: after the PTE changes and SFENCE.VMA runs, the same translated block
- *     must read the new page, never the stale host address.
+ *     must read the new page, never the stale host address;
+ *   - tiered translation as the VMM runs it (KUMO_JIT unset): code run once stays
+ *     interpreted, its second run or a loop's second round is translated.
  * Programs end in ECALL, which leaves vcpu_run() from M-mode (S-mode ECALLs trap to an mtvec
  * that holds one). On hosts without the translator both machines interpret and the checks
  * that need translated code are skipped.
@@ -111,11 +113,15 @@ struct fx {
 
 static const struct accel_ops *ops = &accel_rv64_ops;
 
-static void machine_new(struct machine *m, bool jit)
+/* KUMO_JIT is `jit` (NULL: unset) while the vCPU is created. */
+static void machine_new(struct machine *m, const char *jit)
 {
 	struct accel_vm_config cfg = {0};
 
-	setenv("KUMO_JIT", jit ? "1" : "0", 1);
+	if (jit)
+		setenv("KUMO_JIT", jit, 1);
+	else
+		unsetenv("KUMO_JIT");
 	m->ram = calloc(1, RAM_SIZE);
 	assert_non_null(m->ram);
 	m->mm = memmap_new();
@@ -140,18 +146,29 @@ static void machine_free(struct machine *m)
 	free(m->ram);
 }
 
-static int setup(void **state)
+static int setup_mode(void **state, const char *jit)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	machine_new(&f->m[0], true);
-	machine_new(&f->m[1], false);
+	machine_new(&f->m[0], jit);
+	machine_new(&f->m[1], "0");
 	slow_cpu[0] = f->m[0].cpu;
 	slow_cpu[1] = f->m[1].cpu;
 	f->rng = 0x2545f4914f6cdd1dULL;
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_mode(state, "1");
+}
+
+/* The translator as the VMM runs it (KUMO_JIT unset): tiered. */
+static int setup_tiered(void **state)
+{
+	return setup_mode(state, NULL);
 }
 
 static int teardown(void **state)
@@ -545,6 +562,68 @@ static void test_remap(void **state)
 	check_translated(f);
 }
 
+static uint64_t blocks(struct fx *f)
+{
+#ifdef RV64_JIT
+	return ((struct rv64_cpu *)f->m[0].cpu)->jit->translated;
+#else
+	(void)f;
+	return 0;
+#endif
+}
+
+/* JAL ra, to the byte offset `to` of the program from where it is being emitted. */
+static void emit_jal(struct fx *f, unsigned to)
+{
+	uint32_t i = (uint32_t)((int32_t)to - (int32_t)f->len);
+
+	emit32(f, ((i >> 20) & 1) << 31 | ((i >> 1) & 0x3ff) << 21 | ((i >> 11) & 1) << 20 |
+			  ((i >> 12) & 0xff) << 12 | 1u << 7 | 0x6f);
+}
+
+/*
+ * Tiered translation (exec.c h_WARM, as the VMM runs it: KUMO_JIT unset): a function of
+ * straight-line loads called once stays interpreted, called twice it is translated at the
+ * second call; a loop is translated in its first run (its top arrives again). All exact.
+ */
+static void test_tiered(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t data[8192];
+	unsigned bases[4] = {5, 6, 7, 28};
+	uint64_t before;
+
+	random_data(f, data);
+	for (unsigned calls = 1; calls <= 2; calls++) {
+		f->len = 0;
+		for (unsigned c = 0; c < calls; c++)
+			emit_jal(f, 4 * (calls + 1)); /* the function after the ECALL */
+		emit32(f, ECALL);
+		for (unsigned i = 0; i < 20; i++)
+			emit32(f, i_type(0x03, 10 + (i & 7), 3, bases[i & 3], 8 * (int32_t)(i & 7)));
+		emit32(f, i_type(0x67, 0, 0, 1, 0)); /* ret */
+		load_code(f, data);
+		set_regs(f, bases, 4);
+		run_both(f);
+		compare(f, calls);
+#ifdef RV64_JIT
+		if (calls == 1)
+			assert_int_equal(blocks(f), 0);
+		else
+			assert_true(blocks(f) > 0);
+#endif
+	}
+	before = blocks(f);
+	gen_accesses(f, bases, 4, 12, true); /* a loop of 3 rounds */
+	load_code(f, data);
+	set_regs(f, bases, 4);
+	run_both(f);
+	compare(f, 3);
+#ifdef RV64_JIT
+	assert_true(blocks(f) > before);
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +631,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_misaligned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sum_toggle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tiered, setup_tiered, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

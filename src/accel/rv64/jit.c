@@ -2184,6 +2184,7 @@ int rv64_jit_new(struct rv64_jit **out)
 	j->rw = rw;
 	j->rx = rx;
 	j->size = JIT_BUF_SIZE;
+	j->eager = getenv("KUMO_JIT") && !strcmp(getenv("KUMO_JIT"), "1");
 	emit_base(j);
 	*out = j;
 	return 0;
