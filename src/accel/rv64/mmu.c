@@ -211,11 +211,15 @@ static void tlb_note_superpage(struct rv64_cpu *cpu, uint64_t va, uint64_t size)
 
 static bool pmp_any_active(const struct rv64_cpu *cpu)
 {
-	uint64_t words[PMP_ENTRIES / 8], any = 0;
+	uint64_t any = 0;
 
-	memcpy(words, cpu->pmpcfg, sizeof(words));
-	for (unsigned i = 0; i < ARRAY_SIZE(words); i++)
-		any |= words[i];
+	/* Straight from pmpcfg[] (a copy to the stack first stalls on store forwarding). */
+	for (unsigned i = 0; i < PMP_ENTRIES; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, cpu->pmpcfg + i, 8);
+		any |= w;
+	}
 	return (any & 0x1818181818181818ull) != 0; /* any A field nonzero */
 }
 
