@@ -680,9 +680,10 @@ static void tlb_index(struct em *e, unsigned r)
 /*
  * The TLB fast path of a load or store of x[rs1] + imm: jumps to a new stub when the entry
  * misses (the test is mmu.h's rv64_tlb_match(): (tag | allow) == (va + size - 1) |
- * (4096 - size)), else leaves rcx = host_addend, so that the access is [base + rcx + imm] with
- * base = the stub's base register (mem_op()); rax = the entry's offset (tlb_index()). The guest address itself is
- * never formed on this path (the stub does that for the slow access).
+ * (4096 - size)), else leaves rcx = host_addend, so that the access is [base + rcx + imm]
+ * with base = the stub's base register (mem_op()); rax = the entry's offset (tlb_index()).
+ * The guest address itself is never formed on this path (the stub does that for the slow
+ * access).
  */
 static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
 			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
