@@ -50,9 +50,14 @@ enum rv64_access { RV64_ACC_READ = 0, RV64_ACC_WRITE = 1, RV64_ACC_EXEC = 2 };
  * Owned by mmu.c; use the helpers in mmu.h.
  */
 struct rv64_tlb_entry {
-	uint64_t tag;          /* guest-virtual page address | (RV64_TLB_FLAGS & ~required); 0: invalid */
+	/*
+	 * Guest-virtual page address | (RV64_TLB_FLAGS & ~required) | 7; 0: invalid. 16-aligned
+	 * (malloc's alignment), so tag and host_addend always share a cache line.
+	 */
+	_Alignas(16) uint64_t tag;
 	uintptr_t host_addend; /* host address = guest virtual + host_addend (RAM pages only) */
 	uint64_t paddr;        /* guest-physical page address (for MMIO and decode caches) */
+	uint64_t spare;        /* pads the entry to 32 bytes: translated code indexes with a shift */
 };
 
 #define RV64_TLB_BITS 8

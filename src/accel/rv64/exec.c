@@ -1692,16 +1692,39 @@ h_DECODE : {
 	op->h = label[id];
 #ifdef RV64_JIT
 	if (cpu->jit) {
-		int b = rv64_jit_compile(cpu->jit, dp->host, (unsigned)(op - ops), op);
-
-		if (b >= 0) {
-			op->h = &&h_JIT;
-			op->imm = b;
-		}
+		/*
+		 * A first arrival runs interpreted and a second one translates (h_WARM): code that
+		 * runs once, like most of a kernel's boot, never pays for translation (jit.h).
+		 */
+		if (cpu->jit->eager)
+			goto translate;
+		op->h = &&h_WARM;
+		goto *label[id];
 	}
 #endif
 	DISPATCH();
 }
+h_WARM: /* the second arrival at an op with a translator: translate from here */
+#ifdef RV64_JIT
+{
+	unsigned id = dc_decode(op, dp->host, (unsigned)(op - ops));
+
+	if (dc_has_twin[id] && op->len == 1)
+		id++;
+	op->h = label[id];
+}
+translate: {
+	int b = rv64_jit_compile(cpu->jit, dp->host, (unsigned)(op - ops), op);
+
+	if (b >= 0) {
+		op->h = &&h_JIT;
+		op->imm = b;
+	}
+	DISPATCH();
+}
+#else
+	goto h_DECODE; /* never reached: only a translator sets h_WARM */
+#endif
 h_JIT: /* translated code from this op on (jit.h) */
 #ifdef RV64_JIT
 {
@@ -1710,7 +1733,7 @@ h_JIT: /* translated code from this op on (jit.h) */
 	int64_t left = (int64_t)(budget - n);
 
 	if (unlikely(!code)) { /* the code buffer was flushed: translate again */
-		op->h = &&h_DECODE;
+		op->h = &&h_WARM;
 		DISPATCH();
 	}
 	if (unlikely(link_cell)) {

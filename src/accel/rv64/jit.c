@@ -29,6 +29,12 @@
 #include "kumo/base.h"
 
 #define JIT_BUF_SIZE (32u << 20) /* per hart; flushed whole when full */
+/*
+ * More than one instruction's code or one side exit's code can take: the emitter writes
+ * without bounds checks and checks room() once per such unit instead, keeping this far from
+ * the end of the buffer.
+ */
+#define JIT_EMIT_MAX 4096u
 #define JIT_BLOCK_MAX 64          /* guest instructions per block */
 #define JIT_STUBS_MAX (2 * JIT_BLOCK_MAX)
 #define PAGE_SLOTS 2048           /* 2-byte parcels per guest page */
@@ -69,7 +75,7 @@ bool rv64_jit_wanted(void)
 struct em {
 	struct rv64_jit *j;
 	uint64_t pos;
-	uint64_t limit;
+	uint64_t limit; /* room() fails beyond this: j->size - JIT_EMIT_MAX */
 	bool full;
 	/*
 	 * Guest registers cached in host registers for the whole block (hreg[x] >= 0): loaded
@@ -86,19 +92,23 @@ struct em {
 	uint32_t written;
 };
 
+/* True when the next unit (an instruction, a side exit) fits; else marks the buffer full. */
+static bool room(struct em *e)
+{
+	if (e->pos > e->limit)
+		e->full = true;
+	return !e->full;
+}
+
 static void b1(struct em *e, unsigned v)
 {
-	if (e->pos >= e->limit) {
-		e->full = true;
-		return;
-	}
 	e->j->rw[e->pos++] = (uint8_t)v;
 }
 
 static void b4(struct em *e, uint32_t v)
 {
-	for (unsigned i = 0; i < 4; i++)
-		b1(e, (v >> (8 * i)) & 0xff);
+	memcpy(e->j->rw + e->pos, &v, 4); /* little-endian, like x86 immediates */
+	e->pos += 4;
 }
 
 static void b8(struct em *e, uint64_t v)
@@ -109,8 +119,7 @@ static void b8(struct em *e, uint64_t v)
 
 static void patch32(struct em *e, uint64_t at, uint32_t v)
 {
-	if (at + 4 <= e->limit)
-		memcpy(e->j->rw + at, &v, 4);
+	memcpy(e->j->rw + at, &v, 4);
 }
 
 /* Opcode bytes, most significant first (0x0fb6 is 0f b6). */
@@ -159,14 +168,32 @@ static void op_rr(struct em *e, bool w, uint32_t op, unsigned r, unsigned rm)
 	b1(e, 0xc0 | (r & 7) << 3 | (rm & 7));
 }
 
-/* op r, [rbx + rax * 8 + disp] (the TLB entry of the index in rax, pre-multiplied by 3). */
+/* op r, [rbx + rax + disp] (the TLB entry at the offset in rax, tlb_index()). */
 static void op_tlb(struct em *e, uint32_t op, unsigned r, int32_t disp)
 {
 	rex(e, true, r, 0);
 	opc(e, op);
 	b1(e, 0x84 | (r & 7) << 3);
-	b1(e, 0xc3);
+	b1(e, 0x03); /* [rbx + rax] */
 	b4(e, (uint32_t)disp);
+}
+
+/* op r, [base + index + disp] (index not rsp). */
+static void op_sib(struct em *e, bool w, uint32_t op, unsigned r, unsigned base, unsigned index,
+		   int32_t disp)
+{
+	unsigned v = 0x40 | (w ? 8 : 0) | (r >> 3) << 2 | (index >> 3) << 1 | (base >> 3);
+	bool d8 = disp >= -128 && disp <= 127, d0 = !disp && (base & 7) != RBP;
+
+	if (v != 0x40)
+		b1(e, v);
+	opc(e, op);
+	b1(e, (d0 ? 0x00 : d8 ? 0x40 : 0x80) | (r & 7) << 3 | 4);
+	b1(e, (index & 7) << 3 | (base & 7));
+	if (d8 && !d0)
+		b1(e, (uint8_t)disp);
+	else if (!d8)
+		b4(e, (uint32_t)disp);
 }
 
 static void ld_x(struct em *e, unsigned r, unsigned xr)
@@ -592,6 +619,8 @@ enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 struct stub {
 	uint8_t kind, size, ext, rs2;
 	uint8_t rd;      /* a load's destination (its value arrives in rax on the slow path) */
+	uint8_t base;    /* loads, stores: the host register holding x[rs1]... */
+	int32_t imm;     /* ...and the offset: the access is [base + rcx + imm], va = base + imm */
 	bool fp;         /* a store's value comes from f[rs2] */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
@@ -692,41 +721,66 @@ static int64_t imm_j(uint32_t insn)
 	       ((insn >> 9) & 0x800) | ((insn >> 20) & 0x7fe);
 }
 
-/* rsi = x[rs1] + imm; rax = TLB index * 3; jumps to a new stub when the entry misses. */
+/* rax = the byte offset of the TLB entry of the address in register r (for op_tlb). */
+static void tlb_index(struct em *e, unsigned r)
+{
+	_Static_assert(sizeof(struct rv64_tlb_entry) == 32, "entries are 1 << 5 bytes");
+	if (__builtin_cpu_supports("bmi2")) {
+		b1(e, 0xc4); /* rorx rax, r, 12 - 5: VEX.LZ.F2.0F3A.W1 f0 /r ib */
+		b1(e, 0xc3 | (r < 8 ? 0x20 : 0)); /* ~R ~X ~B, map 0F3A */
+		b1(e, 0xfb);                      /* W1, no vvvv, LZ, F2 */
+		b1(e, 0xf0);
+		b1(e, 0xc0 | (r & 7));
+		b1(e, RV64_PAGE_SHIFT - 5);
+	} else {
+		op_rr(e, false, 0x89, r, RAX);                    /* mov eax, r32 */
+		shift_imm(e, false, 5, RAX, RV64_PAGE_SHIFT - 5); /* shr eax, 7 */
+	}
+	b1(e, 0x25); /* and eax, (TLB size - 1) << 5 */
+	b4(e, (RV64_TLB_SIZE - 1) << 5);
+}
+
+/*
+ * The TLB fast path of a load or store of x[rs1] + imm: jumps to a new stub when the entry
+ * misses (the test is mmu.h's rv64_tlb_match(): (tag | allow) == (va + size - 1) |
+ * (4096 - size)), else leaves rcx = host_addend, so that the access is [base + rcx + imm]
+ * with base = the stub's base register (mem_op()); rax = the entry's offset (tlb_index()).
+ * The guest address itself is never formed on this path (the stub does that for the slow
+ * access).
+ */
 static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
 			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
 			     unsigned off, unsigned len)
 {
 	struct em *e = &bk->e;
+	unsigned base = RSI;
 	struct stub *s;
 
 	bk->nmem++;
-	if (rs1 && e->hreg[rs1] >= 0) {
-		op_mem(e, true, 0x8d, RSI, (unsigned)e->hreg[rs1], (int32_t)imm); /* lea */
-	} else {
+	if (rs1 && e->hreg[rs1] >= 0)
+		base = (unsigned)e->hreg[rs1];
+	else
 		ld_x(e, RSI, rs1);
-		if (imm)
-			alu_imm(e, true, 0, RSI, (int32_t)imm);
-	}
-	op_rr(e, true, 0x89, RSI, RAX);                  /* mov rax, rsi */
-	shift_imm(e, true, 5, RAX, RV64_PAGE_SHIFT);     /* shr rax, 12 */
-	b1(e, 0x25);                                     /* and eax, TLB mask */
-	b4(e, RV64_TLB_SIZE - 1);
-	b1(e, 0x48); /* lea rax, [rax + rax * 2] */
-	b1(e, 0x8d);
-	b1(e, 0x04);
-	b1(e, 0x40);
+	/* rdx = va + size - 1: in va's page when va is aligned, so it indexes the TLB too */
+	op_mem(e, true, 0x8d, RDX, base, (int32_t)(imm + (int64_t)size - 1));
+	tlb_index(e, imm ? RDX : base);
 	op_tlb(e, 0x8b, RCX, OFF_TLB(acc));             /* rcx = tag */
 	op_mem(e, true, 0x0b, RCX, RBX, OFF_ALLOW(acc)); /* rcx |= allow */
-	op_rr(e, true, 0x89, RSI, RDX);                  /* rdx = va */
-	alu_imm(e, true, 4, RDX, (int32_t)(RV64_PAGE_MASK | (size - 1)));
-	alu_imm(e, true, 1, RDX, (int32_t)RV64_TLB_FLAGS);
+	alu_imm(e, true, 1, RDX, (int32_t)(RV64_PAGE_SIZE - size));
 	op_rr(e, true, 0x39, RDX, RCX); /* cmp rcx, rdx */
 	s = stub_add(bk, kind, idx, off, len);
 	s->size = (uint8_t)size;
+	s->base = (uint8_t)base;
+	s->imm = (int32_t)imm;
 	s->fix = jcc_fwd(e, CC_NE);
-	op_tlb(e, 0x03, RSI, OFF_TLB(acc) + 8); /* rsi += host_addend */
+	op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + 8); /* rcx = host_addend */
 	return s;
+}
+
+/* op r, [the access of the fast path that made stub s] */
+static void mem_op(struct em *e, const struct stub *s, bool w, uint32_t op, unsigned r)
+{
+	op_sib(e, w, op, r, s->base, RCX, s->imm);
 }
 
 static void tr_count(struct em *e, unsigned kind, bool w);
@@ -761,6 +815,7 @@ static int tr_amo(struct blk *bk, uint32_t insn, unsigned off, unsigned len, uns
 	}
 	s = mem_fast(bk, STUB_STEP, acc, rs1, 0, w ? 8 : 4, idx, off, len);
 	s->mem--; /* on that exit, the interpreter counts the access */
+	op_sib(e, true, 0x8d, RSI, s->base, RCX, 0); /* rsi = the host address */
 	if (f5 == 0x02 || f5 == 0x03) {
 		/* rcx = guest-physical address: the entry's page | the offset of x[rs1] */
 		op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + OFF_TLB_PADDR);
@@ -1318,7 +1373,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		s = mem_fast(bk, STUB_LOAD, RV64_ACC_READ, rs1, imm_i(insn), f3 == 2 ? 4 : 8, idx,
 			     off, len);
 		s->ext = EXT_NONE;
-		op_mem(e, f3 == 3, 0x8b, RAX, RSI, 0);
+		mem_op(e, s, f3 == 3, 0x8b, RAX);
 		s->resume = e->pos;
 		if (f3 == 2) {
 			mov_imm64(e, RCX, 0xffffffff00000000ULL);
@@ -1336,7 +1391,7 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 		s->rs2 = (uint8_t)rs2;
 		s->fp = true;
 		op_mem(e, true, 0x8b, RDX, RBX, OFF_F(rs2));
-		op_mem(e, f3 == 3, 0x89, RDX, RSI, 0);
+		mem_op(e, s, f3 == 3, 0x89, RDX);
 		s->resume = e->pos;
 		return 0;
 	default: /* 0x43, 0x47, 0x4b, 0x4f, 0x53 */
@@ -1431,7 +1486,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			     len);
 		s->ext = ext[f3];
 		s->rd = (uint8_t)rd;
-		op_mem(e, w[f3], op[f3], dst_reg(e, rd), RSI, 0);
+		mem_op(e, s, w[f3], op[f3], dst_reg(e, rd));
 		s->resume = e->pos;
 		put_x(e, rd, dst_reg(e, rd));
 		return 0;
@@ -1450,17 +1505,17 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		}
 		switch (f3) {
 		case 0:
-			op_mem(e, false, 0x88, v, RSI, 0);
+			mem_op(e, s, false, 0x88, v);
 			break;
 		case 1:
 			b1(e, 0x66);
-			op_mem(e, false, 0x89, v, RSI, 0);
+			mem_op(e, s, false, 0x89, v);
 			break;
 		case 2:
-			op_mem(e, false, 0x89, v, RSI, 0);
+			mem_op(e, s, false, 0x89, v);
 			break;
 		default:
-			op_mem(e, true, 0x89, v, RSI, 0);
+			mem_op(e, s, true, 0x89, v);
 			break;
 		}
 		s->resume = e->pos;
@@ -1744,7 +1799,7 @@ static void emit_stubs(struct blk *bk, unsigned n)
 	uint64_t tails[2] = {0, 0}; /* the block's shared EXC and CODE exits, once emitted */
 	struct em *e = &bk->e;
 
-	for (unsigned i = 0; i < bk->nstubs; i++) {
+	for (unsigned i = 0; i < bk->nstubs && room(e); i++) {
 		struct stub *s = &bk->stubs[i];
 		uint64_t exc, code = 0;
 
@@ -1790,13 +1845,14 @@ static void emit_stubs(struct blk *bk, unsigned n)
 		 * written back only when the access leaves the block.
 		 */
 		hits_add(e, -1);
+		op_mem(e, true, 0x8d, RSI, s->base, s->imm); /* rsi = va */
 		if (s->kind == STUB_STORE) {
 			if (s->fp)
 				op_mem(e, true, 0x8b, RCX, RBX, OFF_F(s->rs2));
 			else
 				ld_x(e, RCX, s->rs2);
 		}
-		b1(e, 0xba); /* mov edx, size; rsi = va already */
+		b1(e, 0xba); /* mov edx, size */
 		b4(e, s->size);
 		b1(e, 0xe8); /* call the trampoline */
 		b4(e, 0);
@@ -1868,7 +1924,8 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 	uint32_t insns[JIT_BLOCK_MAX];
 	uint16_t at[JIT_BLOCK_MAX];
 	uint8_t weight[JIT_BLOCK_MAX];
-	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host);
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host), ncand = 0;
+	uint8_t cand[31];
 
 	memset(e->hreg, -1, sizeof(e->hreg));
 	for (unsigned s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS;) {
@@ -1928,16 +1985,21 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 			break;
 		}
 	}
-	uses[0] = 0;
-	for (unsigned h = 0; h < nhost; h++) {
-		unsigned best = 0;
+	/* Most used first, ties to the lower register number, among those used at least twice. */
+	for (unsigned x = 1; x < 32; x++)
+		if (uses[x] >= 2)
+			cand[ncand++] = (uint8_t)x;
+	for (unsigned h = 0; h < nhost && h < ncand; h++) {
+		unsigned best = h, x;
 
-		for (unsigned x = 1; x < 32; x++)
-			if (e->hreg[x] < 0 && uses[x] > uses[best])
-				best = x;
-		if (uses[best] < 2)
-			break;
-		e->hreg[best] = (int8_t)host[h];
+		for (unsigned i = h + 1; i < ncand; i++)
+			if (uses[cand[i]] > uses[cand[best]] ||
+			    (uses[cand[i]] == uses[cand[best]] && cand[i] < cand[best]))
+				best = i;
+		x = cand[best];
+		cand[best] = cand[h];
+		cand[h] = (uint8_t)x;
+		e->hreg[x] = (int8_t)host[h];
 	}
 }
 
@@ -1952,11 +2014,15 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 
 	e->j = j;
 	e->pos = start = j->used;
-	e->limit = j->size;
+	e->limit = j->size - JIT_EMIT_MAX;
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
 	e->written = 0;
+	if (!room(e)) {
+		*full = true;
+		return UINT64_MAX;
+	}
 	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
 	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
@@ -1967,6 +2033,8 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		unsigned len;
 		int r;
 
+		if (!room(e))
+			break;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break; /* straddles the page end: the interpreter */
@@ -1995,11 +2063,11 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			break;
 		}
 	}
-	if (!n) {
-		*full = false;
+	if (e->full || !n) {
+		*full = e->full;
 		return UINT64_MAX;
 	}
-	if (!ended)
+	if (!ended && room(e))
 		exit_to(e, (int64_t)s * 2);
 	emit_stubs(bk, n);
 	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
@@ -2207,6 +2275,7 @@ int rv64_jit_new(struct rv64_jit **out)
 		goto out_rx;
 	}
 	j->jc->gen = 4;
+	j->eager = getenv("KUMO_JIT") && !strcmp(getenv("KUMO_JIT"), "1");
 	emit_base(j);
 	*out = j;
 	return 0;

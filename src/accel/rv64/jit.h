@@ -5,6 +5,7 @@
  * Usage from the decode cache (exec.c), on the vCPU thread that owns the translator:
  *
  *	if (rv64_jit_wanted() && rv64_jit_new(&cpu->jit) == 0) ...   // per hart, KUMO_JIT=0: off
+ *	                                                          // (KUMO_JIT=1: eager, below)
  *	int b = rv64_jit_compile(cpu->jit, page_host, slot, op);      // -1: not translatable here
  *	const void *code = rv64_jit_code(cpu->jit, b, op);            // NULL: the block is gone
  *	struct rv64_jit_ret r = rv64_jit_run(cpu->jit, cpu, page_va, budget_left, code);
@@ -100,6 +101,12 @@ struct rv64_jit {
 	uint64_t translated; /* blocks compiled */
 	struct rv64_jc *jc;  /* the jump cache (see above) */
 	uint64_t jc_miss;    /* offset of the shared far exit to the pc in rax (a miss) */
+	/*
+	 * KUMO_JIT=1: translate at an op's first arrival (the translator's tests). Otherwise the
+	 * decode cache runs an op's first arrival interpreted and translates at the second, so
+	 * code that runs once (most of a kernel's boot) is never translated.
+	 */
+	bool eager;
 };
 
 #define RV64_JC_BITS 13      /* jump cache entries: 1 << RV64_JC_BITS (24 bytes each) */

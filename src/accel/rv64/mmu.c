@@ -218,11 +218,15 @@ static void tlb_note_superpage(struct rv64_cpu *cpu, uint64_t va, uint64_t size)
 
 static bool pmp_any_active(const struct rv64_cpu *cpu)
 {
-	uint64_t words[PMP_ENTRIES / 8], any = 0;
+	uint64_t any = 0;
 
-	memcpy(words, cpu->pmpcfg, sizeof(words));
-	for (unsigned i = 0; i < ARRAY_SIZE(words); i++)
-		any |= words[i];
+	/* Straight from pmpcfg[] (a copy to the stack first stalls on store forwarding). */
+	for (unsigned i = 0; i < PMP_ENTRIES; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, cpu->pmpcfg + i, 8);
+		any |= w;
+	}
 	return (any & 0x1818181818181818ull) != 0; /* any A field nonzero */
 }
 
@@ -580,7 +584,7 @@ static void tlb_fill(struct rv64_cpu *cpu, uint64_t va, enum rv64_access acc, un
 	if (acc == RV64_ACC_WRITE && host && cpu->vm->memmap &&
 	    memmap_dirty_page_clean(cpu->vm->memmap, page))
 		req |= RV64_TLB_REQ_DIRTY;
-	e->tag = (va & RV64_PAGE_MASK) | (RV64_TLB_FLAGS & ~req);
+	e->tag = (va & RV64_PAGE_MASK) | (RV64_TLB_FLAGS & ~req) | RV64_TLB_LOW;
 	e->host_addend = host ? (uintptr_t)host - (uintptr_t)(va & RV64_PAGE_MASK) : 0;
 	e->paddr = page;
 	if (w->page_size > RV64_PAGE_SIZE)
@@ -593,7 +597,7 @@ static bool tlb_usable(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *
 {
 	return (e->tag | cpu->tlb_allow[acc] | RV64_TLB_REQ_SLOW | RV64_TLB_REQ_CODE |
 		RV64_TLB_REQ_DIRTY) ==
-	       ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS);
+	       ((va & RV64_PAGE_MASK) | RV64_TLB_FLAGS | RV64_TLB_LOW);
 }
 
 /* Looks for va's page among the victims; a hit trades places with the direct-mapped entry e. */

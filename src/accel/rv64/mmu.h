@@ -21,9 +21,12 @@
  *
  * How a hit works (DESIGN.md §4): cpu->tlb[acc][vpn & 255] holds the page's tag; bits 3..11 of
  * the tag are the RV64_TLB_REQ_* flags, cleared for each condition the entry needs (the page's
- * privilege class, SUM for U pages touched from S, MXR for execute-only pages read). The access
- * hits when (tag | cpu->tlb_allow[acc]) equals the page address with all flag bits set and the
- * low address bits (va & (size - 1)) zero: one OR, one compare, and misaligned accesses miss.
+ * privilege class, SUM for U pages touched from S, MXR for execute-only pages read), and bits
+ * 0..2 are ones. The access hits when (tag | cpu->tlb_allow[acc]) equals
+ * (va + size - 1) | (4096 - size): the page address of va with all low 12 bits set exactly
+ * when va is aligned (the low log2(size) bits of va + size - 1 are all ones only then, and an
+ * aligned access stays in its page). One OR, one add, one OR of a constant, one compare, and
+ * misaligned accesses miss; translated code (jit.c) emits the same test.
  *
  * Stores and decoded code: rv64_mmu_store() returns 1 (the store was done) when it wrote to a
  * page whose decoded instructions it just invalidated (it also sets cpu->code_written); the
@@ -70,6 +73,7 @@
  */
 #define RV64_TLB_REQ_DIRTY (1ull << 10)
 #define RV64_TLB_FLAGS 0xff8ull       /* every flag bit (bits 3..11) */
+#define RV64_TLB_LOW 7ull             /* bits 0..2: always set in a valid tag */
 
 int rv64_mmu_load_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val);
 /* 0, 1 when the store invalidated decoded code (done all the same), or -1 with the exception. */
@@ -93,8 +97,7 @@ static inline struct rv64_tlb_entry *rv64_tlb_slot(struct rv64_cpu *cpu, enum rv
 static inline bool rv64_tlb_match(const struct rv64_cpu *cpu, const struct rv64_tlb_entry *e,
 				  enum rv64_access acc, uint64_t va, unsigned size)
 {
-	return (e->tag | cpu->tlb_allow[acc]) ==
-	       ((va & (RV64_PAGE_MASK | (size - 1))) | RV64_TLB_FLAGS);
+	return (e->tag | cpu->tlb_allow[acc]) == ((va + (size - 1)) | (RV64_PAGE_SIZE - size));
 }
 
 /*
