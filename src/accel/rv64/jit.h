@@ -73,7 +73,8 @@ enum rv64_jit_exit {
 	RV64_JIT_EXIT_EXC = 1,  /* cpu->pc: the faulting instruction, exc_cause/exc_tval set */
 	RV64_JIT_EXIT_CODE = 2, /* a store rewrote decoded code; cpu->pc: the next instruction */
 	RV64_JIT_EXIT_STEP = 3, /* cpu->pc: an instruction for the interpreter (e.g. FP with FS off) */
-	RV64_JIT_EXIT_CELL = 4, /* and above: in-page cpu->pc; status is the cell to link */
+	RV64_JIT_EXIT_EVENT = 4, /* a CSR write may have made an interrupt deliverable; cpu->pc: next */
+	RV64_JIT_EXIT_CELL = 5, /* and above: in-page cpu->pc; status is the cell to link */
 };
 
 struct rv64_jit_ret {
