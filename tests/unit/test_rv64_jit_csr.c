@@ -9,7 +9,9 @@
  *   - a CSRW of satp in the middle of a block that maps the code's own virtual page to other
  *     code: the next instruction comes through the new translation (priv 1.12 §4.1.11);
  *   - a CSR access that is illegal at the current privilege traps with the instruction in
- *     mtval and nothing written.
+ *     mtval and nothing written;
+ *   - SFENCE.VMA (jit.c tr_sfence) after a store that remaps the block's own page: the next
+ *     instruction comes through the new mapping; in U-mode it is illegal.
  * Programs end in ECALL, which leaves vcpu_run() (ecall_exit_mask covers M-mode); traps go to
  * an mtvec that holds an ECALL.
  */
@@ -321,8 +323,8 @@ static void test_csr_enables_interrupt(void **state)
 	check_translated(f);
 }
 
-/* Sv39 tables at PT mapping RAM_BASE's first 2 MiB to itself, but CODE's page to ALT. */
-static void build_tables(uint8_t *ram)
+/* Sv39 tables at PT mapping RAM_BASE's first 2 MiB to itself, CODE's page to ALT if `alt`. */
+static void build_tables(uint8_t *ram, bool alt)
 {
 	uint64_t *l2 = (uint64_t *)(ram + (PT - RAM_BASE));
 	uint64_t *l1 = l2 + 512, *l0 = l2 + 1024;
@@ -334,7 +336,7 @@ static void build_tables(uint8_t *ram)
 	for (unsigned i = 0; i < 512; i++) {
 		uint64_t pa = RAM_BASE + ((uint64_t)i << 12);
 
-		if (pa == CODE)
+		if (pa == CODE && alt)
 			pa = ALT;
 		l0[i] = (pa >> 12) << 10 | 0xcf; /* D A X W R V */
 	}
@@ -363,7 +365,7 @@ static void test_satp_write_remaps(void **state)
 	for (unsigned k = 0; k < 2; k++) {
 		struct machine *m = &f->m[k];
 
-		build_tables(m->ram);
+		build_tables(m->ram, true);
 		memset(m->ram + (ALT - RAM_BASE), 0, 4096);
 		memcpy(m->ram + (ALT - RAM_BASE) + 8, alt, sizeof(alt));
 		set(m, ACCEL_REG_PRIV, 1);
@@ -379,6 +381,78 @@ static void test_satp_write_remaps(void **state)
 		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
 	}
 	check_translated(f);
+}
+
+/*
+ * S-mode under Sv39 mapping CODE to itself: a store points CODE's PTE at ALT, SFENCE.VMA of
+ * CODE follows in the same block; the instruction after it must come from ALT (a0 = 2).
+ */
+static void test_sfence_remaps(void **state)
+{
+	struct fx *f = *state;
+	uint64_t regs[32] = {0};
+	uint32_t alt[2] = {
+		i_type(0x13, 10, 0, 0, 2), /* addi a0, x0, 2 */
+		ECALL,
+	};
+
+	regs[6] = (ALT >> 12) << 10 | 0xcf;                      /* t1: the new PTE */
+	regs[7] = PT + 0x2000 + ((CODE >> 12) & 511) * 8;         /* t2: CODE's PTE */
+	regs[28] = CODE;                                          /* t3 */
+	f->len = 0;
+	emit32(f, i_type(0x13, 11, 0, 0, 7));                    /* addi a1, x0, 7 */
+	emit32(f, 6u << 20 | 7u << 15 | 3u << 12 | 0x23);         /* sd t1, 0(t2) */
+	emit32(f, 0x12000073u | 28u << 15);                       /* sfence.vma t3 */
+	emit32(f, i_type(0x13, 10, 0, 0, 1));                    /* addi a0, x0, 1 */
+	emit32(f, ECALL);
+	load(f, regs);
+	for (unsigned k = 0; k < 2; k++) {
+		struct machine *m = &f->m[k];
+
+		build_tables(m->ram, false);
+		memset(m->ram + (ALT - RAM_BASE), 0, 4096);
+		memcpy(m->ram + (ALT - RAM_BASE) + 12, alt, sizeof(alt));
+		set(m, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
+		set(m, ACCEL_REG_PRIV, 1);
+	}
+	run_both(f);
+	compare(f, 0);
+	for (unsigned k = 0; k < 2; k++) {
+		struct machine *m = &f->m[k];
+
+		assert_int_equal(get(m, ACCEL_REG_X(10)), 2);
+		assert_int_equal(get(m, ACCEL_REG_X(11)), 7);
+		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
+		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
+	}
+	check_translated(f);
+}
+
+/* SFENCE.VMA in U-mode: illegal instruction with the instruction in mtval. */
+static void test_sfence_illegal(void **state)
+{
+	struct fx *f = *state;
+	uint64_t regs[32] = {0};
+	uint32_t bad = 0x12000073u;
+
+	f->len = 0;
+	emit32(f, i_type(0x13, 5, 0, 0, 1));
+	emit32(f, bad);
+	emit32(f, i_type(0x13, 5, 0, 0, 3));
+	emit32(f, ECALL);
+	load(f, regs);
+	for (unsigned k = 0; k < 2; k++)
+		set(&f->m[k], ACCEL_REG_PRIV, 0);
+	run_both(f);
+	compare(f, 0);
+	for (unsigned k = 0; k < 2; k++) {
+		struct machine *m = &f->m[k];
+
+		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 2);
+		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 4);
+		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MTVAL)), bad);
+		assert_int_equal(get(m, ACCEL_REG_X(5)), 1);
+	}
 }
 
 /* U-mode reading mscratch: illegal instruction, mtval = the instruction, rd untouched. */
@@ -419,6 +493,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_csr_enables_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_satp_write_remaps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csr_illegal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sfence_remaps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sfence_illegal, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

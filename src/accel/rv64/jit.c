@@ -42,6 +42,7 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
+#define MS_TVM (1ull << 20) /* mstatus.TVM, priv 1.12 §3.1.6.5 */
 #define OFF_FFLAGS ((int32_t)offsetof(struct rv64_cpu, fflags))
 #define OFF_FRM ((int32_t)offsetof(struct rv64_cpu, frm))
 /*
@@ -1425,6 +1426,47 @@ static int tr_csr(struct blk *bk, uint32_t insn, unsigned off, unsigned len, uns
 }
 
 /*
+ * SFENCE.VMA (priv 1.12 §4.2.1) for translated code, with the registers written back: -1 when
+ * it is illegal here (U-mode, or S-mode with mstatus.TVM; the interpreter raises the trap),
+ * else the TLB flush the interpreter does and RV64_JIT_EXIT_CODE: the next instruction is
+ * fetched through a fresh lookup, as the fence may have changed this page's translation.
+ */
+static int jit_sfence(struct rv64_cpu *cpu, uint32_t insn)
+{
+	unsigned rs1 = (insn >> 15) & 31;
+
+	if (cpu->priv == RV64_PRIV_U || (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TVM)))
+		return -1;
+	if (rs1)
+		rv64_tlb_flush_page(cpu, cpu->x[rs1]);
+	else
+		rv64_tlb_flush(cpu);
+	return RV64_JIT_EXIT_CODE;
+}
+
+/* SFENCE.VMA through jit_sfence(); it ends the block. */
+static int tr_sfence(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	struct stub *s;
+
+	writeback_all(e);
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	b1(e, 0xbe);                    /* mov esi, insn */
+	b4(e, insn);
+	call_abs(e, (const void *)jit_sfence);
+	reload_regs(e, true);
+	op_rr(e, false, 0x85, RAX, RAX);
+	s = stub_add(bk, STUB_STEP, idx, off, len); /* illegal: the interpreter traps */
+	s->fix = jcc_fwd(e, CC_S);
+	op_rr(e, false, 0x89, RAX, RDX); /* mov edx, eax: the status */
+	writeback_regs(e);
+	set_pc_off(e, off + len);
+	jmp_epilogue(e);
+	return 1;
+}
+
+/*
  * Translates one instruction (RVC already expanded) at page offset `off`. Returns 0 to go
  * on, 1 when it ended the block (it left), -1 when it is not translated (nothing emitted).
  */
@@ -1767,6 +1809,8 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	case 0x53:
 		return tr_fp(bk, insn, off, len, idx);
 	case 0x73:
+		if ((insn & 0xfe007fffu) == 0x12000073u)
+			return tr_sfence(bk, insn, off, len, idx);
 		return tr_csr(bk, insn, off, len, idx);
 	default:
 		return -1;
