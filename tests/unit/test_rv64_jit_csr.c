@@ -3,7 +3,8 @@
  * what the interpreter does. Each test runs a program on a machine with KUMO_JIT=1 and one
  * with KUMO_JIT=0 from the same state and compares registers, pc, trap CSRs and minstret:
  *   - random blocks mixing CSR reads and writes (register and immediate forms) with ALU ops,
- *     minstret reads among them (the interpreter's, with instret brought up to date);
+ *     minstret reads among them (the interpreter's, with instret brought up to date), and
+ *     interrupt enables with nothing pending;
  *   - a CSRS that enables a pending interrupt in the middle of a block: the trap is taken
  *     right after it (mepc = the next instruction), not at the block's end;
  *   - a CSRW of satp in the middle of a block that maps the code's own virtual page to other
@@ -235,7 +236,7 @@ static void check_translated(struct fx *f)
 static void test_csr_random(void **state)
 {
 	static const unsigned csrs[] = {CSR_MSCRATCH, CSR_SSCRATCH, CSR_MEPC, CSR_MINSTRET,
-					CSR_MSTATUS};
+					CSR_MSTATUS, CSR_MIE};
 	struct fx *f = *state;
 
 	for (unsigned round = 0; round < 200; round++) {
@@ -245,7 +246,7 @@ static void test_csr_random(void **state)
 		f->len = 0;
 		emit32(f, i_type(0x13, 31, 0, 0, 3)); /* x31 = 3: loop counter */
 		for (unsigned i = 0; i < n; i++) {
-			unsigned rd = 1 + pick(f, 30), rs1 = pick(f, 31), csr = csrs[pick(f, 5)];
+			unsigned rd = 1 + pick(f, 30), rs1 = pick(f, 31), csr = csrs[pick(f, 6)];
 			unsigned f3 = 1 + pick(f, 3) + (pick(f, 2) ? 4 : 0);
 
 			if (pick(f, 3)) {
@@ -260,11 +261,18 @@ static void test_csr_random(void **state)
 				rs1 = 0;
 			}
 			if (csr == CSR_MSTATUS) {
-				/* SUM and MXR (bits 18, 19) through a register, or nothing */
-				emit32(f, i_type(0x13, 30, 0, 0, 0));
+				/* SUM and MXR (bits 18, 19), maybe MIE (bit 3), through a register */
 				emit32(f, i_type(0x37, 30, 0, 0, 0) | (pick(f, 4) << 18 & 0xc0000u));
+				if (pick(f, 2))
+					emit32(f, i_type(0x13, 30, 0, 30, 8));
 				f3 = pick(f, 2) ? 2 : 3;
 				rs1 = 30;
+			}
+			if (csr == CSR_MIE) {
+				/* SSIE, MSIE: enabled with nothing pending, the block goes on */
+				emit32(f, i_type(0x13, 29, 0, 0, (int32_t)(pick(f, 4) * 2 & 0xa)));
+				f3 = 1 + pick(f, 3);
+				rs1 = 29;
 			}
 			emit32(f, csr_insn(csr, f3, rd, rs1));
 		}

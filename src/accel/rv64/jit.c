@@ -1364,8 +1364,10 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
  * interpreter. Returns -1 when it refused (nothing changed: the interpreter raises the illegal
  * instruction trap), 0 when the block may go on, or the status to leave with after it:
  * RV64_JIT_EXIT_EVENT when the write may have made an interrupt deliverable (an enable bit,
- * a pending software bit, delegation or a timer compare changed; priv 1.12 §3.1.9), so the
- * run loop looks before the next instruction; RV64_JIT_EXIT_CODE when it flushed the TLB
+ * a pending software bit, delegation or a timer compare changed; priv 1.12 §3.1.9) and an
+ * enabled one is pending now (the run loop's own test, with the clock read now: one that
+ * becomes pending later is taken at the end of the slice, as always), so the run loop looks
+ * before the next instruction; RV64_JIT_EXIT_CODE when it flushed the TLB
  * (satp, PMP: priv 1.12 §4.1.11, §3.7.2), so the next instruction is fetched through the new
  * translation. Writes that only disable interrupts or change SUM, MXR, MPRV or FS go on:
  * translated loads and stores read tlb_allow, and FP code mstatus.FS and frm, at each use.
@@ -1386,8 +1388,9 @@ static int jit_csr(struct rv64_cpu *cpu, uint32_t insn)
 		cpu->x[rd] = v;
 	if (!wr)
 		return 0;
-	if ((cpu->mstatus & 0xa & ~ie) || (cpu->mie & ~mie) || (cpu->mip & ~mip) ||
-	    cpu->mideleg != mideleg || cpu->stimecmp != stimecmp || cpu->menvcfg != menvcfg)
+	if (((cpu->mstatus & 0xa & ~ie) || (cpu->mie & ~mie) || (cpu->mip & ~mip) ||
+	     cpu->mideleg != mideleg || cpu->stimecmp != stimecmp || cpu->menvcfg != menvcfg) &&
+	    (rv64_irq_pending(cpu, clock_guest_ticks()) & cpu->mie))
 		return RV64_JIT_EXIT_EVENT;
 	if (cpu->jit->jc->gen != gen)
 		return RV64_JIT_EXIT_CODE;
