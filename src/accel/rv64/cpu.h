@@ -63,6 +63,7 @@ struct rv64_tlb_entry {
 #define RV64_TLB_BITS 8
 #define RV64_TLB_SIZE (1u << RV64_TLB_BITS)
 #define RV64_TLB_VICTIM 8 /* fully associative victim entries per access type */
+#define RV64_TLB_LP 8     /* superpage regions (half per VA half) for SFENCE.VMA (mmu.c) */
 
 struct rv64_vm;
 
@@ -79,8 +80,8 @@ struct rv64_cpu {
 	struct rv64_tlb_entry tlb[3][RV64_TLB_SIZE];
 	uint64_t tlb_allow[3];   /* per access type: RV64_TLB_REQ_* conditions true now (mmu.c) */
 	uint64_t tlb_satp;       /* satp the TLB contents were filled under (mmu.c) */
-	uint64_t tlb_lp_addr[2]; /* superpage fills, per VA half (bit 63): region address... */
-	uint64_t tlb_lp_mask[2]; /* ...and mask (0: none); flush_page inside it flushes all */
+	uint64_t tlb_lp_addr[RV64_TLB_LP]; /* regions holding every superpage fill: address... */
+	uint64_t tlb_lp_mask[RV64_TLB_LP]; /* ...and mask (0: unused); flush_page in one flushes all */
 	struct rv64_tlb_entry tlb_victim[3][RV64_TLB_VICTIM]; /* evicted entries (mmu.c) */
 	uint32_t tlb_victim_next[3];                          /* round-robin replacement */
 

@@ -1759,6 +1759,11 @@ h_JIT: /* translated code from this op on (jit.h) */
 	}
 	if (unlikely(jr.status == RV64_JIT_EXIT_STEP))
 		goto step;
+	if (unlikely(jr.status == RV64_JIT_EXIT_EVENT)) {
+		/* A CSR write may have enabled an interrupt: the run loop looks (rv64.c). */
+		stop = RV64_STOP_EVENT;
+		goto out_pc;
+	}
 	if (jr.status >= RV64_JIT_EXIT_CELL && n < budget) {
 		/* In-page exit with budget left: chain the exit to the block it reaches. */
 		if (likely(((pc ^ page_va) & RV64_PAGE_MASK) == 0)) {

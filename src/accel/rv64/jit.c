@@ -48,6 +48,7 @@ enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, 
 #define OFF_F(r) ((int32_t)(offsetof(struct rv64_cpu, f) + 8 * (r)))
 #define OFF_MSTATUS ((int32_t)offsetof(struct rv64_cpu, mstatus))
 #define MS_FS 0x6000u /* mstatus.FS, priv 1.12 §3.1.6.6 */
+#define MS_TVM (1ull << 20) /* mstatus.TVM, priv 1.12 §3.1.6.5 */
 #define OFF_FFLAGS ((int32_t)offsetof(struct rv64_cpu, fflags))
 #define OFF_FRM ((int32_t)offsetof(struct rv64_cpu, frm))
 /*
@@ -613,7 +614,7 @@ static void tr_div(struct em *e, unsigned f3, bool w, unsigned rd, unsigned rs1,
 
 /* --- Block translation. */
 
-enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU };
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU, STUB_CSR };
 enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
@@ -1413,6 +1414,117 @@ static int tr_fp(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsi
 }
 
 /*
+ * A CSR instruction (CSRRW/RS/RC and their immediate forms, unpriv 20191213 §9.1) for
+ * translated code, with the registers written back: rv64_csr_insn() does the work, as in the
+ * interpreter. Returns -1 when it refused (nothing changed: the interpreter raises the illegal
+ * instruction trap), 0 when the block may go on, or the status to leave with after it:
+ * RV64_JIT_EXIT_EVENT when the write may have made an interrupt deliverable (an enable bit,
+ * a pending software bit, delegation or a timer compare changed; priv 1.12 §3.1.9) and an
+ * enabled one is pending now (the run loop's own test, with the clock read now: one that
+ * becomes pending later is taken at the end of the slice, as always), so the run loop looks
+ * before the next instruction; RV64_JIT_EXIT_CODE when it flushed the TLB
+ * (satp, PMP: priv 1.12 §4.1.11, §3.7.2), so the next instruction is fetched through the new
+ * translation. Writes that only disable interrupts or change SUM, MXR, MPRV or FS go on:
+ * translated loads and stores read tlb_allow, and FP code mstatus.FS and frm, at each use.
+ */
+static int jit_csr(struct rv64_cpu *cpu, uint32_t insn)
+{
+	unsigned rd = (insn >> 7) & 31, rs1 = (insn >> 15) & 31, f3 = (insn >> 12) & 7;
+	unsigned op = f3 & 3;
+	uint64_t src = (f3 & 4) ? rs1 : cpu->x[rs1], v;
+	bool wr = op == 1 || rs1 != 0;
+	uint64_t ie = cpu->mstatus & 0xa, mie = cpu->mie, mip = cpu->mip;
+	uint64_t mideleg = cpu->mideleg, stimecmp = cpu->stimecmp, menvcfg = cpu->menvcfg;
+	uint64_t gen = cpu->jit->jc->gen;
+
+	if (rv64_csr_insn(cpu, insn >> 20, op, src, rd != 0, wr, &v))
+		return -1;
+	if (rd)
+		cpu->x[rd] = v;
+	if (!wr)
+		return 0;
+	if (((cpu->mstatus & 0xa & ~ie) || (cpu->mie & ~mie) || (cpu->mip & ~mip) ||
+	     cpu->mideleg != mideleg || cpu->stimecmp != stimecmp || cpu->menvcfg != menvcfg) &&
+	    (rv64_irq_pending(cpu, clock_guest_ticks()) & cpu->mie))
+		return RV64_JIT_EXIT_EVENT;
+	if (cpu->jit->jc->gen != gen)
+		return RV64_JIT_EXIT_CODE;
+	return 0;
+}
+
+/*
+ * CSR instructions through jit_csr(). The counters that count retired instructions or cycles
+ * (cycle, instret, the hpm counters, their machine forms, mcountinhibit) stay with the
+ * interpreter, which brings instret up to date first; `time` reads the host clock.
+ */
+static int tr_csr(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	unsigned f3 = (insn >> 12) & 7, csr = insn >> 20;
+	struct stub *s;
+
+	if (f3 == 0 || f3 == 4)
+		return -1;
+	if (((csr & 0xf60) == 0xb00 || (csr & 0xf60) == 0xc00) && csr != 0xc01)
+		return -1;
+	if (csr == 0x320)
+		return -1;
+	writeback_all(e); /* it reads x[rs1]; before rdi and rsi, which may cache some */
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	b1(e, 0xbe);                    /* mov esi, insn */
+	b4(e, insn);
+	call_abs(e, (const void *)jit_csr);
+	reload_regs(e, true); /* it may have written x[rd] */
+	op_rr(e, false, 0x85, RAX, RAX);
+	s = stub_add(bk, STUB_STEP, idx, off, len); /* refused: the interpreter traps */
+	s->fix = jcc_fwd(e, CC_S);
+	s = stub_add(bk, STUB_CSR, idx, off, len); /* leave after it with status eax */
+	s->fix = jcc_fwd(e, CC_NE);
+	return 0;
+}
+
+/*
+ * SFENCE.VMA (priv 1.12 §4.2.1) for translated code, with the registers written back: -1 when
+ * it is illegal here (U-mode, or S-mode with mstatus.TVM; the interpreter raises the trap),
+ * else the TLB flush the interpreter does and RV64_JIT_EXIT_CODE: the next instruction is
+ * fetched through a fresh lookup, as the fence may have changed this page's translation.
+ */
+static int jit_sfence(struct rv64_cpu *cpu, uint32_t insn)
+{
+	unsigned rs1 = (insn >> 15) & 31;
+
+	if (cpu->priv == RV64_PRIV_U || (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TVM)))
+		return -1;
+	if (rs1)
+		rv64_tlb_flush_page(cpu, cpu->x[rs1]);
+	else
+		rv64_tlb_flush(cpu);
+	return RV64_JIT_EXIT_CODE;
+}
+
+/* SFENCE.VMA through jit_sfence(); it ends the block. */
+static int tr_sfence(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	struct stub *s;
+
+	writeback_all(e);
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	b1(e, 0xbe);                    /* mov esi, insn */
+	b4(e, insn);
+	call_abs(e, (const void *)jit_sfence);
+	reload_regs(e, true);
+	op_rr(e, false, 0x85, RAX, RAX);
+	s = stub_add(bk, STUB_STEP, idx, off, len); /* illegal: the interpreter traps */
+	s->fix = jcc_fwd(e, CC_S);
+	op_rr(e, false, 0x89, RAX, RDX); /* mov edx, eax: the status */
+	writeback_regs(e);
+	set_pc_off(e, off + len);
+	jmp_epilogue(e);
+	return 1;
+}
+
+/*
  * Translates one instruction (RVC already expanded) at page offset `off`. Returns 0 to go
  * on, 1 when it ended the block (it left), -1 when it is not translated (nothing emitted).
  */
@@ -1754,6 +1866,10 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 	case 0x4f:
 	case 0x53:
 		return tr_fp(bk, insn, off, len, idx);
+	case 0x73:
+		if ((insn & 0xfe007fffu) == 0x12000073u)
+			return tr_sfence(bk, insn, off, len, idx);
+		return tr_csr(bk, insn, off, len, idx);
 	default:
 		return -1;
 	}
@@ -1819,6 +1935,15 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			exc = jcc_fwd(e, CC_NE);
 			jmp_to(e, s->resume);
 			fix_here(e, exc); /* refused: the interpreter raises the trap */
+		}
+		if (s->kind == STUB_CSR) {
+			/* Retired: leave for the next instruction with jit_csr()'s status. */
+			op_rr(e, false, 0x89, RAX, RDX); /* mov edx, eax */
+			writeback_regs(e);
+			set_pc_off(e, s->off + s->len);
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
+			jmp_epilogue(e);
+			continue;
 		}
 		if (s->kind == STUB_STEP || s->kind == STUB_FPU) {
 			set_pc_off(e, s->off);
@@ -1949,7 +2074,8 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		if (opc != 0x33 && opc != 0x3b && opc != 0x63 && opc != 0x23 && opc != 0x13 &&
 		    opc != 0x1b && opc != 0x03 && opc != 0x67 && opc != 0x07 && opc != 0x27 &&
 		    opc != 0x37 && opc != 0x17 && opc != 0x6f && opc != 0x43 && opc != 0x47 &&
-		    opc != 0x4b && opc != 0x4f && opc != 0x53 && opc != 0x0f && opc != 0x2f)
+		    opc != 0x4b && opc != 0x4f && opc != 0x53 && opc != 0x0f && opc != 0x2f &&
+		    opc != 0x73)
 			break;
 		if (opc == 0x03 || opc == 0x23 || opc == 0x07 || opc == 0x27 || opc == 0x2f)
 			nhost = sizeof(host) - 1; /* rsi holds addresses */
@@ -1981,7 +2107,7 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 			if (opc != 0x63 && opc != 0x23 && opc != 0x07 && opc != 0x27)
 				uses[(insn >> 7) & 31] += w;
 			break;
-		default: /* f registers */
+		default: /* f registers; CSR instructions (jit_csr() uses cpu->x[]) */
 			break;
 		}
 	}

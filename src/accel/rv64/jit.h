@@ -17,7 +17,10 @@
  * guest's rounding mode and no flag the guest lacks), the rest and the guard's misses as
  * direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or one it
  * refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap), FENCE, and
- * LR/SC/AMOs on RAM the TLB maps (else EXIT_STEP). Conditional branches leave the block when
+ * LR/SC/AMOs on RAM the TLB maps (else EXIT_STEP), CSR instructions (but the counters) and
+ * SFENCE.VMA through calls of jit_csr()/jit_sfence(): a CSR write that may make an interrupt
+ * deliverable leaves with RV64_JIT_EXIT_EVENT, one that flushed the TLB and every SFENCE.VMA
+ * with RV64_JIT_EXIT_CODE (a fresh lookup of the next pc). Conditional branches leave the block when
  * taken, unless their target is an instruction of the same block: then they jump there (a
  * backward jump checks the budget first); JAL/JALR, the page end, an instruction the
  * translator does not handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
@@ -74,7 +77,8 @@ enum rv64_jit_exit {
 	RV64_JIT_EXIT_EXC = 1,  /* cpu->pc: the faulting instruction, exc_cause/exc_tval set */
 	RV64_JIT_EXIT_CODE = 2, /* a store rewrote decoded code; cpu->pc: the next instruction */
 	RV64_JIT_EXIT_STEP = 3, /* cpu->pc: an instruction for the interpreter (e.g. FP with FS off) */
-	RV64_JIT_EXIT_CELL = 4, /* and above: in-page cpu->pc; status is the cell to link */
+	RV64_JIT_EXIT_EVENT = 4, /* a CSR write may have made an interrupt deliverable; cpu->pc: next */
+	RV64_JIT_EXIT_CELL = 5, /* and above: in-page cpu->pc; status is the cell to link */
 };
 
 struct rv64_jit_ret {

@@ -142,8 +142,8 @@ void rv64_tlb_flush(struct rv64_cpu *cpu)
 #endif
 	memset(cpu->tlb, 0, sizeof(cpu->tlb));
 	memset(cpu->tlb_victim, 0, sizeof(cpu->tlb_victim));
-	cpu->tlb_lp_mask[0] = cpu->tlb_lp_mask[1] = 0;
-	cpu->tlb_lp_addr[0] = cpu->tlb_lp_addr[1] = 0;
+	memset(cpu->tlb_lp_mask, 0, sizeof(cpu->tlb_lp_mask));
+	memset(cpu->tlb_lp_addr, 0, sizeof(cpu->tlb_lp_addr));
 }
 
 void rv64_tlb_flush_writes(struct rv64_cpu *cpu)
@@ -154,16 +154,16 @@ void rv64_tlb_flush_writes(struct rv64_cpu *cpu)
 
 void rv64_tlb_flush_page(struct rv64_cpu *cpu, uint64_t va)
 {
-	unsigned half = (unsigned)(va >> 63);
-
 	/*
 	 * The TLB holds 4 KiB pieces of superpages under other indexes; SFENCE.VMA of any address
 	 * in a superpage must drop them all (§4.2.1), so inside a region that had superpage fills
-	 * everything goes.
+	 * everything goes. (A used region's mask is never 0: see tlb_note_superpage().)
 	 */
-	if (cpu->tlb_lp_mask[half] && (va & cpu->tlb_lp_mask[half]) == cpu->tlb_lp_addr[half]) {
-		rv64_tlb_flush(cpu);
-		return;
+	for (unsigned i = 0; i < RV64_TLB_LP; i++) {
+		if (cpu->tlb_lp_mask[i] && (va & cpu->tlb_lp_mask[i]) == cpu->tlb_lp_addr[i]) {
+			rv64_tlb_flush(cpu);
+			return;
+		}
 	}
 #ifdef RV64_JIT
 	rv64_jit_jc_invalidate_page(cpu->jit, va);
@@ -198,20 +198,47 @@ void rv64_pmp_changed(struct rv64_cpu *cpu)
 	rv64_tlb_flush(cpu);
 }
 
-/* Remembers that a superpage of `size` bytes at va was cached (see rv64_tlb_flush_page). */
+#define LP_MERGE_BITS 39 /* superpage regions grow to 512 GiB before a free one is taken */
+
+/*
+ * Remembers that a superpage of `size` bytes at va was cached (see rv64_tlb_flush_page): in a
+ * region of va's half (bit 63) that covers it already, else by widening the region of that
+ * half that needs the least widening if that keeps it within 2^LP_MERGE_BITS bytes, else in a
+ * free region, else by widening anyway. Regions never span both halves, so a used mask keeps
+ * bit 63 and is never 0. Separate regions keep Linux's fixmap, whose 4 KiB pages it fences
+ * one by one for every text patch, outside the regions of its linear map, vmemmap and kernel
+ * image: those fences stay page flushes (and keep the jump cache) instead of full flushes.
+ */
 static void tlb_note_superpage(struct rv64_cpu *cpu, uint64_t va, uint64_t size)
 {
-	unsigned half = (unsigned)(va >> 63);
-	uint64_t mask = ~(size - 1);
+	unsigned first = (unsigned)(va >> 63) * (RV64_TLB_LP / 2);
+	unsigned best = RV64_TLB_LP, free = RV64_TLB_LP;
+	uint64_t want = ~(size - 1), best_mask = 0;
 
-	if (cpu->tlb_lp_mask[half]) {
-		mask &= cpu->tlb_lp_mask[half];
-		/* Widen until both regions fit; stops at bit 63, which both share. */
-		while ((va & mask) != (cpu->tlb_lp_addr[half] & mask))
+	for (unsigned i = first; i < first + RV64_TLB_LP / 2; i++) {
+		uint64_t mask = cpu->tlb_lp_mask[i] & want;
+
+		if (!cpu->tlb_lp_mask[i]) {
+			if (free == RV64_TLB_LP)
+				free = i;
+			continue;
+		}
+		/* Widen until both fit; stops at bit 63, which both share. */
+		while ((va & mask) != (cpu->tlb_lp_addr[i] & mask))
 			mask <<= 1;
+		if (mask == cpu->tlb_lp_mask[i])
+			return; /* covered already */
+		if (best == RV64_TLB_LP || mask > best_mask) { /* a larger mask: a narrower region */
+			best = i;
+			best_mask = mask;
+		}
 	}
-	cpu->tlb_lp_mask[half] = mask;
-	cpu->tlb_lp_addr[half] = va & mask;
+	if (free != RV64_TLB_LP && (best == RV64_TLB_LP || ~best_mask >> LP_MERGE_BITS)) {
+		best = free;
+		best_mask = want;
+	}
+	cpu->tlb_lp_mask[best] = best_mask;
+	cpu->tlb_lp_addr[best] = va & best_mask;
 }
 
 /* --- PMP, priv 1.12 §3.7 */
