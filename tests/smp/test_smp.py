@@ -182,7 +182,12 @@ def main():
                 failures += 1
                 not_ok("host-threads-busy", f"only {wall:.1f} s of samples, too short to measure "
                        "(raise KUMO_SMP_SECONDS)")
-            elif len(busy) >= CPUS and busy[CPUS - 1] >= min_share:
+            elif len(busy) >= CPUS and (busy[CPUS - 1] >= min_share or
+                                        (busy[CPUS - 1] >= 0.03 and busy[CPUS - 1] >= 0.3 * busy[0])):
+                # Absolute share on a quiet host; on a loaded one every thread's share shrinks
+                # alike, so CPUS threads within 30% of the busiest (and >= 3%) show the same:
+                # one host thread per vCPU, all running at once (a single thread multiplexing
+                # the vCPUs would leave one busy thread and idle ones).
                 ok("host-threads-busy", f"{wall:.0f} s, busiest threads: {detail} of a core")
             else:
                 failures += 1
