@@ -617,7 +617,52 @@ struct blk {
 	uint64_t ipos[JIT_BLOCK_MAX];
 	uint16_t ioff[JIT_BLOCK_MAX];
 	uint16_t imem[JIT_BLOCK_MAX];
+	int64_t follow; /* tr_insn() returned 2: the block goes on at this page offset */
+	unsigned n;     /* instructions, once emitted */
+	/*
+	 * Registers written by the block before its first exit that is not at its end (a JAL or
+	 * JALR that leaves, with code of a branch target after it), or all ones when it has none.
+	 * Such an exit gave back nothing and wrote back only these registers, so the block is
+	 * emitted again knowing its length, loads and stores and written registers (plan_n and
+	 * plan_nmem, 0 in the first pass): the exits then give back what they skip.
+	 */
+	uint32_t written_mid;
+	unsigned plan_n, plan_nmem;
+	/*
+	 * The block has loads or stores, which need rsi for addresses; assign_regs() scans only
+	 * up to the first instruction that leaves, so the block is emitted again without caching
+	 * a guest register in rsi when it gave it one and has them after all (no_rsi).
+	 */
+	bool mem_ops, no_rsi;
 };
+
+/* An exit of the JAL or JALR at idx gives back the instructions after it (see written_mid). */
+static void mid_exit_adjust(struct blk *bk, unsigned idx)
+{
+	if (bk->plan_n)
+		r13_adjust(&bk->e, (int32_t)(bk->plan_n - idx - 1),
+			   (int32_t)bk->nmem - (int32_t)bk->plan_nmem);
+}
+
+/*
+ * A JAL to page offset t that is not to an instruction already in the block (unpriv
+ * 20191213 §2.5): the block leaves (JAL_EXIT, another page), goes on with the instructions
+ * after the JAL when the target is a little ahead of them (JAL_SKIP: the jump becomes a jump
+ * inside the block once the block reaches the target, so both arms of an if-else and loops
+ * entered at their condition stay in one block), or goes on at the target (JAL_FOLLOW).
+ */
+#define JIT_SKIP_MAX 256 /* bytes a skipped or branched-over stretch may have */
+
+enum jal_way { JAL_EXIT, JAL_SKIP, JAL_FOLLOW };
+
+static enum jal_way jal_way(unsigned rd, unsigned off, unsigned len, int64_t t)
+{
+	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE)
+		return JAL_EXIT;
+	if (!rd && t > (int64_t)off && t - (int64_t)(off + len) <= JIT_SKIP_MAX)
+		return JAL_SKIP;
+	return JAL_FOLLOW;
+}
 
 static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, unsigned off,
 			     unsigned len)
@@ -1389,11 +1434,25 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RAX);
 		}
 		k = insn_at(bk, idx + 1, (int64_t)off + imm_j(insn));
-		if (k >= 0) /* a loop closed by a jump back into this block */
-			jump_inside(bk, idx + 1, idx, bk->nmem, (unsigned)k, (int64_t)off + imm_j(insn));
-		else
+		if (k >= 0) { /* a loop closed by a jump back into this block */
+			jump_inside(bk, bk->plan_n ? bk->plan_n : idx + 1, idx, bk->nmem, (unsigned)k,
+				    (int64_t)off + imm_j(insn));
+			return 1;
+		}
+		switch (jal_way(rd, off, len, (int64_t)off + imm_j(insn))) {
+		case JAL_SKIP: /* resolved with the branches, once the block is complete */
+			s = stub_add(bk, STUB_BRANCH, idx, off, len);
+			s->target = (int64_t)off + imm_j(insn);
+			s->fix = jmp_fwd(e);
+			return 0;
+		case JAL_FOLLOW:
+			bk->follow = (int64_t)off + imm_j(insn);
+			return 2;
+		default:
+			mid_exit_adjust(bk, idx);
 			exit_to(e, (int64_t)off + imm_j(insn));
-		return 1;
+			return 1;
+		}
 	case 0x67: /* JALR: target before the link, rd may be rs1 */
 		if (f3)
 			return -1;
@@ -1406,6 +1465,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RCX);
 		}
 		writeback_regs(e);
+		mid_exit_adjust(bk, idx);
 		jc_exit(e);
 		return 1;
 	case 0x63: { /* BRANCH: taken leaves through a stub */
@@ -1862,20 +1922,29 @@ static void jit_flush(struct rv64_jit *j)
  * rsi too when no load or store needs it for addresses. A register used once gains nothing
  * over cpu->x[].
  */
-static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
+static void assign_regs(struct em *e, const uint8_t *page, unsigned slot, bool no_rsi)
 {
 	static const uint8_t host[] = {R14, R15, RBP, RDI, R8, R9, R10, R11, RSI};
 	uint32_t insns[JIT_BLOCK_MAX];
 	uint16_t at[JIT_BLOCK_MAX];
 	uint8_t weight[JIT_BLOCK_MAX];
-	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host);
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host) - no_rsi;
 
 	memset(e->hreg, -1, sizeof(e->hreg));
 	for (unsigned s = slot; n < JIT_BLOCK_MAX && s < PAGE_SLOTS;) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned opc;
 		int64_t t = -1;
+		bool back = false;
 
+		for (unsigned k = 0; k < n; k++)
+			if (at[k] == s) { /* runs on into scanned code (after a JAL_FOLLOW) */
+				for (unsigned i = k; i < n; i++)
+					weight[i] = 8;
+				back = true;
+			}
+		if (back)
+			break;
 		at[n] = (uint16_t)s;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
@@ -1903,11 +1972,22 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		if (opc == 0x6f)
 			t = (int64_t)at[n - 1] + imm_j(insn) / 2;
 		for (unsigned k = 0; t >= 0 && k < n; k++)
-			if (at[k] == t)
+			if (at[k] == t) {
 				for (unsigned i = k; i < n; i++)
 					weight[i] = 8;
-		if (opc == 0x6f || opc == 0x67)
+				back = true;
+			}
+		if (opc == 0x67 || (opc == 0x6f && back))
 			break;
+		if (opc == 0x6f) {
+			enum jal_way way = jal_way((insn >> 7) & 31, 2u * at[n - 1],
+						   2 * (s - at[n - 1]), 2 * t);
+
+			if (way == JAL_EXIT)
+				break;
+			if (way == JAL_FOLLOW)
+				s = (unsigned)t;
+		}
 	}
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t insn = insns[i];
@@ -1941,9 +2021,28 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 	}
 }
 
-/* Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full). */
+/*
+ * Whether a branch of the block's first n instructions goes to page offset t..t+JIT_SKIP_MAX,
+ * not to one of them: the block then goes on at t after an instruction that leaves.
+ */
+static bool branch_ahead(const struct blk *bk, unsigned n, int64_t t)
+{
+	for (unsigned i = 0; i < bk->nstubs; i++) {
+		const struct stub *s = &bk->stubs[i];
+
+		if (s->kind == STUB_BRANCH && s->target >= t && s->target - t <= JIT_SKIP_MAX &&
+		    insn_at(bk, n, s->target) < 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full).
+ * `written`: registers to count as written from the start (see blk.written_mid).
+ */
 static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
-			   unsigned slot, bool *full)
+			   unsigned slot, uint32_t written, bool *full)
 {
 	struct em *e = &bk->e;
 	uint64_t start, sub;
@@ -1956,17 +2055,24 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
-	e->written = 0;
+	bk->written_mid = ~0u;
+	e->written = written;
 	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
 	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
-	assign_regs(e, page, slot);
+	assign_regs(e, page, slot, bk->no_rsi);
+	bk->mem_ops = false;
 	reload_regs(e, true);
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned len;
-		int r;
+		int r, k = n ? insn_at(bk, n, (int64_t)s * 2) : -1;
 
+		if (k >= 0) { /* runs on into an instruction the block has (after a JAL_FOLLOW) */
+			jump_inside(bk, n, n - 1, bk->nmem, (unsigned)k, (int64_t)s * 2);
+			ended = true;
+			break;
+		}
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break; /* straddles the page end: the interpreter */
@@ -1978,6 +2084,9 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			if (!insn)
 				break;
 		}
+		if ((insn & 0x7f) == 0x03 || (insn & 0x7f) == 0x23 || (insn & 0x7f) == 0x07 ||
+		    (insn & 0x7f) == 0x27 || (insn & 0x7f) == 0x2f)
+			bk->mem_ops = true;
 		/* Everything but branches and stores may write x[rd] (FP ops: assume so). */
 		if ((insn & 0x7f) != 0x63 && (insn & 0x7f) != 0x23 && (insn & 0x7f) != 0x27 &&
 		    (insn & 0x7f) != 0x07)
@@ -1990,9 +2099,19 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			break;
 		n++;
 		s += len / 2;
+		if (r == 2) {
+			s = (unsigned)(bk->follow / 2);
+			continue;
+		}
 		if (r > 0) {
-			ended = true;
-			break;
+			unsigned opc = insn & 0x7f;
+
+			if ((opc != 0x6f && opc != 0x67) || !branch_ahead(bk, n, (int64_t)s * 2)) {
+				ended = true;
+				break;
+			}
+			if (bk->written_mid == ~0u)
+				bk->written_mid = e->written;
 		}
 	}
 	if (!n) {
@@ -2001,6 +2120,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	}
 	if (!ended)
 		exit_to(e, (int64_t)s * 2);
+	bk->n = n;
 	emit_stubs(bk, n);
 	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
 	*full = e->full;
@@ -2010,6 +2130,50 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		b1(e, 0xcc);
 	j->used = e->pos;
 	return start;
+}
+
+static bool rsi_cached(const struct em *e)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] == RSI)
+			return true;
+	return false;
+}
+
+/*
+ * emit_block(), twice when the block has exits before its end (see blk.written_mid) or
+ * loads and stores assign_regs() did not see (blk.mem_ops); another hart may rewrite the page
+ * between the passes: a few tries.
+ */
+static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
+				 unsigned slot, bool *full)
+{
+	uint64_t start;
+
+	bk->plan_n = bk->plan_nmem = 0;
+	bk->no_rsi = false;
+	start = emit_block(j, bk, page, slot, 0, full);
+	if (start == UINT64_MAX ||
+	    (bk->written_mid == ~0u && !(bk->mem_ops && rsi_cached(&bk->e))))
+		return start;
+	for (unsigned tries = 0; tries < 3; tries++) {
+		unsigned n = bk->n, nmem = bk->nmem;
+		uint32_t written = bk->e.written;
+
+		j->used = start;
+		if (bk->written_mid != ~0u) {
+			bk->plan_n = n;
+			bk->plan_nmem = nmem;
+		}
+		bk->no_rsi = bk->no_rsi || bk->mem_ops;
+		start = emit_block(j, bk, page, slot, written, full);
+		if (start == UINT64_MAX ||
+		    (bk->n == n && bk->nmem == nmem && bk->e.written == written &&
+		     !(bk->mem_ops && rsi_cached(&bk->e))))
+			return start;
+	}
+	j->used = start;
+	return UINT64_MAX;
 }
 
 int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, const void *owner)
@@ -2032,10 +2196,10 @@ int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, con
 	bk = malloc(sizeof(*bk));
 	if (!bk)
 		return -1;
-	start = emit_block(j, bk, page, slot, &full);
+	start = emit_block_exact(j, bk, page, slot, &full);
 	if (full) {
 		jit_flush(j);
-		start = emit_block(j, bk, page, slot, &full);
+		start = emit_block_exact(j, bk, page, slot, &full);
 	}
 	free(bk);
 	if (start == UINT64_MAX)
