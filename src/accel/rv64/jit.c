@@ -19,7 +19,10 @@
 #ifdef RV64_JIT
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -586,7 +589,8 @@ static void tr_div(struct em *e, unsigned f3, bool w, unsigned rd, unsigned rs1,
 
 /* --- Block translation. */
 
-enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU };
+/* STUB_BACK: a taken branch back into the block ran out of budget (resume: its bound). */
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU, STUB_BACK };
 enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
@@ -1474,6 +1478,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		if (f3 == 2 || f3 == 3)
 			return -1;
 		cmp_x(e, rs1, rs2);
+		k = insn_at(bk, idx + 1, (int64_t)off + imm_b(insn));
+		if (k >= 0) { /* a loop closed by a branch back: taken stays inline */
+			uint64_t skip = jcc_fwd(e, cc[f3] ^ 1); /* x86 conditions pair by bit 0 */
+
+			/* The budget check of jump_inside(), its bound patched once n is known. */
+			op_rr(e, true, 0x81, 7, R13); /* cmp r13, imm32 */
+			b4(e, 0);
+			s = stub_add(bk, STUB_BACK, idx, off, len);
+			s->resume = e->pos - 4;
+			s->target = (int64_t)off + imm_b(insn);
+			s->fix = jcc_fwd(e, CC_L);
+			r13_adjust(e, k - (int)idx - 1, (int32_t)bk->nmem - (int32_t)bk->imem[k]);
+			jmp_to(e, bk->ipos[k]);
+			fix_here(e, skip);
+			return 0;
+		}
 		s = stub_add(bk, STUB_BRANCH, idx, off, len);
 		s->target = (int64_t)off + imm_b(insn);
 		s->fix = jcc_fwd(e, cc[f3]);
@@ -1833,6 +1853,14 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			jmp_epilogue(e);
 			continue;
 		}
+		if (s->kind == STUB_BACK) {
+			/* budget + given back <= 0, i.e. r13 < (1 - given back) << BUDGET_SHIFT */
+			patch32(e, s->resume,
+				(uint32_t)(1 - (int32_t)(n - s->idx - 1)) << BUDGET_SHIFT);
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
+			exit_to(e, s->target);
+			continue;
+		}
 		if (s->kind == STUB_BRANCH) {
 			int k = insn_at(bk, n, s->target);
 
@@ -2176,6 +2204,46 @@ static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8
 	return UINT64_MAX;
 }
 
+/*
+ * Debugging: with KUMO_JIT_DUMP=FILE set, every block is appended to FILE as one line: the
+ * translator, the block's offset in the code buffer (perf shows it as the memfd offset), its
+ * guest instructions' page offsets and words, and its host code, all in hex.
+ */
+static void jit_dump(const struct rv64_jit *j, const struct blk *bk, const uint8_t *page,
+		     uint64_t start)
+{
+	static FILE *f;
+	static bool tried;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+	if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE) && !f)
+		return;
+	pthread_mutex_lock(&lock);
+	if (!tried) {
+		const char *path = getenv("KUMO_JIT_DUMP");
+
+		f = path && path[0] ? fopen(path, "a") : NULL;
+		__atomic_store_n(&tried, true, __ATOMIC_RELEASE);
+	}
+	if (f) {
+		fprintf(f, "jit %p at %#" PRIx64 " insns", (const void *)j, start);
+		for (unsigned i = 0; i < bk->n; i++) {
+			unsigned o = bk->ioff[i];
+			uint32_t w = parcel(page, o / 2);
+
+			if ((w & 3) == 3 && o + 2 < RV64_PAGE_SIZE)
+				w |= parcel(page, o / 2 + 1) << 16;
+			fprintf(f, " %x:%x", o, w);
+		}
+		fputs(" code ", f);
+		for (uint64_t p = start; p < j->used; p++)
+			fprintf(f, "%02x", j->rw[p]);
+		fputc('\n', f);
+		fflush(f);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, const void *owner)
 {
 	struct blk *bk;
@@ -2201,6 +2269,8 @@ int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, con
 		jit_flush(j);
 		start = emit_block_exact(j, bk, page, slot, &full);
 	}
+	if (start != UINT64_MAX)
+		jit_dump(j, bk, page, start);
 	free(bk);
 	if (start == UINT64_MAX)
 		return -1;
