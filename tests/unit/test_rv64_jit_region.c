@@ -2,14 +2,13 @@
  * test_rv64_jit_region.c - blocks that span more than a straight run of instructions
  * (src/accel/rv64/jit.c): a JAL a little ahead becomes a jump inside the block (both arms of
  * an if-else, a loop entered at its condition), other in-page JALs are followed (a backward
- * one to a loop head, a call), and a block goes on past a JAL or JALR that leaves when one of
- * its branches targets the code after it. Each program runs on a translating and an
- * interpreting machine from the same state and must end identically (registers, pc,
- * minstret, memory); besides:
- *   - an exit in the middle of such a block gives back the instructions after it (minstret)
- *     and writes back registers the code after it wrote in an earlier iteration;
- *   - a guest register cached in rsi is not one such a block needs while its later loads
- *     and stores use rsi for addresses;
+ * one to a loop head, a call), and a branch back into the block takes the loop inline. Each
+ * program runs on a translating and an interpreting machine from the same state and must end
+ * identically (registers, pc, minstret, memory); besides:
+ *   - a JALR that leaves with a branch target right after it: the exit and the block at the
+ *     target count instructions and hand over registers exactly (minstret, a3 and a4);
+ *   - a guest register cached in rsi is never one a block needs while its loads and stores
+ *     use rsi for addresses;
  *   - the loops still check the instruction budget.
  */
 #include <setjmp.h>
@@ -342,9 +341,9 @@ static void test_shapes_match_interpreter(void **state)
 
 /*
  * auipc ra; addi ra -> the ecall; t0 = n; top: t0--; bnez t0, more; jalr x0, 0(ra) (leaves);
- * more: a3 += 5; a4 += a3; sw a4, 16(s0); j top; ecall. The block goes on past the jalr: its
- * exit there must give back the three instructions after it and write back a3 and a4, which
- * only the code after it writes.
+ * more: a3 += 5; a4 += a3; sw a4, 16(s0); j top; ecall. The jalr leaves the block; the code
+ * after it, reached by the branch, loops back into it: a3 and a4, written only there, and
+ * minstret must match the interpreter's.
  */
 static void gen_exit_in_middle(struct fx *f, int32_t n)
 {
@@ -381,9 +380,9 @@ static void test_exit_in_middle(void **state)
 }
 
 /*
- * Eleven registers used four times each before a jalr that leaves (no load or store there, so
- * the register scan, which stops at the jalr, would give one of them rsi), then code after it
- * that a branch reaches, with loads and stores, using them again and looping back.
+ * Eleven registers used four times each before a jalr that leaves (no load or store up to
+ * there, so rsi may cache one of them), then code after it that a branch reaches, with loads
+ * and stores, using them again and looping back.
  */
 static void test_rsi_past_exit(void **state)
 {

@@ -624,29 +624,12 @@ struct blk {
 	int64_t follow; /* tr_insn() returned 2: the block goes on at this page offset */
 	unsigned n;     /* instructions, once emitted */
 	/*
-	 * Registers written by the block before its first exit that is not at its end (a JAL or
-	 * JALR that leaves, with code of a branch target after it), or all ones when it has none.
-	 * Such an exit gave back nothing and wrote back only these registers, so the block is
-	 * emitted again knowing its length, loads and stores and written registers (plan_n and
-	 * plan_nmem, 0 in the first pass): the exits then give back what they skip.
-	 */
-	uint32_t written_mid;
-	unsigned plan_n, plan_nmem;
-	/*
-	 * The block has loads or stores, which need rsi for addresses; assign_regs() scans only
-	 * up to the first instruction that leaves, so the block is emitted again without caching
-	 * a guest register in rsi when it gave it one and has them after all (no_rsi).
+	 * The block has loads or stores, which need rsi for addresses. assign_regs() scans the
+	 * instructions emit_block() translates; should the two ever disagree, the block is
+	 * emitted again without a guest register cached in rsi (no_rsi).
 	 */
 	bool mem_ops, no_rsi;
 };
-
-/* An exit of the JAL or JALR at idx gives back the instructions after it (see written_mid). */
-static void mid_exit_adjust(struct blk *bk, unsigned idx)
-{
-	if (bk->plan_n)
-		r13_adjust(&bk->e, (int32_t)(bk->plan_n - idx - 1),
-			   (int32_t)bk->nmem - (int32_t)bk->plan_nmem);
-}
 
 /*
  * A JAL to page offset t that is not to an instruction already in the block (unpriv
@@ -1439,8 +1422,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		}
 		k = insn_at(bk, idx + 1, (int64_t)off + imm_j(insn));
 		if (k >= 0) { /* a loop closed by a jump back into this block */
-			jump_inside(bk, bk->plan_n ? bk->plan_n : idx + 1, idx, bk->nmem, (unsigned)k,
-				    (int64_t)off + imm_j(insn));
+			jump_inside(bk, idx + 1, idx, bk->nmem, (unsigned)k, (int64_t)off + imm_j(insn));
 			return 1;
 		}
 		switch (jal_way(rd, off, len, (int64_t)off + imm_j(insn))) {
@@ -1453,7 +1435,6 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			bk->follow = (int64_t)off + imm_j(insn);
 			return 2;
 		default:
-			mid_exit_adjust(bk, idx);
 			exit_to(e, (int64_t)off + imm_j(insn));
 			return 1;
 		}
@@ -1469,7 +1450,6 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RCX);
 		}
 		writeback_regs(e);
-		mid_exit_adjust(bk, idx);
 		jc_exit(e);
 		return 1;
 	case 0x63: { /* BRANCH: taken leaves through a stub */
@@ -2049,28 +2029,9 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot, bool n
 	}
 }
 
-/*
- * Whether a branch of the block's first n instructions goes to page offset t..t+JIT_SKIP_MAX,
- * not to one of them: the block then goes on at t after an instruction that leaves.
- */
-static bool branch_ahead(const struct blk *bk, unsigned n, int64_t t)
-{
-	for (unsigned i = 0; i < bk->nstubs; i++) {
-		const struct stub *s = &bk->stubs[i];
-
-		if (s->kind == STUB_BRANCH && s->target >= t && s->target - t <= JIT_SKIP_MAX &&
-		    insn_at(bk, n, s->target) < 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full).
- * `written`: registers to count as written from the start (see blk.written_mid).
- */
+/* Emits one block at j->used; returns its start, or UINT64_MAX (not translatable / full). */
 static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
-			   unsigned slot, uint32_t written, bool *full)
+			   unsigned slot, bool *full)
 {
 	struct em *e = &bk->e;
 	uint64_t start, sub;
@@ -2083,8 +2044,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
-	bk->written_mid = ~0u;
-	e->written = written;
+	e->written = 0;
 	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
 	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
@@ -2132,14 +2092,8 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			continue;
 		}
 		if (r > 0) {
-			unsigned opc = insn & 0x7f;
-
-			if ((opc != 0x6f && opc != 0x67) || !branch_ahead(bk, n, (int64_t)s * 2)) {
-				ended = true;
-				break;
-			}
-			if (bk->written_mid == ~0u)
-				bk->written_mid = e->written;
+			ended = true;
+			break;
 		}
 	}
 	if (!n) {
@@ -2168,40 +2122,19 @@ static bool rsi_cached(const struct em *e)
 	return false;
 }
 
-/*
- * emit_block(), twice when the block has exits before its end (see blk.written_mid) or
- * loads and stores assign_regs() did not see (blk.mem_ops); another hart may rewrite the page
- * between the passes: a few tries.
- */
+/* emit_block(), again without rsi for guest registers when it turns out to be needed. */
 static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
 				 unsigned slot, bool *full)
 {
 	uint64_t start;
 
-	bk->plan_n = bk->plan_nmem = 0;
 	bk->no_rsi = false;
-	start = emit_block(j, bk, page, slot, 0, full);
-	if (start == UINT64_MAX ||
-	    (bk->written_mid == ~0u && !(bk->mem_ops && rsi_cached(&bk->e))))
+	start = emit_block(j, bk, page, slot, full);
+	if (start == UINT64_MAX || !bk->mem_ops || !rsi_cached(&bk->e))
 		return start;
-	for (unsigned tries = 0; tries < 3; tries++) {
-		unsigned n = bk->n, nmem = bk->nmem;
-		uint32_t written = bk->e.written;
-
-		j->used = start;
-		if (bk->written_mid != ~0u) {
-			bk->plan_n = n;
-			bk->plan_nmem = nmem;
-		}
-		bk->no_rsi = bk->no_rsi || bk->mem_ops;
-		start = emit_block(j, bk, page, slot, written, full);
-		if (start == UINT64_MAX ||
-		    (bk->n == n && bk->nmem == nmem && bk->e.written == written &&
-		     !(bk->mem_ops && rsi_cached(&bk->e))))
-			return start;
-	}
 	j->used = start;
-	return UINT64_MAX;
+	bk->no_rsi = true;
+	return emit_block(j, bk, page, slot, full);
 }
 
 /*
