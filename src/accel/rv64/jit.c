@@ -19,7 +19,10 @@
 #ifdef RV64_JIT
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -614,7 +617,8 @@ static void tr_div(struct em *e, unsigned f3, bool w, unsigned rd, unsigned rs1,
 
 /* --- Block translation. */
 
-enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU, STUB_CSR };
+/* STUB_BACK: a taken branch back into the block ran out of budget (resume: its bound). */
+enum stub_kind { STUB_LOAD, STUB_STORE, STUB_BRANCH, STUB_STEP, STUB_FPU, STUB_CSR, STUB_BACK };
 enum load_ext { EXT_NONE, EXT_S8, EXT_S16, EXT_S32 };
 
 struct stub {
@@ -647,7 +651,35 @@ struct blk {
 	uint64_t ipos[JIT_BLOCK_MAX];
 	uint16_t ioff[JIT_BLOCK_MAX];
 	uint16_t imem[JIT_BLOCK_MAX];
+	int64_t follow; /* tr_insn() returned 2: the block goes on at this page offset */
+	unsigned n;     /* instructions, once emitted */
+	/*
+	 * The block has loads or stores, which need rsi for addresses. assign_regs() scans the
+	 * instructions emit_block() translates; should the two ever disagree, the block is
+	 * emitted again without a guest register cached in rsi (no_rsi).
+	 */
+	bool mem_ops, no_rsi;
 };
+
+/*
+ * A JAL to page offset t that is not to an instruction already in the block (unpriv
+ * 20191213 §2.5): the block leaves (JAL_EXIT, another page), goes on with the instructions
+ * after the JAL when the target is a little ahead of them (JAL_SKIP: the jump becomes a jump
+ * inside the block once the block reaches the target, so both arms of an if-else and loops
+ * entered at their condition stay in one block), or goes on at the target (JAL_FOLLOW).
+ */
+#define JIT_SKIP_MAX 256 /* bytes a skipped or branched-over stretch may have */
+
+enum jal_way { JAL_EXIT, JAL_SKIP, JAL_FOLLOW };
+
+static enum jal_way jal_way(unsigned rd, unsigned off, unsigned len, int64_t t)
+{
+	if (t < 0 || t >= (int64_t)RV64_PAGE_SIZE)
+		return JAL_EXIT;
+	if (!rd && t > (int64_t)off && t - (int64_t)(off + len) <= JIT_SKIP_MAX)
+		return JAL_SKIP;
+	return JAL_FOLLOW;
+}
 
 static struct stub *stub_add(struct blk *bk, enum stub_kind kind, unsigned idx, unsigned off,
 			     unsigned len)
@@ -1556,11 +1588,23 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			st_x(e, rd, RAX);
 		}
 		k = insn_at(bk, idx + 1, (int64_t)off + imm_j(insn));
-		if (k >= 0) /* a loop closed by a jump back into this block */
+		if (k >= 0) { /* a loop closed by a jump back into this block */
 			jump_inside(bk, idx + 1, idx, bk->nmem, (unsigned)k, (int64_t)off + imm_j(insn));
-		else
+			return 1;
+		}
+		switch (jal_way(rd, off, len, (int64_t)off + imm_j(insn))) {
+		case JAL_SKIP: /* resolved with the branches, once the block is complete */
+			s = stub_add(bk, STUB_BRANCH, idx, off, len);
+			s->target = (int64_t)off + imm_j(insn);
+			s->fix = jmp_fwd(e);
+			return 0;
+		case JAL_FOLLOW:
+			bk->follow = (int64_t)off + imm_j(insn);
+			return 2;
+		default:
 			exit_to(e, (int64_t)off + imm_j(insn));
-		return 1;
+			return 1;
+		}
 	case 0x67: /* JALR: target before the link, rd may be rs1 */
 		if (f3)
 			return -1;
@@ -1581,6 +1625,22 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		if (f3 == 2 || f3 == 3)
 			return -1;
 		cmp_x(e, rs1, rs2);
+		k = insn_at(bk, idx + 1, (int64_t)off + imm_b(insn));
+		if (k >= 0) { /* a loop closed by a branch back: taken stays inline */
+			uint64_t skip = jcc_fwd(e, cc[f3] ^ 1); /* x86 conditions pair by bit 0 */
+
+			/* The budget check of jump_inside(), its bound patched once n is known. */
+			op_rr(e, true, 0x81, 7, R13); /* cmp r13, imm32 */
+			b4(e, 0);
+			s = stub_add(bk, STUB_BACK, idx, off, len);
+			s->resume = e->pos - 4;
+			s->target = (int64_t)off + imm_b(insn);
+			s->fix = jcc_fwd(e, CC_L);
+			r13_adjust(e, k - (int)idx - 1, (int32_t)bk->nmem - (int32_t)bk->imem[k]);
+			jmp_to(e, bk->ipos[k]);
+			fix_here(e, skip);
+			return 0;
+		}
 		s = stub_add(bk, STUB_BRANCH, idx, off, len);
 		s->target = (int64_t)off + imm_b(insn);
 		s->fix = jcc_fwd(e, cc[f3]);
@@ -1953,6 +2013,14 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			jmp_epilogue(e);
 			continue;
 		}
+		if (s->kind == STUB_BACK) {
+			/* budget + given back <= 0, i.e. r13 < (1 - given back) << BUDGET_SHIFT */
+			patch32(e, s->resume,
+				(uint32_t)(1 - (int32_t)(n - s->idx - 1)) << BUDGET_SHIFT);
+			r13_adjust(e, (int32_t)(n - s->idx - 1), s->mem - nmem);
+			exit_to(e, s->target);
+			continue;
+		}
 		if (s->kind == STUB_BRANCH) {
 			int k = insn_at(bk, n, s->target);
 
@@ -2043,13 +2111,13 @@ static void jit_flush(struct rv64_jit *j)
  * rsi too when no load or store needs it for addresses. A register used once gains nothing
  * over cpu->x[].
  */
-static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
+static void assign_regs(struct em *e, const uint8_t *page, unsigned slot, bool no_rsi)
 {
 	static const uint8_t host[] = {R14, R15, RBP, RDI, R8, R9, R10, R11, RSI};
 	uint32_t insns[JIT_BLOCK_MAX];
 	uint16_t at[JIT_BLOCK_MAX];
 	uint8_t weight[JIT_BLOCK_MAX];
-	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host), ncand = 0;
+	unsigned uses[32] = {0}, n = 0, nhost = sizeof(host) - no_rsi, ncand = 0;
 	uint8_t cand[31];
 
 	memset(e->hreg, -1, sizeof(e->hreg));
@@ -2057,7 +2125,16 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		uint32_t lo = parcel(page, s), insn;
 		unsigned opc;
 		int64_t t = -1;
+		bool back = false;
 
+		for (unsigned k = 0; k < n; k++)
+			if (at[k] == s) { /* runs on into scanned code (after a JAL_FOLLOW) */
+				for (unsigned i = k; i < n; i++)
+					weight[i] = 8;
+				back = true;
+			}
+		if (back)
+			break;
 		at[n] = (uint16_t)s;
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
@@ -2086,11 +2163,22 @@ static void assign_regs(struct em *e, const uint8_t *page, unsigned slot)
 		if (opc == 0x6f)
 			t = (int64_t)at[n - 1] + imm_j(insn) / 2;
 		for (unsigned k = 0; t >= 0 && k < n; k++)
-			if (at[k] == t)
+			if (at[k] == t) {
 				for (unsigned i = k; i < n; i++)
 					weight[i] = 8;
-		if (opc == 0x6f || opc == 0x67)
+				back = true;
+			}
+		if (opc == 0x67 || (opc == 0x6f && back))
 			break;
+		if (opc == 0x6f) {
+			enum jal_way way = jal_way((insn >> 7) & 31, 2u * at[n - 1],
+						   2 * (s - at[n - 1]), 2 * t);
+
+			if (way == JAL_EXIT)
+				break;
+			if (way == JAL_FOLLOW)
+				s = (unsigned)t;
+		}
 	}
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t insn = insns[i];
@@ -2152,15 +2240,21 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	/* add r13, -(n << BUDGET_SHIFT) + loads and stores: the imm32 form, patched below */
 	alu_imm(e, true, 0, R13, 0x7fffffff);
 	sub = e->pos - 4;
-	assign_regs(e, page, slot);
+	assign_regs(e, page, slot, bk->no_rsi);
+	bk->mem_ops = false;
 	reload_regs(e, true);
 	while (n < JIT_BLOCK_MAX && s < PAGE_SLOTS && bk->nstubs + 2 < JIT_STUBS_MAX) {
 		uint32_t lo = parcel(page, s), insn;
 		unsigned len;
-		int r;
+		int r, k = n ? insn_at(bk, n, (int64_t)s * 2) : -1;
 
 		if (!room(e))
 			break;
+		if (k >= 0) { /* runs on into an instruction the block has (after a JAL_FOLLOW) */
+			jump_inside(bk, n, n - 1, bk->nmem, (unsigned)k, (int64_t)s * 2);
+			ended = true;
+			break;
+		}
 		if ((lo & 3) == 3) {
 			if (s + 1 >= PAGE_SLOTS)
 				break; /* straddles the page end: the interpreter */
@@ -2172,6 +2266,9 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			if (!insn)
 				break;
 		}
+		if ((insn & 0x7f) == 0x03 || (insn & 0x7f) == 0x23 || (insn & 0x7f) == 0x07 ||
+		    (insn & 0x7f) == 0x27 || (insn & 0x7f) == 0x2f)
+			bk->mem_ops = true;
 		/* Everything but branches and stores may write x[rd] (FP ops: assume so). */
 		if ((insn & 0x7f) != 0x63 && (insn & 0x7f) != 0x23 && (insn & 0x7f) != 0x27 &&
 		    (insn & 0x7f) != 0x07)
@@ -2184,6 +2281,10 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 			break;
 		n++;
 		s += len / 2;
+		if (r == 2) {
+			s = (unsigned)(bk->follow / 2);
+			continue;
+		}
 		if (r > 0) {
 			ended = true;
 			break;
@@ -2195,6 +2296,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	}
 	if (!ended && room(e))
 		exit_to(e, (int64_t)s * 2);
+	bk->n = n;
 	emit_stubs(bk, n);
 	patch32(e, sub, (uint32_t)bk->nmem - ((uint32_t)n << BUDGET_SHIFT));
 	*full = e->full;
@@ -2204,6 +2306,69 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		b1(e, 0xcc);
 	j->used = e->pos;
 	return start;
+}
+
+static bool rsi_cached(const struct em *e)
+{
+	for (unsigned x = 1; x < 32; x++)
+		if (e->hreg[x] == RSI)
+			return true;
+	return false;
+}
+
+/* emit_block(), again without rsi for guest registers when it turns out to be needed. */
+static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
+				 unsigned slot, bool *full)
+{
+	uint64_t start;
+
+	bk->no_rsi = false;
+	start = emit_block(j, bk, page, slot, full);
+	if (start == UINT64_MAX || !bk->mem_ops || !rsi_cached(&bk->e))
+		return start;
+	j->used = start;
+	bk->no_rsi = true;
+	return emit_block(j, bk, page, slot, full);
+}
+
+/*
+ * Debugging: with KUMO_JIT_DUMP=FILE set, every block is appended to FILE as one line: the
+ * translator, the block's offset in the code buffer (perf shows it as the memfd offset), its
+ * guest instructions' page offsets and words, and its host code, all in hex.
+ */
+static void jit_dump(const struct rv64_jit *j, const struct blk *bk, const uint8_t *page,
+		     uint64_t start)
+{
+	static FILE *f;
+	static bool tried;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+	if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE) && !f)
+		return;
+	pthread_mutex_lock(&lock);
+	if (!tried) {
+		const char *path = getenv("KUMO_JIT_DUMP");
+
+		f = path && path[0] ? fopen(path, "a") : NULL;
+		__atomic_store_n(&tried, true, __ATOMIC_RELEASE);
+	}
+	if (f) {
+		fprintf(f, "jit %p at %#" PRIx64 " insns", (const void *)j, start);
+		for (unsigned i = 0; i < bk->n; i++) {
+			unsigned o = bk->ioff[i];
+			uint32_t w = parcel(page, o / 2);
+
+			if ((w & 3) == 3 && o + 2 < RV64_PAGE_SIZE)
+				w |= parcel(page, o / 2 + 1) << 16;
+			fprintf(f, " %x:%x", o, w);
+		}
+		fputs(" code ", f);
+		for (uint64_t p = start; p < j->used; p++)
+			fprintf(f, "%02x", j->rw[p]);
+		fputc('\n', f);
+		fflush(f);
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, const void *owner)
@@ -2226,11 +2391,13 @@ int rv64_jit_compile(struct rv64_jit *j, const uint8_t *page, unsigned slot, con
 	bk = malloc(sizeof(*bk));
 	if (!bk)
 		return -1;
-	start = emit_block(j, bk, page, slot, &full);
+	start = emit_block_exact(j, bk, page, slot, &full);
 	if (full) {
 		jit_flush(j);
-		start = emit_block(j, bk, page, slot, &full);
+		start = emit_block_exact(j, bk, page, slot, &full);
 	}
+	if (start != UINT64_MAX)
+		jit_dump(j, bk, page, start);
 	free(bk);
 	if (start == UINT64_MAX)
 		return -1;

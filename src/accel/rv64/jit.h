@@ -22,8 +22,10 @@
  * deliverable leaves with RV64_JIT_EXIT_EVENT, one that flushed the TLB and every SFENCE.VMA
  * with RV64_JIT_EXIT_CODE (a fresh lookup of the next pc). Conditional branches leave the block when
  * taken, unless their target is an instruction of the same block: then they jump there (a
- * backward jump checks the budget first); JAL/JALR, the page end, an instruction the
- * translator does not handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
+ * backward jump checks the budget first). A JAL within the page does not end it: a short
+ * forward one becomes such a jump over the instructions after it, which the block goes on
+ * with; others are followed (the block goes on at the target). JALR, a JAL elsewhere, the
+ * page end, an instruction the translator does not handle, or a length limit end it. Guest registers live in cpu->x[] (rbx = cpu) between
  * blocks; inside one, its most used ones sit in host registers, written back before every
  * exit and helper call. The pc is written only when the block leaves; the guest page's virtual address lives in r12, so one
  * translation serves every virtual mapping of the physical page, exactly like the decoded ops.
