@@ -115,6 +115,8 @@ struct accel_stats {
 	uint64_t interrupts;                   /* interrupts taken by the guest */
 	uint64_t tlb_hits, tlb_misses;
 	uint64_t dcache_hits, dcache_misses;   /* decode cache, 0 when the backend has none */
+	uint64_t dcache_bytes; /* host memory the decode cache holds now (anonymous) */
+	uint64_t code_bytes;   /* translated code held now (0 without a translator) */
 };
 
 struct accel_ops {

@@ -101,6 +101,7 @@ struct vm_vcpu_info {
 	uint64_t instret, traps, interrupts;
 	uint64_t exits[16];     /* by enum accel_exit_reason (ACCEL_EXIT__COUNT entries used) */
 	uint64_t tlb_hits, tlb_misses, dcache_hits, dcache_misses;
+	uint64_t dcache_bytes, code_bytes; /* decode cache, translated code held now */
 	uint64_t sbi_calls[8];  /* by sbi_ext_index() order: base time ipi rfence hsm srst dbcn other */
 	uint64_t cpu_ns;        /* host CPU time of the vCPU thread */
 	int hsm_state;          /* enum sbi_hart_state */

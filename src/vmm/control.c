@@ -1041,6 +1041,10 @@ static void collect(struct control *ctl, struct metric_sink *s)
 			(double)vi.dcache_hits);
 		s->emit(s, "kumo_vcpu_decode_cache_misses_total", "decoded-instruction cache misses",
 			lab, (double)vi.dcache_misses);
+		s->emit(s, "kumo_vcpu_decode_cache_bytes", "host memory the decode cache holds", lab,
+			(double)vi.dcache_bytes);
+		s->emit(s, "kumo_vcpu_code_bytes", "translated code held in the code buffer", lab,
+			(double)vi.code_bytes);
 		for (unsigned r = 1; r < ACCEL_EXIT__COUNT; r++) {
 			snprintf(lab, sizeof(lab), "vcpu=\"%u\",reason=\"%s\"", i, accel_exit_name(r));
 			s->emit(s, "kumo_vcpu_exits_total", "vcpu_run() returns by exit reason", lab,

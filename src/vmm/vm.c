@@ -1273,6 +1273,8 @@ int vm_vcpu_info(struct vm *vm, unsigned i, struct vm_vcpu_info *out)
 	out->tlb_misses = st.tlb_misses;
 	out->dcache_hits = st.dcache_hits;
 	out->dcache_misses = st.dcache_misses;
+	out->dcache_bytes = st.dcache_bytes;
+	out->code_bytes = st.code_bytes;
 	memcpy(out->sbi_calls, v->sbi_stats.calls, sizeof(v->sbi_stats.calls));
 	out->thread_running = atomic_load(&v->thread_started) && !atomic_load(&v->exited);
 	if (out->thread_running && !pthread_getcpuclockid(v->thread, &cid) &&

@@ -244,7 +244,7 @@ def main():
         devs = {x["labels"]["device"] for x in m.get("kumo_device_requests_total", [])}
         check("metrics: instructions, exits by reason, SBI calls by extension, CPU time, TLB, devices",
               len(ins) == 2 and ins[0] > 0 and "SBI" in {e.upper() for e in exits} | exits and "time" in {e.lower() for e in sbi}
-              and all(k in m for k in ("kumo_vcpu_cpu_seconds_total", "kumo_vcpu_tlb_hits_total", "kumo_vcpu_decode_cache_hits_total", "kumo_guest_errors_total"))
+              and all(k in m for k in ("kumo_vcpu_cpu_seconds_total", "kumo_vcpu_tlb_hits_total", "kumo_vcpu_decode_cache_hits_total", "kumo_vcpu_decode_cache_bytes", "kumo_vcpu_code_bytes", "kumo_guest_errors_total"))
               # the disk, the NIC and the guest agent channel (a virtio-console, on with a NIC)
               and devs == {"virtio-blk", "virtio-net", "virtio-console"}, f"ins={ins} exits={exits} sbi={sbi} devs={devs}")
         st, text, hd = expect("GET /metrics?format=prometheus", s, "GET", "/metrics?format=prometheus", status=200)

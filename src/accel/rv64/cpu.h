@@ -233,6 +233,8 @@ int rv64_sret(struct rv64_cpu *cpu);
 /* Decode cache (exec.c): allocate, free, and drop every decoded page of this hart (O(1)). */
 int rv64_dcache_new(struct rv64_cpu *cpu);
 void rv64_dcache_free(struct rv64_cpu *cpu);
+/* Host memory the decode cache holds (any thread: a relaxed read of a growing count). */
+uint64_t rv64_dcache_bytes(const struct rv64_cpu *cpu);
 void rv64_dcache_flush(struct rv64_cpu *cpu);
 /* The 32-bit form of a 16-bit instruction parcel (unpriv 20191213 §16.8); 0: reserved. */
 uint32_t rv64_rvc_expand16(uint32_t parcel);

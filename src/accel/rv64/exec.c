@@ -1068,6 +1068,7 @@ struct dc_page {
 
 struct rv64_dcache {
 	uint64_t epoch;                          /* pages of other epochs are empty */
+	uint64_t npages; /* dc_pages allocated (kept until rv64_dcache_free); API threads read it */
 	struct dc_page *set[DC_SETS][DC_WAYS]; /* [0] most recently used */
 };
 
@@ -1085,6 +1086,15 @@ int rv64_dcache_new(struct rv64_cpu *cpu)
 		cpu->jit = NULL;
 #endif
 	return 0;
+}
+
+uint64_t rv64_dcache_bytes(const struct rv64_cpu *cpu)
+{
+	const struct rv64_dcache *dc = cpu->dcache;
+
+	if (!dc)
+		return 0;
+	return sizeof(*dc) + __atomic_load_n(&dc->npages, __ATOMIC_RELAXED) * sizeof(struct dc_page);
 }
 
 void rv64_dcache_free(struct rv64_cpu *cpu)
@@ -1153,6 +1163,7 @@ static struct dc_page *dc_get(struct rv64_cpu *cpu, uint64_t pa, const void *dec
 				p = malloc(sizeof(*p));
 				if (!p)
 					return NULL;
+				__atomic_store_n(&dc->npages, dc->npages + 1, __ATOMIC_RELAXED);
 			}
 		}
 		set[1] = set[0];

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "accel/rv64/cpu.h"
+#include "accel/rv64/jit.h"
 #include "accel/rv64/mmu.h"
 #include "kumo/accel.h"
 #include "kumo/base.h"
@@ -380,7 +381,14 @@ static int rv64_set_reg(struct accel_vcpu *v, uint32_t id, uint64_t val)
 
 static int rv64_get_stats(struct accel_vcpu *v, struct accel_stats *out)
 {
-	*out = to_cpu(v)->stats;
+	const struct rv64_cpu *cpu = to_cpu(v);
+
+	*out = cpu->stats;
+	out->dcache_bytes = rv64_dcache_bytes(cpu);
+#ifdef RV64_JIT
+	if (cpu->jit) /* the code buffer's bytes in use (a memory file: shared, not anonymous) */
+		out->code_bytes = __atomic_load_n(&cpu->jit->used, __ATOMIC_RELAXED);
+#endif
 	return 0;
 }
 
