@@ -27,276 +27,74 @@
 
 #include "accel/rv64/cpu.h"
 #include "accel/rv64/jit.h"
+#include "jit_compare.h"
 #include "kumo/accel.h"
-#include "kumo/memmap.h"
-
-#define RAM_BASE 0x80000000ULL
-#define RAM_SIZE (1ULL << 20)
-#define TRAP (RAM_BASE + 0x800)
-#define CODE (RAM_BASE + 0x1000)
-#define DATA (RAM_BASE + 0x10000)
-#define DATA_SIZE 256
-
-#define ECALL 0x00000073u
-#define CSR_MTVEC 0x305
-#define CSR_MEPC 0x341
-#define CSR_MCAUSE 0x342
-#define CSR_MINSTRET 0xb02
-#define CSR_MSTATUS 0x300
-#define MSTATUS_FS_INITIAL 0x2000ULL
-
-enum { RA = 1, T0 = 5, T1 = 6, T2 = 7, S0 = 8, S1 = 9, A0 = 10, A1 = 11, A2 = 12, A3 = 13, A4 = 14, A5 = 15 };
-
-struct machine {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu;
-};
-
-struct fx {
-	struct machine m[2]; /* [0] translated, [1] interpreted */
-	uint32_t code[256];
-	unsigned len; /* words in code[] */
-};
-
-static const struct accel_ops *ops = &accel_rv64_ops;
-
-static void machine_new(struct machine *m, bool jit)
-{
-	struct accel_vm_config cfg = {0};
-
-	setenv("KUMO_JIT", jit ? "1" : "0", 1);
-	m->ram = calloc(1, RAM_SIZE);
-	assert_non_null(m->ram);
-	m->mm = memmap_new();
-	assert_non_null(m->mm);
-	assert_int_equal(memmap_add_ram(m->mm, RAM_BASE, RAM_SIZE, m->ram), 0);
-	cfg.ram = m->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = m->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = 1u << 3;
-	assert_int_equal(ops->vm_new(&cfg, &m->vm), 0);
-	assert_int_equal(ops->vcpu_new(m->vm, 0, &m->cpu), 0);
-	unsetenv("KUMO_JIT");
-}
-
-static void machine_free(struct machine *m)
-{
-	ops->vcpu_free(m->cpu);
-	ops->vm_free(m->vm);
-	memmap_free(m->mm);
-	free(m->ram);
-}
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	machine_new(&f->m[0], true);
-	machine_new(&f->m[1], false);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	machine_free(&f->m[0]);
-	machine_free(&f->m[1]);
-	free(f);
-	return 0;
-}
-
-static struct rv64_cpu *cpu_of(struct machine *m)
-{
-	return (struct rv64_cpu *)m->cpu;
-}
-
-/* Appends an instruction; returns its word index. */
-static unsigned emit(struct fx *f, uint32_t insn)
-{
-	assert_true(f->len < sizeof(f->code) / sizeof(f->code[0]));
-	f->code[f->len] = insn;
-	return f->len++;
-}
-
-static uint32_t i_type(unsigned op, unsigned rd, unsigned f3, unsigned rs1, int32_t imm)
-{
-	return ((uint32_t)imm & 0xfff) << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
-}
-
-static uint32_t r_type(unsigned op, unsigned rd, unsigned f3, unsigned rs1, unsigned rs2,
-		       unsigned f7)
-{
-	return f7 << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | rd << 7 | op;
-}
-
-static uint32_t s_type(unsigned f3, unsigned rs1, unsigned rs2, int32_t imm)
-{
-	uint32_t i = (uint32_t)imm;
-
-	return ((i >> 5) & 0x7f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 | (i & 31) << 7 | 0x23;
-}
-
-/* A branch at word `at` to word `to` (unpriv 20191213 §2.5). */
-static uint32_t b_to(unsigned f3, unsigned rs1, unsigned rs2, unsigned at, unsigned to)
-{
-	uint32_t i = (uint32_t)(4 * ((int32_t)to - (int32_t)at));
-
-	return ((i >> 12) & 1) << 31 | ((i >> 5) & 0x3f) << 25 | rs2 << 20 | rs1 << 15 | f3 << 12 |
-	       ((i >> 1) & 0xf) << 8 | ((i >> 11) & 1) << 7 | 0x63;
-}
-
-static uint32_t jal_to(unsigned rd, unsigned at, unsigned to)
-{
-	uint32_t i = (uint32_t)(4 * ((int32_t)to - (int32_t)at));
-
-	return ((i >> 20) & 1) << 31 | ((i >> 1) & 0x3ff) << 21 | ((i >> 11) & 1) << 20 |
-	       ((i >> 12) & 0xff) << 12 | rd << 7 | 0x6f;
-}
-
-static uint32_t lui(unsigned rd, uint32_t hi20)
-{
-	return hi20 << 12 | rd << 7 | 0x37;
-}
-
-static void set(struct machine *m, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(m->cpu, id, v), 0);
-}
-
-static uint64_t get(struct machine *m, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(m->cpu, id, &v), 0);
-	return v;
-}
-
-/* The program and one start state in both machines. */
-static void load(struct fx *f)
-{
-	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
-
-		memcpy(m->ram + (CODE - RAM_BASE), f->code, 4 * f->len);
-		for (unsigned i = 0; i < DATA_SIZE; i++)
-			m->ram[DATA - RAM_BASE + i] = (uint8_t)(i * 37 + 11);
-		memcpy(m->ram + (TRAP - RAM_BASE), &(uint32_t){ECALL}, 4);
-		for (unsigned i = 1; i < 32; i++)
-			set(m, ACCEL_REG_X(i), 0x1000 * i + 5);
-		set(m, ACCEL_REG_X(S0), DATA);
-		set(m, ACCEL_REG_CSR(CSR_MSTATUS), MSTATUS_FS_INITIAL);
-		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
-		set(m, ACCEL_REG_PC, CODE);
-	}
-}
-
-static void run_both(struct fx *f)
-{
-	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
-		assert_int_equal(ops->vcpu_run_state(f->m[k].cpu)->exit_reason, ACCEL_EXIT_SBI);
-	}
-}
-
-static void compare(struct fx *f)
-{
-	struct machine *a = &f->m[0], *b = &f->m[1];
-
-	for (unsigned i = 0; i < 32; i++) {
-		uint64_t x = get(a, ACCEL_REG_X(i)), y = get(b, ACCEL_REG_X(i));
-
-		if (x != y)
-			fail_msg("x%u: translated %#llx, interpreted %#llx", i,
-				 (unsigned long long)x, (unsigned long long)y);
-	}
-	assert_int_equal(get(a, ACCEL_REG_PC), get(b, ACCEL_REG_PC));
-	assert_int_equal(get(a, ACCEL_REG_CSR(CSR_MINSTRET)), get(b, ACCEL_REG_CSR(CSR_MINSTRET)));
-	assert_int_equal(get(a, ACCEL_REG_CSR(CSR_MCAUSE)), get(b, ACCEL_REG_CSR(CSR_MCAUSE)));
-	assert_memory_equal(a->ram + (DATA - RAM_BASE), b->ram + (DATA - RAM_BASE), DATA_SIZE);
-}
-
-static void check_translated(struct fx *f)
-{
-#ifdef RV64_JIT
-	assert_non_null(cpu_of(&f->m[0])->jit);
-	assert_true(cpu_of(&f->m[0])->jit->translated > 0);
-#else
-	(void)f;
-#endif
-}
 
 /*
  * t0 = n; loop: a0 = lw(s0) + t0; if (t0 & 3) { a0 ^= 0x55; a3 = lw 4(s0); a2++ }
  * sw a0, 0(s0); a1 += 3; t0--; bnez t0, loop (back to the second instruction of the block).
  * The forward branch skips a load, the back edge lands inside the block.
  */
-static void gen_branch_loop(struct fx *f, uint32_t n_hi20)
+static void gen_branch_loop(struct jc *f, uint32_t n_hi20)
 {
 	unsigned top, skip_br, skip;
 
 	f->len = 0;
-	emit(f, lui(T0, n_hi20));
-	top = emit(f, i_type(0x03, A0, 2, S0, 0));        /* lw a0, 0(s0) */
-	emit(f, r_type(0x33, A0, 0, A0, T0, 0));          /* add a0, a0, t0 */
-	emit(f, i_type(0x13, T1, 7, T0, 3));              /* andi t1, t0, 3 */
-	skip_br = emit(f, 0);                             /* beqz t1, skip */
-	emit(f, i_type(0x13, A0, 4, A0, 0x55));           /* xori a0, a0, 0x55 */
-	emit(f, i_type(0x03, A3, 2, S0, 4));              /* lw a3, 4(s0) */
-	emit(f, i_type(0x13, A2, 0, A2, 1));              /* addi a2, a2, 1 */
-	skip = emit(f, s_type(2, S0, A0, 0));             /* sw a0, 0(s0) */
-	emit(f, i_type(0x13, A1, 0, A1, 3));              /* addi a1, a1, 3 */
-	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
-	emit(f, b_to(1, T0, 0, f->len, top));             /* bnez t0, top */
-	emit(f, ECALL);
+	jc_emit(f, lui(T0, n_hi20));
+	top = jc_emit(f, i_type(0x03, A0, 2, S0, 0));     /* lw a0, 0(s0) */
+	jc_emit(f, r_type(0x33, A0, 0, A0, T0, 0));       /* add a0, a0, t0 */
+	jc_emit(f, i_type(0x13, T1, 7, T0, 3));           /* andi t1, t0, 3 */
+	skip_br = jc_emit(f, 0);                          /* beqz t1, skip */
+	jc_emit(f, i_type(0x13, A0, 4, A0, 0x55));        /* xori a0, a0, 0x55 */
+	jc_emit(f, i_type(0x03, A3, 2, S0, 4));           /* lw a3, 4(s0) */
+	jc_emit(f, i_type(0x13, A2, 0, A2, 1));           /* addi a2, a2, 1 */
+	skip = jc_emit(f, s_type(2, S0, A0, 0));          /* sw a0, 0(s0) */
+	jc_emit(f, i_type(0x13, A1, 0, A1, 3));           /* addi a1, a1, 3 */
+	jc_emit(f, i_type(0x13, T0, 0, T0, -1));          /* addi t0, t0, -1 */
+	jc_emit(f, b_to(1, T0, 0, f->len, top));          /* bnez t0, top */
+	jc_emit(f, ECALL);
 	f->code[skip_br] = b_to(0, T1, 0, skip_br, skip);
 }
 
 /* t0 = n; loop: beqz t0, out; ld/addi/sd 8(s0); t0--; jal rd, loop; out: ecall. */
-static void gen_jal_loop(struct fx *f, uint32_t n_hi20, unsigned link)
+static void gen_jal_loop(struct jc *f, uint32_t n_hi20, unsigned link)
 {
 	unsigned top, exit_br;
 
 	f->len = 0;
-	emit(f, lui(T0, n_hi20));
-	top = exit_br = emit(f, 0);                       /* beqz t0, out */
-	emit(f, i_type(0x03, A0, 3, S0, 8));              /* ld a0, 8(s0) */
-	emit(f, i_type(0x13, A0, 0, A0, 7));              /* addi a0, a0, 7 */
-	emit(f, s_type(3, S0, A0, 8));                    /* sd a0, 8(s0) */
-	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
-	emit(f, jal_to(link, f->len, top));               /* jal link, top */
-	f->code[exit_br] = b_to(0, T0, 0, exit_br, emit(f, ECALL));
+	jc_emit(f, lui(T0, n_hi20));
+	top = exit_br = jc_emit(f, 0);                    /* beqz t0, out */
+	jc_emit(f, i_type(0x03, A0, 3, S0, 8));           /* ld a0, 8(s0) */
+	jc_emit(f, i_type(0x13, A0, 0, A0, 7));           /* addi a0, a0, 7 */
+	jc_emit(f, s_type(3, S0, A0, 8));                 /* sd a0, 8(s0) */
+	jc_emit(f, i_type(0x13, T0, 0, T0, -1));          /* addi t0, t0, -1 */
+	jc_emit(f, jal_to(link, f->len, top));            /* jal link, top */
+	f->code[exit_br] = b_to(0, T0, 0, exit_br, jc_emit(f, ECALL));
 }
 
 /* Loops of both shapes, short and longer than many budget slices, give the same results. */
 static void test_loops_match_interpreter(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	static const uint32_t n_hi20[] = {0, 1, 3, 25}; /* lui t0: 0, 4096, 12288, 102400 */
 
 	for (unsigned i = 0; i < sizeof(n_hi20) / sizeof(n_hi20[0]); i++) {
 		gen_branch_loop(f, n_hi20[i]);
 		if (!n_hi20[i])
 			f->code[0] = i_type(0x13, T0, 0, 0, 5); /* li t0, 5 */
-		load(f);
-		run_both(f);
-		compare(f);
+		jc_load(f);
+		jc_run_both(f);
+		jc_compare(f);
 		for (unsigned link = 0; link < 2; link++) {
 			gen_jal_loop(f, n_hi20[i], link ? RA : 0);
 			if (!n_hi20[i])
 				f->code[0] = i_type(0x13, T0, 0, 0, 7);
-			load(f);
-			run_both(f);
-			compare(f);
+			jc_load(f);
+			jc_run_both(f);
+			jc_compare(f);
 		}
 	}
-	check_translated(f);
+	jc_check_translated(f);
 }
 
 /*
@@ -306,35 +104,35 @@ static void test_loops_match_interpreter(void **state)
  */
 static void test_loop_budget(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 
 	gen_jal_loop(f, 0x10000, 0);
-	load(f);
+	jc_load(f);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		static const unsigned budgets[] = {100, 1334, 2568, 3802, 5036, 600000};
 
-		assert_int_equal(rv64_exec(cpu_of(m), 10), RV64_STOP_BUDGET); /* past the lui */
+		assert_int_equal(rv64_exec(jc_cpu(m), 10), RV64_STOP_BUDGET); /* past the lui */
 
 		for (unsigned i = 0; i < sizeof(budgets) / sizeof(budgets[0]); i++) {
 			unsigned budget = budgets[i];
-			uint64_t before = get(m, ACCEL_REG_CSR(CSR_MINSTRET)), ran, iters;
-			uint64_t t0 = get(m, ACCEL_REG_X(T0));
+			uint64_t before = ah_get(m, 0, ACCEL_REG_CSR(CSR_MINSTRET)), ran, iters;
+			uint64_t t0 = ah_get(m, 0, ACCEL_REG_X(T0));
 
-			assert_int_equal(rv64_exec(cpu_of(m), budget), RV64_STOP_BUDGET);
-			ran = get(m, ACCEL_REG_CSR(CSR_MINSTRET)) - before;
+			assert_int_equal(rv64_exec(jc_cpu(m), budget), RV64_STOP_BUDGET);
+			ran = ah_get(m, 0, ACCEL_REG_CSR(CSR_MINSTRET)) - before;
 			if (ran < budget || ran > budget + 64)
 				fail_msg("machine %u: budget %u ran %llu instructions", k, budget,
 					 (unsigned long long)ran);
 			/* minstret counts what ran: 6 instructions per iteration of t0 */
-			iters = t0 - get(m, ACCEL_REG_X(T0));
+			iters = t0 - ah_get(m, 0, ACCEL_REG_X(T0));
 			if (ran + 6 < 6 * iters || ran > 6 * iters + 6)
 				fail_msg("machine %u: %llu instructions retired in %llu iterations", k,
 					 (unsigned long long)ran, (unsigned long long)iters);
 		}
 	}
-	check_translated(f);
+	jc_check_translated(f);
 }
 
 /*
@@ -344,25 +142,25 @@ static void test_loop_budget(void **state)
  */
 static void test_loop_tlb_hits(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	uint64_t want = 0, got[2];
 	const uint64_t n = 25 << 12;
 
 	gen_branch_loop(f, 25);
-	load(f);
+	jc_load(f);
 	for (uint64_t t = n; t; t--)
 		want += (t & 3) ? 3 : 2;
 	for (unsigned k = 0; k < 2; k++) {
-		uint64_t before = cpu_of(&f->m[k])->stats.tlb_hits;
+		uint64_t before = jc_cpu(&f->m[k])->stats.tlb_hits;
 
-		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
-		got[k] = cpu_of(&f->m[k])->stats.tlb_hits - before;
+		ah_run(&f->m[k], 0);
+		got[k] = jc_cpu(&f->m[k])->stats.tlb_hits - before;
 		if (got[k] + 8 < want || got[k] > want + 2000)
 			fail_msg("machine %u: %llu TLB hits, %llu data accesses", k,
 				 (unsigned long long)got[k], (unsigned long long)want);
 	}
-	compare(f);
-	check_translated(f);
+	jc_compare(f);
+	jc_check_translated(f);
 }
 
 /*
@@ -371,21 +169,21 @@ static void test_loop_tlb_hits(void **state)
  */
 static void test_loop_rewrites_itself(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	unsigned top, patched, auipc;
 
 	f->len = 0;
-	auipc = emit(f, 0x17u | S1 << 7);                 /* auipc s1, 0 */
-	emit(f, 0);                                       /* addi s1, s1, patched */
-	emit(f, i_type(0x13, T0, 0, 0, 9));               /* li t0, 9 */
-	emit(f, lui(T2, 0));                              /* t2 = addi a1, a1, 100 */
-	emit(f, 0);
-	top = emit(f, s_type(2, S1, T2, 0));              /* sw t2, 0(s1) */
-	patched = emit(f, i_type(0x13, A1, 0, A1, 1));    /* addi a1, a1, 1 */
-	emit(f, i_type(0x13, A2, 0, A2, 1));              /* addi a2, a2, 1 */
-	emit(f, i_type(0x13, T0, 0, T0, -1));             /* addi t0, t0, -1 */
-	emit(f, b_to(1, T0, 0, f->len, top));             /* bnez t0, top */
-	emit(f, ECALL);
+	auipc = jc_emit(f, 0x17u | S1 << 7);              /* auipc s1, 0 */
+	jc_emit(f, 0);                                    /* addi s1, s1, patched */
+	jc_emit(f, i_type(0x13, T0, 0, 0, 9));            /* li t0, 9 */
+	jc_emit(f, lui(T2, 0));                           /* t2 = addi a1, a1, 100 */
+	jc_emit(f, 0);
+	top = jc_emit(f, s_type(2, S1, T2, 0));           /* sw t2, 0(s1) */
+	patched = jc_emit(f, i_type(0x13, A1, 0, A1, 1)); /* addi a1, a1, 1 */
+	jc_emit(f, i_type(0x13, A2, 0, A2, 1));           /* addi a2, a2, 1 */
+	jc_emit(f, i_type(0x13, T0, 0, T0, -1));          /* addi t0, t0, -1 */
+	jc_emit(f, b_to(1, T0, 0, f->len, top));          /* bnez t0, top */
+	jc_emit(f, ECALL);
 	f->code[auipc + 1] = i_type(0x13, S1, 0, S1, (int32_t)(4 * (patched - auipc)));
 	{
 		uint32_t v = i_type(0x13, A1, 0, A1, 100);
@@ -395,12 +193,12 @@ static void test_loop_rewrites_itself(void **state)
 		f->code[4] = i_type(0x1b, T2, 0, T2, (int32_t)(v - (hi << 12))); /* addiw */
 	}
 	for (unsigned round = 0; round < 3; round++) {
-		load(f);
-		run_both(f);
-		compare(f);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 9 * 100);
+		jc_load(f);
+		jc_run_both(f);
+		jc_compare(f);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 9 * 100);
 	}
-	check_translated(f);
+	jc_check_translated(f);
 }
 
 /*
@@ -410,22 +208,22 @@ static void test_loop_rewrites_itself(void **state)
  */
 static void test_loop_with_call(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	unsigned top;
 
 	f->len = 0;
-	emit(f, i_type(0x13, T0, 0, 0, 50));
-	top = emit(f, r_type(0x53, 1, 0, 1, 2, 0x00)); /* fadd.s f1, f1, f2, rne */
-	emit(f, i_type(0x13, A1, 0, A1, 1));
-	emit(f, i_type(0x13, T0, 0, T0, -1));
-	emit(f, b_to(1, T0, 0, f->len, top));
-	emit(f, ECALL);
-	load(f);
-	run_both(f);
-	compare(f);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 50);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(T0)), 0);
-	check_translated(f);
+	jc_emit(f, i_type(0x13, T0, 0, 0, 50));
+	top = jc_emit(f, r_type(0x53, 1, 0, 1, 2, 0x00)); /* fadd.s f1, f1, f2, rne */
+	jc_emit(f, i_type(0x13, A1, 0, A1, 1));
+	jc_emit(f, i_type(0x13, T0, 0, T0, -1));
+	jc_emit(f, b_to(1, T0, 0, f->len, top));
+	jc_emit(f, ECALL);
+	jc_load(f);
+	jc_run_both(f);
+	jc_compare(f);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)), 0x1000 * A1 + 5 + 50);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(T0)), 0);
+	jc_check_translated(f);
 }
 
 static uint64_t rnd(uint64_t *st)
@@ -494,7 +292,7 @@ static uint32_t cached_op(uint64_t *st)
 
 static void test_cached_registers(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	uint64_t st = 0x243f6a8885a308d3ULL;
 
 	for (unsigned round = 0; round < 400; round++) {
@@ -502,9 +300,9 @@ static void test_cached_registers(void **state)
 
 		f->len = 0;
 		for (unsigned i = 0; i < n; i++)
-			emit(f, cached_op(&st));
-		emit(f, ECALL);
-		load(f);
+			jc_emit(f, cached_op(&st));
+		jc_emit(f, ECALL);
+		jc_load(f);
 		for (unsigned r = A0; r <= A0 + 5; r++) {
 			static const uint64_t edge[] = {
 				0, 1, UINT64_MAX, 1ULL << 63, 0xffffffff80000000ULL, 0xffffffffULL,
@@ -515,16 +313,16 @@ static void test_cached_registers(void **state)
 			if (rnd(&st) & 1)
 				v = edge[rnd(&st) % (sizeof(edge) / sizeof(edge[0]))];
 			for (unsigned k = 0; k < 2; k++)
-				set(&f->m[k], ACCEL_REG_X(r), v);
+				ah_set(&f->m[k], 0, ACCEL_REG_X(r), v);
 		}
-		run_both(f);
-		compare(f);
+		jc_run_both(f);
+		jc_compare(f);
 	}
-	check_translated(f);
+	jc_check_translated(f);
 }
 
 /* One random A-extension op (or a fence, a plain store) on s0's area through s1. */
-static void atomic_op(struct fx *f, uint64_t *st)
+static void atomic_op(struct jc *f, uint64_t *st)
 {
 	static const uint8_t f5s[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x0c, 0x10, 0x14, 0x18,
 				      0x1c, 0x02, 0x03, 0x02, 0x03};
@@ -536,23 +334,23 @@ static void atomic_op(struct fx *f, uint64_t *st)
 		off += 2; /* misaligned: a store/AMO or load address misaligned trap */
 	switch (rnd(st) % 8) {
 	case 0:
-		emit(f, s_type(f3, S0, rs2, off)); /* sw/sd: may break a reservation's value */
+		jc_emit(f, s_type(f3, S0, rs2, off)); /* sw/sd: may break a reservation's value */
 		return;
 	case 1:
-		emit(f, 0x0330000fu); /* fence rw,rw */
+		jc_emit(f, 0x0330000fu); /* fence rw,rw */
 		return;
 	default:
 		break;
 	}
-	emit(f, i_type(0x13, S1, 0, S0, off));
+	jc_emit(f, i_type(0x13, S1, 0, S0, off));
 	if (f5 == 0x02)
 		rs2 = 0;
-	emit(f, f5 << 27 | (unsigned)(rnd(st) & 3) << 25 | rs2 << 20 | S1 << 15 | f3 << 12 |
+	jc_emit(f, f5 << 27 | (unsigned)(rnd(st) & 3) << 25 | rs2 << 20 | S1 << 15 | f3 << 12 |
 		     rd << 7 | 0x2f);
 	if (f5 == 0x02 && (rnd(st) & 3)) { /* mostly an SC of the same address */
 		if (rnd(st) % 3 == 0)
-			emit(f, s_type(f3, S1, rs2, 0));
-		emit(f, 0x03u << 27 | A0 << 20 | S1 << 15 | f3 << 12 | A1 << 7 | 0x2f);
+			jc_emit(f, s_type(f3, S1, rs2, 0));
+		jc_emit(f, 0x03u << 27 | A0 << 20 | S1 << 15 | f3 << 12 | A1 << 7 | 0x2f);
 	}
 }
 
@@ -564,37 +362,37 @@ static uint32_t amo(unsigned f5, unsigned f3, unsigned rd, unsigned rs1, unsigne
 /* LR/SC outcomes in one block: success, no reservation, another address, a changed value. */
 static void test_lr_sc(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 
 	f->len = 0;
-	emit(f, i_type(0x13, S1, 0, S0, 64));
-	emit(f, amo(0x02, 3, A0, S1, 0));          /* lr.d a0, (s1) */
-	emit(f, i_type(0x13, A0, 0, A0, 1));
-	emit(f, amo(0x03, 3, A1, S1, A0));         /* sc.d a1, a0, (s1): 0 */
-	emit(f, amo(0x03, 3, A2, S1, A0));         /* again, no reservation: 1 */
-	emit(f, amo(0x02, 2, A0, S1, 0));          /* lr.w a0, (s1) */
-	emit(f, s_type(2, S1, A3, 0));             /* sw a3, 0(s1): another value */
-	emit(f, amo(0x03, 2, A4, S1, A0));         /* sc.w a4: 1 */
-	emit(f, amo(0x02, 3, A0, S1, 0));          /* lr.d a0, (s1) */
-	emit(f, i_type(0x13, T1, 0, S1, 8));
-	emit(f, amo(0x03, 3, A5, T1, A0));         /* sc.d a5 to s1 + 8: 1 */
-	emit(f, amo(0x02, 2, A0, S1, 0));          /* lr.w, then sc.w of the same value: 0 */
-	emit(f, amo(0x03, 2, T2, S1, A0));
-	emit(f, ECALL);
-	load(f);
-	run_both(f);
-	compare(f);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A1)), 0);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A2)), 1);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A4)), 1);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(A5)), 1);
-	assert_int_equal(get(&f->m[0], ACCEL_REG_X(T2)), 0);
-	check_translated(f);
+	jc_emit(f, i_type(0x13, S1, 0, S0, 64));
+	jc_emit(f, amo(0x02, 3, A0, S1, 0));       /* lr.d a0, (s1) */
+	jc_emit(f, i_type(0x13, A0, 0, A0, 1));
+	jc_emit(f, amo(0x03, 3, A1, S1, A0));      /* sc.d a1, a0, (s1): 0 */
+	jc_emit(f, amo(0x03, 3, A2, S1, A0));      /* again, no reservation: 1 */
+	jc_emit(f, amo(0x02, 2, A0, S1, 0));       /* lr.w a0, (s1) */
+	jc_emit(f, s_type(2, S1, A3, 0));          /* sw a3, 0(s1): another value */
+	jc_emit(f, amo(0x03, 2, A4, S1, A0));      /* sc.w a4: 1 */
+	jc_emit(f, amo(0x02, 3, A0, S1, 0));       /* lr.d a0, (s1) */
+	jc_emit(f, i_type(0x13, T1, 0, S1, 8));
+	jc_emit(f, amo(0x03, 3, A5, T1, A0));      /* sc.d a5 to s1 + 8: 1 */
+	jc_emit(f, amo(0x02, 2, A0, S1, 0));       /* lr.w, then sc.w of the same value: 0 */
+	jc_emit(f, amo(0x03, 2, T2, S1, A0));
+	jc_emit(f, ECALL);
+	jc_load(f);
+	jc_run_both(f);
+	jc_compare(f);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)), 0);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A2)), 1);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A4)), 1);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A5)), 1);
+	assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(T2)), 0);
+	jc_check_translated(f);
 }
 
 static void test_atomics(void **state)
 {
-	struct fx *f = *state;
+	struct jc *f = *state;
 	uint64_t st = 0x13198a2e03707344ULL;
 
 	for (unsigned round = 0; round < 400; round++) {
@@ -603,33 +401,33 @@ static void test_atomics(void **state)
 		f->len = 0;
 		for (unsigned i = 0; i < n; i++)
 			atomic_op(f, &st);
-		emit(f, ECALL);
-		load(f);
+		jc_emit(f, ECALL);
+		jc_load(f);
 		for (unsigned r = A0; r <= A0 + 5; r++) {
 			uint64_t v = rnd(&st) >> (rnd(&st) % 64);
 
 			for (unsigned k = 0; k < 2; k++)
-				set(&f->m[k], ACCEL_REG_X(r), v);
+				ah_set(&f->m[k], 0, ACCEL_REG_X(r), v);
 		}
-		run_both(f);
-		compare(f);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MEPC)),
-				 get(&f->m[1], ACCEL_REG_CSR(CSR_MEPC)));
+		jc_run_both(f);
+		jc_compare(f);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MEPC)),
+				 ah_get(&f->m[1], 0, ACCEL_REG_CSR(CSR_MEPC)));
 	}
-	check_translated(f);
+	jc_check_translated(f);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_loops_match_interpreter, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loop_budget, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loop_tlb_hits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cached_registers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loop_with_call, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomics, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lr_sc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loops_match_interpreter, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_budget, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_tlb_hits, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_rewrites_itself, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_cached_registers, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_with_call, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_atomics, jc_setup, jc_teardown),
+		cmocka_unit_test_setup_teardown(test_lr_sc, jc_setup, jc_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
