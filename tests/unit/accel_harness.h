@@ -195,4 +195,17 @@ static inline uint64_t ah_run_to_ecall(struct accel_harness *h, unsigned hart)
 	return ah_get(h, hart, ACCEL_REG_X(10));
 }
 
+/*
+ * Two one-machine harnesses for comparing the translator with the interpreter: pair[0] as
+ * c->jit says, pair[1] with the interpreter alone; ah_fini() each.
+ */
+static inline void ah_init_pair(struct accel_harness pair[2], const struct ah_config *c)
+{
+	struct ah_config interp = *c;
+
+	interp.jit = AH_JIT_OFF;
+	ah_init(&pair[0], c);
+	ah_init(&pair[1], &interp);
+}
+
 #endif

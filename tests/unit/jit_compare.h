@@ -59,15 +59,13 @@ struct jc {
 /* A cmocka setup: *state becomes a struct jc with both machines and no code. */
 static inline int jc_setup(void **state)
 {
-	struct ah_config c = {.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
-			      .ecall_exit_mask = 1u << 3}; /* M-mode ECALLs exit */
+	const struct ah_config c = {.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+				    .ecall_exit_mask = 1u << 3, /* M-mode ECALLs exit */
+				    .jit = AH_JIT_ON};
 	struct jc *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	c.jit = AH_JIT_ON;
-	ah_init(&f->m[0], &c);
-	c.jit = AH_JIT_OFF;
-	ah_init(&f->m[1], &c);
+	ah_init_pair(f->m, &c);
 	*state = f;
 	return 0;
 }

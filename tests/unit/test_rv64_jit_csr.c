@@ -27,8 +27,8 @@
 
 #include "accel/rv64/cpu.h"
 #include "accel/rv64/jit.h"
+#include "accel_harness.h"
 #include "kumo/accel.h"
-#include "kumo/memmap.h"
 
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 21)
@@ -53,58 +53,22 @@
 #define MSTATUS_MIE 0x8ULL
 #define IRQ_SSI 0x2ULL
 
-struct machine {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu;
-};
-
 struct fx {
-	struct machine m[2]; /* [0] translated, [1] interpreted */
+	struct accel_harness m[2]; /* [0] translated, [1] interpreted */
 	uint8_t code[CODE_MAX];
 	unsigned len;
 	uint64_t rng;
 };
 
-static const struct accel_ops *ops = &accel_rv64_ops;
-
-static void machine_new(struct machine *m, bool jit)
-{
-	struct accel_vm_config cfg = {0};
-
-	setenv("KUMO_JIT", jit ? "1" : "0", 1);
-	m->ram = calloc(1, RAM_SIZE);
-	assert_non_null(m->ram);
-	m->mm = memmap_new();
-	assert_non_null(m->mm);
-	assert_int_equal(memmap_add_ram(m->mm, RAM_BASE, RAM_SIZE, m->ram), 0);
-	cfg.ram = m->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = m->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = 1u << 3;
-	assert_int_equal(ops->vm_new(&cfg, &m->vm), 0);
-	assert_int_equal(ops->vcpu_new(m->vm, 0, &m->cpu), 0);
-	unsetenv("KUMO_JIT");
-}
-
-static void machine_free(struct machine *m)
-{
-	ops->vcpu_free(m->cpu);
-	ops->vm_free(m->vm);
-	memmap_free(m->mm);
-	free(m->ram);
-}
-
 static int setup(void **state)
 {
+	const struct ah_config c = {.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+				    .ecall_exit_mask = 1u << 3, /* M-mode ECALLs exit */
+				    .jit = AH_JIT_ON};
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	machine_new(&f->m[0], true);
-	machine_new(&f->m[1], false);
+	ah_init_pair(f->m, &c);
 	f->rng = 0x243f6a8885a308d3ULL;
 	*state = f;
 	return 0;
@@ -114,8 +78,8 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	machine_free(&f->m[0]);
-	machine_free(&f->m[1]);
+	ah_fini(&f->m[0]);
+	ah_fini(&f->m[1]);
 	free(f);
 	return 0;
 }
@@ -151,82 +115,67 @@ static uint32_t csr_insn(unsigned csr, unsigned f3, unsigned rd, unsigned rs1)
 	return csr << 20 | rs1 << 15 | f3 << 12 | rd << 7 | 0x73;
 }
 
-static void set(struct machine *m, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(m->cpu, id, v), 0);
-}
-
-static uint64_t get(struct machine *m, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(m->cpu, id, &v), 0);
-	return v;
-}
-
 /* The program at CODE and the same registers (regs[0] ignored) in both machines, M-mode. */
 static void load(struct fx *f, const uint64_t *regs)
 {
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		memcpy(m->ram + (CODE - RAM_BASE), f->code, f->len);
 		memcpy(m->ram + (TRAP - RAM_BASE), &(uint32_t){ECALL}, 4);
 		for (unsigned i = 1; i < 32; i++)
-			set(m, ACCEL_REG_X(i), regs[i]);
-		set(m, ACCEL_REG_PRIV, 3);
-		set(m, ACCEL_REG_CSR(CSR_SATP), 0);
-		set(m, ACCEL_REG_CSR(CSR_MSTATUS), 0);
-		set(m, ACCEL_REG_CSR(CSR_MIE), 0);
-		set(m, ACCEL_REG_CSR(CSR_MIP), 0);
-		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
-		set(m, ACCEL_REG_CSR(CSR_MSCRATCH), 0x1234);
-		set(m, ACCEL_REG_CSR(CSR_SSCRATCH), 0x5678);
-		set(m, ACCEL_REG_CSR(CSR_MCAUSE), 0);
-		set(m, ACCEL_REG_CSR(CSR_MEPC), 0);
-		set(m, ACCEL_REG_CSR(CSR_MTVAL), 0);
-		set(m, ACCEL_REG_PC, CODE);
+			ah_set(m, 0, ACCEL_REG_X(i), regs[i]);
+		ah_set(m, 0, ACCEL_REG_PRIV, 3);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MSTATUS), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MIE), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MIP), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MSCRATCH), 0x1234);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_SSCRATCH), 0x5678);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MCAUSE), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MEPC), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MTVAL), 0);
+		ah_set(m, 0, ACCEL_REG_PC, CODE);
 	}
 }
 
 static void run_both(struct fx *f)
 {
-	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
-		assert_int_equal(ops->vcpu_run_state(f->m[k].cpu)->exit_reason, ACCEL_EXIT_SBI);
-	}
+	for (unsigned k = 0; k < 2; k++)
+		assert_int_equal(ah_run(&f->m[k], 0), ACCEL_EXIT_SBI);
 }
 
 static void compare(struct fx *f, unsigned round)
 {
 	static const unsigned csrs[] = {CSR_MEPC,     CSR_MCAUSE,   CSR_MTVAL,   CSR_MINSTRET,
 					CSR_MSTATUS,  CSR_MSCRATCH, CSR_SSCRATCH, CSR_MIE};
-	struct machine *a = &f->m[0], *b = &f->m[1];
+	struct accel_harness *a = &f->m[0], *b = &f->m[1];
 
 	for (unsigned i = 0; i < 32; i++) {
-		uint64_t x = get(a, ACCEL_REG_X(i)), y = get(b, ACCEL_REG_X(i));
+		uint64_t x = ah_get(a, 0, ACCEL_REG_X(i)), y = ah_get(b, 0, ACCEL_REG_X(i));
 
 		if (x != y)
 			fail_msg("round %u: x%u: translated %#llx, interpreted %#llx", round, i,
 				 (unsigned long long)x, (unsigned long long)y);
 	}
-	if (get(a, ACCEL_REG_PC) != get(b, ACCEL_REG_PC))
+	if (ah_get(a, 0, ACCEL_REG_PC) != ah_get(b, 0, ACCEL_REG_PC))
 		fail_msg("round %u: pc differs", round);
 	for (unsigned i = 0; i < sizeof(csrs) / sizeof(csrs[0]); i++)
-		if (get(a, ACCEL_REG_CSR(csrs[i])) != get(b, ACCEL_REG_CSR(csrs[i])))
+		if (ah_get(a, 0, ACCEL_REG_CSR(csrs[i])) != ah_get(b, 0, ACCEL_REG_CSR(csrs[i])))
 			fail_msg("round %u: csr %#x: translated %#llx, interpreted %#llx", round,
-				 csrs[i], (unsigned long long)get(a, ACCEL_REG_CSR(csrs[i])),
-				 (unsigned long long)get(b, ACCEL_REG_CSR(csrs[i])));
+				 csrs[i], (unsigned long long)ah_get(a, 0, ACCEL_REG_CSR(csrs[i])),
+				 (unsigned long long)ah_get(b, 0, ACCEL_REG_CSR(csrs[i])));
 }
 
 static void check_translated(struct fx *f)
 {
 #ifdef RV64_JIT
-	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu;
+	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu[0];
 
 	assert_non_null(cpu->jit);
 	assert_true(cpu->jit->translated > 0);
-	assert_null(((struct rv64_cpu *)f->m[1].cpu)->jit);
+	assert_null(((struct rv64_cpu *)f->m[1].cpu[0])->jit);
 #else
 	(void)f;
 #endif
@@ -313,20 +262,20 @@ static void test_csr_enables_interrupt(void **state)
 	emit32(f, ECALL);
 	load(f, regs);
 	for (unsigned k = 0; k < 2; k++) {
-		set(&f->m[k], ACCEL_REG_CSR(CSR_MIE), IRQ_SSI);
-		set(&f->m[k], ACCEL_REG_CSR(CSR_MIP), IRQ_SSI);
+		ah_set(&f->m[k], 0, ACCEL_REG_CSR(CSR_MIE), IRQ_SSI);
+		ah_set(&f->m[k], 0, ACCEL_REG_CSR(CSR_MIP), IRQ_SSI);
 	}
 	run_both(f);
 	compare(f, 0);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), (1ULL << 63) | 1);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
-		assert_int_equal(get(m, ACCEL_REG_X(6)), 0);
-		assert_int_equal(get(m, ACCEL_REG_X(5)), 1);
-		assert_int_equal(get(m, ACCEL_REG_X(7)), 0x1234);
-		assert_int_equal(get(m, ACCEL_REG_PC), TRAP);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), (1ULL << 63) | 1);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(6)), 0);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(5)), 1);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(7)), 0x1234);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_PC), TRAP);
 	}
 	check_translated(f);
 }
@@ -371,22 +320,22 @@ static void test_satp_write_remaps(void **state)
 	emit32(f, ECALL);
 	load(f, regs);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		build_tables(m->ram, true);
 		memset(m->ram + (ALT - RAM_BASE), 0, 4096);
 		memcpy(m->ram + (ALT - RAM_BASE) + 8, alt, sizeof(alt));
-		set(m, ACCEL_REG_PRIV, 1);
+		ah_set(m, 0, ACCEL_REG_PRIV, 1);
 	}
 	run_both(f);
 	compare(f, 0);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
-		assert_int_equal(get(m, ACCEL_REG_X(10)), 2);
-		assert_int_equal(get(m, ACCEL_REG_X(11)), 7);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 9); /* ECALL from S */
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 2);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 7);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9); /* ECALL from S */
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
 	}
 	check_translated(f);
 }
@@ -415,23 +364,23 @@ static void test_sfence_remaps(void **state)
 	emit32(f, ECALL);
 	load(f, regs);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		build_tables(m->ram, false);
 		memset(m->ram + (ALT - RAM_BASE), 0, 4096);
 		memcpy(m->ram + (ALT - RAM_BASE) + 12, alt, sizeof(alt));
-		set(m, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
-		set(m, ACCEL_REG_PRIV, 1);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
+		ah_set(m, 0, ACCEL_REG_PRIV, 1);
 	}
 	run_both(f);
 	compare(f, 0);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
-		assert_int_equal(get(m, ACCEL_REG_X(10)), 2);
-		assert_int_equal(get(m, ACCEL_REG_X(11)), 7);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 2);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 7);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
 	}
 	check_translated(f);
 }
@@ -450,16 +399,16 @@ static void test_sfence_illegal(void **state)
 	emit32(f, ECALL);
 	load(f, regs);
 	for (unsigned k = 0; k < 2; k++)
-		set(&f->m[k], ACCEL_REG_PRIV, 0);
+		ah_set(&f->m[k], 0, ACCEL_REG_PRIV, 0);
 	run_both(f);
 	compare(f, 0);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 2);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 4);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MTVAL)), bad);
-		assert_int_equal(get(m, ACCEL_REG_X(5)), 1);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 2);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 4);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MTVAL)), bad);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(5)), 1);
 	}
 }
 
@@ -479,17 +428,17 @@ static void test_csr_illegal(void **state)
 	emit32(f, ECALL);
 	load(f, regs);
 	for (unsigned k = 0; k < 2; k++)
-		set(&f->m[k], ACCEL_REG_PRIV, 0);
+		ah_set(&f->m[k], 0, ACCEL_REG_PRIV, 0);
 	run_both(f);
 	compare(f, 0);
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MCAUSE)), 2);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MEPC)), CODE + 8);
-		assert_int_equal(get(m, ACCEL_REG_CSR(CSR_MTVAL)), bad);
-		assert_int_equal(get(m, ACCEL_REG_X(7)), 0x77);
-		assert_int_equal(get(m, ACCEL_REG_X(6)), 2);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 2);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 8);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MTVAL)), bad);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(7)), 0x77);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(6)), 2);
 	}
 	check_translated(f);
 }
