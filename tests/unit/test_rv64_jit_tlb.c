@@ -30,8 +30,8 @@
 #include "accel/rv64/cpu.h"
 #include "accel/rv64/jit.h"
 #include "accel/rv64/mmu.h"
+#include "accel_harness.h"
 #include "kumo/accel.h"
-#include "kumo/memmap.h"
 
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 20)
@@ -97,64 +97,25 @@ int __wrap_rv64_mmu_store_slow(struct rv64_cpu *cpu, uint64_t va, unsigned size,
 	return __real_rv64_mmu_store_slow(cpu, va, size, val);
 }
 
-struct machine {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu;
-};
-
 struct fx {
-	struct machine m[2]; /* [0] translated, [1] interpreted */
+	struct accel_harness m[2]; /* [0] translated, [1] interpreted */
 	uint8_t code[CODE_MAX];
 	unsigned len;
 	uint64_t rng;
 };
 
-static const struct accel_ops *ops = &accel_rv64_ops;
-
-/* KUMO_JIT is `jit` (NULL: unset) while the vCPU is created. */
-static void machine_new(struct machine *m, const char *jit)
+/* The first machine's vCPU is created as `jit` says, the second's with the interpreter alone. */
+static int setup_mode(void **state, enum ah_jit jit)
 {
-	struct accel_vm_config cfg = {0};
-
-	if (jit)
-		setenv("KUMO_JIT", jit, 1);
-	else
-		unsetenv("KUMO_JIT");
-	m->ram = calloc(1, RAM_SIZE);
-	assert_non_null(m->ram);
-	m->mm = memmap_new();
-	assert_non_null(m->mm);
-	assert_int_equal(memmap_add_ram(m->mm, RAM_BASE, RAM_SIZE, m->ram), 0);
-	cfg.ram = m->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = m->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = 1u << 3;
-	assert_int_equal(ops->vm_new(&cfg, &m->vm), 0);
-	assert_int_equal(ops->vcpu_new(m->vm, 0, &m->cpu), 0);
-	unsetenv("KUMO_JIT");
-}
-
-static void machine_free(struct machine *m)
-{
-	ops->vcpu_free(m->cpu);
-	ops->vm_free(m->vm);
-	memmap_free(m->mm);
-	free(m->ram);
-}
-
-static int setup_mode(void **state, const char *jit)
-{
+	const struct ah_config c = {.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+				    .ecall_exit_mask = 1u << 3, /* M-mode ECALLs exit */
+				    .jit = jit};
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	machine_new(&f->m[0], jit);
-	machine_new(&f->m[1], "0");
-	slow_cpu[0] = f->m[0].cpu;
-	slow_cpu[1] = f->m[1].cpu;
+	ah_init_pair(f->m, &c);
+	slow_cpu[0] = f->m[0].cpu[0];
+	slow_cpu[1] = f->m[1].cpu[0];
 	f->rng = 0x2545f4914f6cdd1dULL;
 	*state = f;
 	return 0;
@@ -162,13 +123,14 @@ static int setup_mode(void **state, const char *jit)
 
 static int setup(void **state)
 {
-	return setup_mode(state, "1");
+	return setup_mode(state, AH_JIT_ON);
 }
 
 /* The translator as the VMM runs it (KUMO_JIT unset): tiered. */
 static int setup_tiered(void **state)
 {
-	return setup_mode(state, NULL);
+	unsetenv("KUMO_JIT");
+	return setup_mode(state, AH_JIT_ENV);
 }
 
 static int teardown(void **state)
@@ -176,8 +138,8 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	slow_cpu[0] = slow_cpu[1] = NULL;
-	machine_free(&f->m[0]);
-	machine_free(&f->m[1]);
+	ah_fini(&f->m[0]);
+	ah_fini(&f->m[1]);
 	free(f);
 	return 0;
 }
@@ -223,59 +185,44 @@ static uint32_t b_type(unsigned f3, unsigned rs1, unsigned rs2, int32_t off)
 	       ((i >> 1) & 0xf) << 8 | ((i >> 11) & 1) << 7 | 0x63;
 }
 
-static void set(struct machine *m, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(m->cpu, id, v), 0);
-}
-
-static uint64_t get(struct machine *m, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(m->cpu, id, &v), 0);
-	return v;
-}
-
 /* Copies the program, the trap ECALL and `data` (both data pages) into both machines. */
 static void load_code(struct fx *f, const uint8_t *data)
 {
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		memcpy(m->ram + (CODE - RAM_BASE), f->code, f->len);
 		memcpy(m->ram + (TRAP - RAM_BASE), &(uint32_t){ECALL}, 4);
 		if (data)
 			memcpy(m->ram + (DATA_LO - RAM_BASE), data, 8192);
-		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
-		set(m, ACCEL_REG_CSR(CSR_MCAUSE), 0);
-		set(m, ACCEL_REG_CSR(CSR_MEPC), 0);
-		set(m, ACCEL_REG_PC, CODE);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MCAUSE), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MEPC), 0);
+		ah_set(m, 0, ACCEL_REG_PC, CODE);
 	}
 }
 
 static void run_both(struct fx *f)
 {
-	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
-		assert_int_equal(ops->vcpu_run_state(f->m[k].cpu)->exit_reason, ACCEL_EXIT_SBI);
-	}
+	for (unsigned k = 0; k < 2; k++)
+		assert_int_equal(ah_run(&f->m[k], 0), ACCEL_EXIT_SBI);
 }
 
 static void compare(struct fx *f, unsigned round)
 {
 	static const unsigned csrs[] = {CSR_MEPC, CSR_MCAUSE, CSR_MTVAL, CSR_MINSTRET};
-	struct machine *a = &f->m[0], *b = &f->m[1];
+	struct accel_harness *a = &f->m[0], *b = &f->m[1];
 
 	for (unsigned i = 0; i < 32; i++) {
-		uint64_t x = get(a, ACCEL_REG_X(i)), y = get(b, ACCEL_REG_X(i));
+		uint64_t x = ah_get(a, 0, ACCEL_REG_X(i)), y = ah_get(b, 0, ACCEL_REG_X(i));
 
 		if (x != y)
 			fail_msg("round %u: x%u: translated %#llx, interpreted %#llx", round, i,
 				 (unsigned long long)x, (unsigned long long)y);
 	}
-	assert_int_equal(get(a, ACCEL_REG_PC), get(b, ACCEL_REG_PC));
+	assert_int_equal(ah_get(a, 0, ACCEL_REG_PC), ah_get(b, 0, ACCEL_REG_PC));
 	for (unsigned i = 0; i < sizeof(csrs) / sizeof(csrs[0]); i++)
-		if (get(a, ACCEL_REG_CSR(csrs[i])) != get(b, ACCEL_REG_CSR(csrs[i])))
+		if (ah_get(a, 0, ACCEL_REG_CSR(csrs[i])) != ah_get(b, 0, ACCEL_REG_CSR(csrs[i])))
 			fail_msg("round %u: csr %#x differs", round, csrs[i]);
 	assert_memory_equal(a->ram + (DATA_LO - RAM_BASE), b->ram + (DATA_LO - RAM_BASE), 8192);
 	assert_memory_equal(a->ram + (PAGE_A - RAM_BASE), b->ram + (PAGE_A - RAM_BASE), 8192);
@@ -284,7 +231,7 @@ static void compare(struct fx *f, unsigned round)
 static bool translated(struct fx *f)
 {
 #ifdef RV64_JIT
-	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu;
+	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu[0];
 
 	return cpu->jit && cpu->jit->translated > 0;
 #else
@@ -361,8 +308,8 @@ static void set_regs(struct fx *f, const unsigned *bases, unsigned nb)
 		regs[bases[k]] = DATA - 256 + 8 * pick(f, 64);
 	for (unsigned k = 0; k < 2; k++) {
 		for (unsigned i = 1; i < 32; i++)
-			set(&f->m[k], ACCEL_REG_X(i), regs[i]);
-		set(&f->m[k], ACCEL_REG_PC, CODE);
+			ah_set(&f->m[k], 0, ACCEL_REG_X(i), regs[i]);
+		ah_set(&f->m[k], 0, ACCEL_REG_PC, CODE);
 	}
 }
 
@@ -450,7 +397,7 @@ static void test_misaligned(void **state)
 static void smode_setup(struct fx *f, uint64_t phys)
 {
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 		uint64_t *root = (uint64_t *)(m->ram + (PT_ROOT - RAM_BASE));
 		uint64_t *l1 = (uint64_t *)(m->ram + (PT_L1 - RAM_BASE));
 		uint64_t *l0 = (uint64_t *)(m->ram + (PT_L0 - RAM_BASE));
@@ -460,9 +407,9 @@ static void smode_setup(struct fx *f, uint64_t phys)
 		root[0] = (PT_L1 >> 12) << 10 | PTE_V;
 		l1[0] = (PT_L0 >> 12) << 10 | PTE_V;
 		l0[VA_U >> 12] = (phys >> 12) << 10 | PTE_V | PTE_R | PTE_W | PTE_U | PTE_A | PTE_D;
-		set(m, ACCEL_REG_CSR(CSR_PMPADDR0), (1ULL << 54) - 1);
-		set(m, ACCEL_REG_CSR(CSR_PMPCFG0), 0x1f); /* NAPOT, RWX */
-		set(m, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | PT_ROOT >> 12);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_PMPADDR0), (1ULL << 54) - 1);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_PMPCFG0), 0x1f); /* NAPOT, RWX */
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | PT_ROOT >> 12);
 	}
 }
 
@@ -470,11 +417,11 @@ static void smode_setup(struct fx *f, uint64_t phys)
 static void smode_enter(struct fx *f, uint64_t mstatus)
 {
 	for (unsigned k = 0; k < 2; k++) {
-		set(&f->m[k], ACCEL_REG_PRIV, 3);
-		set(&f->m[k], ACCEL_REG_CSR(CSR_MSTATUS), mstatus);
-		set(&f->m[k], ACCEL_REG_PRIV, 1);
-		set(&f->m[k], ACCEL_REG_PC, CODE);
-		set(&f->m[k], ACCEL_REG_X(9), VA_U);
+		ah_set(&f->m[k], 0, ACCEL_REG_PRIV, 3);
+		ah_set(&f->m[k], 0, ACCEL_REG_CSR(CSR_MSTATUS), mstatus);
+		ah_set(&f->m[k], 0, ACCEL_REG_PRIV, 1);
+		ah_set(&f->m[k], 0, ACCEL_REG_PC, CODE);
+		ah_set(&f->m[k], 0, ACCEL_REG_X(9), VA_U);
 	}
 }
 
@@ -516,16 +463,16 @@ static void test_sum_toggle(void **state)
 
 		smode_enter(f, sum ? MSTATUS_SUM : 0);
 		for (unsigned k = 0; k < 2; k++)
-			set(&f->m[k], ACCEL_REG_X(10), 0);
+			ah_set(&f->m[k], 0, ACCEL_REG_X(10), 0);
 		run_both(f);
 		compare(f, round);
 		if (sum) {
-			assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MCAUSE)), 9);
-			assert_int_equal(get(&f->m[0], ACCEL_REG_X(10)), 0x1122334455667788ULL);
+			assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
+			assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(10)), 0x1122334455667788ULL);
 		} else {
-			assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MCAUSE)), 13);
-			assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MTVAL)), VA_U + 16);
-			assert_int_equal(get(&f->m[0], ACCEL_REG_X(10)), 0);
+			assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE)), 13);
+			assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MTVAL)), VA_U + 16);
+			assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(10)), 0);
 		}
 	}
 	check_translated(f);
@@ -556,8 +503,8 @@ static void test_remap(void **state)
 		smode_enter(f, MSTATUS_SUM);
 		run_both(f);
 		compare(f, round);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MCAUSE)), 9);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_X(10)), b ? 0xbbbb : 0xaaaa);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(10)), b ? 0xbbbb : 0xaaaa);
 	}
 	check_translated(f);
 }
@@ -565,7 +512,7 @@ static void test_remap(void **state)
 static uint64_t blocks(struct fx *f)
 {
 #ifdef RV64_JIT
-	return ((struct rv64_cpu *)f->m[0].cpu)->jit->translated;
+	return ((struct rv64_cpu *)f->m[0].cpu[0])->jit->translated;
 #else
 	(void)f;
 	return 0;
