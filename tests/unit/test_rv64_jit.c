@@ -24,8 +24,8 @@
 
 #include "accel/rv64/cpu.h"
 #include "accel/rv64/jit.h"
+#include "accel_harness.h"
 #include "kumo/accel.h"
-#include "kumo/memmap.h"
 
 #define RAM_BASE 0x80000000ULL
 #define RAM_SIZE (1ULL << 20)
@@ -48,59 +48,23 @@
 
 enum { S0 = 8, LOOP = 31 }; /* s0: data pointer, x31: loop counter; random code keeps them */
 
-struct machine {
-	uint8_t *ram;
-	struct memmap *mm;
-	struct accel_vm *vm;
-	struct accel_vcpu *cpu;
-};
-
 struct fx {
-	struct machine m[2]; /* [0] translated, [1] interpreted */
+	struct accel_harness m[2]; /* [0] translated, [1] interpreted */
 	uint8_t code[CODE_MAX];
 	unsigned len;
 	uint64_t rng;
 	bool fs_off; /* mstatus.FS Off: FP instructions raise illegal */
 };
 
-static const struct accel_ops *ops = &accel_rv64_ops;
-
-static void machine_new(struct machine *m, bool jit)
-{
-	struct accel_vm_config cfg = {0};
-
-	setenv("KUMO_JIT", jit ? "1" : "0", 1);
-	m->ram = calloc(1, RAM_SIZE);
-	assert_non_null(m->ram);
-	m->mm = memmap_new();
-	assert_non_null(m->mm);
-	assert_int_equal(memmap_add_ram(m->mm, RAM_BASE, RAM_SIZE, m->ram), 0);
-	cfg.ram = m->ram;
-	cfg.ram_base = RAM_BASE;
-	cfg.ram_size = RAM_SIZE;
-	cfg.memmap = m->mm;
-	cfg.ncpus = 1;
-	cfg.ecall_exit_mask = 1u << 3;
-	assert_int_equal(ops->vm_new(&cfg, &m->vm), 0);
-	assert_int_equal(ops->vcpu_new(m->vm, 0, &m->cpu), 0);
-	unsetenv("KUMO_JIT");
-}
-
-static void machine_free(struct machine *m)
-{
-	ops->vcpu_free(m->cpu);
-	ops->vm_free(m->vm);
-	memmap_free(m->mm);
-	free(m->ram);
-}
-
 static int setup(void **state)
 {
+	const struct ah_config c = {.ram_base = RAM_BASE, .ram_size = RAM_SIZE, .ncpus = 1,
+				    .ecall_exit_mask = 1u << 3, /* M-mode ECALLs exit */
+				    .jit = AH_JIT_ON};
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	machine_new(&f->m[0], true);
-	machine_new(&f->m[1], false);
+	ah_init_pair(f->m, &c);
 	f->rng = 0x9e3779b97f4a7c15ULL;
 	*state = f;
 	return 0;
@@ -110,8 +74,8 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	machine_free(&f->m[0]);
-	machine_free(&f->m[1]);
+	ah_fini(&f->m[0]);
+	ah_fini(&f->m[1]);
 	free(f);
 	return 0;
 }
@@ -362,19 +326,6 @@ static void gen_one(struct fx *f)
 	}
 }
 
-static void set(struct machine *m, uint32_t id, uint64_t v)
-{
-	assert_int_equal(ops->set_reg(m->cpu, id, v), 0);
-}
-
-static uint64_t get(struct machine *m, uint32_t id)
-{
-	uint64_t v = 0;
-
-	assert_int_equal(ops->get_reg(m->cpu, id, &v), 0);
-	return v;
-}
-
 static uint64_t edge_value(struct fx *f)
 {
 	static const uint64_t edge[] = {
@@ -433,57 +384,55 @@ static void load(struct fx *f)
 		data[i] = rnd(f);
 	regs[S0] = DATA;
 	for (unsigned k = 0; k < 2; k++) {
-		struct machine *m = &f->m[k];
+		struct accel_harness *m = &f->m[k];
 
 		memcpy(m->ram + (CODE - RAM_BASE), f->code, f->len);
 		memcpy(m->ram + (DATA - RAM_BASE), data, sizeof(data));
 		memcpy(m->ram + (TRAP - RAM_BASE), &(uint32_t){ECALL}, 4);
 		/* The VMM wrote code: announce it like vm.c does, then point the pc at it. */
 		for (unsigned i = 1; i < 32; i++)
-			set(m, ACCEL_REG_X(i), regs[i]);
+			ah_set(m, 0, ACCEL_REG_X(i), regs[i]);
 		for (unsigned i = 0; i < 32; i++)
-			set(m, ACCEL_REG_F(i), fregs[i]);
-		set(m, ACCEL_REG_CSR(CSR_MSTATUS), f->fs_off ? 0 : MSTATUS_FS_INITIAL);
-		set(m, ACCEL_REG_CSR(CSR_FCSR), fcsr);
-		set(m, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
-		set(m, ACCEL_REG_CSR(CSR_MSCRATCH), 0x1234);
-		set(m, ACCEL_REG_CSR(CSR_MCAUSE), 0);
-		set(m, ACCEL_REG_CSR(CSR_MEPC), 0);
-		set(m, ACCEL_REG_PC, CODE);
+			ah_set(m, 0, ACCEL_REG_F(i), fregs[i]);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MSTATUS), f->fs_off ? 0 : MSTATUS_FS_INITIAL);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_FCSR), fcsr);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MTVEC), TRAP);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MSCRATCH), 0x1234);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MCAUSE), 0);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_MEPC), 0);
+		ah_set(m, 0, ACCEL_REG_PC, CODE);
 	}
 }
 
 static void run_both(struct fx *f)
 {
-	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(ops->vcpu_run(f->m[k].cpu), 0);
-		assert_int_equal(ops->vcpu_run_state(f->m[k].cpu)->exit_reason, ACCEL_EXIT_SBI);
-	}
+	for (unsigned k = 0; k < 2; k++)
+		assert_int_equal(ah_run(&f->m[k], 0), ACCEL_EXIT_SBI);
 }
 
 static void compare(struct fx *f, unsigned round)
 {
 	static const unsigned csrs[] = {CSR_MEPC, CSR_MCAUSE, CSR_MTVAL, CSR_MINSTRET, CSR_FCSR,
 					CSR_MSTATUS};
-	struct machine *a = &f->m[0], *b = &f->m[1];
+	struct accel_harness *a = &f->m[0], *b = &f->m[1];
 
 	for (unsigned i = 0; i < 32; i++) {
-		uint64_t x = get(a, ACCEL_REG_X(i)), y = get(b, ACCEL_REG_X(i));
+		uint64_t x = ah_get(a, 0, ACCEL_REG_X(i)), y = ah_get(b, 0, ACCEL_REG_X(i));
 
 		if (x != y)
 			fail_msg("round %u: x%u: translated %#llx, interpreted %#llx", round, i,
 				 (unsigned long long)x, (unsigned long long)y);
 	}
 	for (unsigned i = 0; i < 32; i++) {
-		uint64_t x = get(a, ACCEL_REG_F(i)), y = get(b, ACCEL_REG_F(i));
+		uint64_t x = ah_get(a, 0, ACCEL_REG_F(i)), y = ah_get(b, 0, ACCEL_REG_F(i));
 
 		if (x != y)
 			fail_msg("round %u: f%u: translated %#llx, interpreted %#llx", round, i,
 				 (unsigned long long)x, (unsigned long long)y);
 	}
-	assert_int_equal(get(a, ACCEL_REG_PC), get(b, ACCEL_REG_PC));
+	assert_int_equal(ah_get(a, 0, ACCEL_REG_PC), ah_get(b, 0, ACCEL_REG_PC));
 	for (unsigned i = 0; i < sizeof(csrs) / sizeof(csrs[0]); i++)
-		if (get(a, ACCEL_REG_CSR(csrs[i])) != get(b, ACCEL_REG_CSR(csrs[i])))
+		if (ah_get(a, 0, ACCEL_REG_CSR(csrs[i])) != ah_get(b, 0, ACCEL_REG_CSR(csrs[i])))
 			fail_msg("round %u: csr %#x differs", round, csrs[i]);
 	assert_memory_equal(a->ram + (DATA - RAM_BASE), b->ram + (DATA - RAM_BASE), DATA_SIZE);
 }
@@ -491,11 +440,11 @@ static void compare(struct fx *f, unsigned round)
 static void check_translated(struct fx *f)
 {
 #ifdef RV64_JIT
-	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu;
+	struct rv64_cpu *cpu = (struct rv64_cpu *)f->m[0].cpu[0];
 
 	assert_non_null(cpu->jit);
 	assert_true(cpu->jit->translated > 0);
-	assert_null(((struct rv64_cpu *)f->m[1].cpu)->jit);
+	assert_null(((struct rv64_cpu *)f->m[1].cpu[0])->jit);
 #else
 	(void)f;
 #endif
@@ -718,10 +667,10 @@ static void test_trap_in_block(void **state)
 		load(f);
 		run_both(f);
 		compare(f, round);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MEPC)), CODE + 4 * (before + 2));
-		assert_true(get(&f->m[0], ACCEL_REG_CSR(CSR_MCAUSE)) == 5 ||
-			    get(&f->m[0], ACCEL_REG_CSR(CSR_MCAUSE)) == 7);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_CSR(CSR_MTVAL)), 0x1008);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 4 * (before + 2));
+		assert_true(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE)) == 5 ||
+			    ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE)) == 7);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MTVAL)), 0x1008);
 	}
 	check_translated(f);
 }
@@ -745,12 +694,12 @@ static void test_store_rewrites_block(void **state)
 	load(f);
 	for (int v = 1; v < 30; v++) {
 		for (unsigned k = 0; k < 2; k++) {
-			set(&f->m[k], ACCEL_REG_X(5), i_type(0x13, 10, 0, 0, v));
-			set(&f->m[k], ACCEL_REG_PC, CODE);
+			ah_set(&f->m[k], 0, ACCEL_REG_X(5), i_type(0x13, 10, 0, 0, v));
+			ah_set(&f->m[k], 0, ACCEL_REG_PC, CODE);
 		}
 		run_both(f);
 		compare(f, (unsigned)v);
-		assert_int_equal(get(&f->m[0], ACCEL_REG_X(10)), (uint64_t)v);
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(10)), (uint64_t)v);
 	}
 	check_translated(f);
 }
