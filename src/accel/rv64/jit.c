@@ -200,24 +200,25 @@ static void op_sib(struct em *e, bool w, uint32_t op, unsigned r, unsigned base,
 		b4(e, (uint32_t)disp);
 }
 
-static void ld_x(struct em *e, unsigned r, unsigned xr)
+/* r = x[xr], 64 bits or (w false) its low 32 bits zero-extended. */
+static void ld_xw(struct em *e, bool w, unsigned r, unsigned xr)
 {
 	if (!xr)
 		op_rr(e, false, 0x31, r, r); /* xor r32, r32 */
 	else if (e->hreg[xr] >= 0)
-		op_rr(e, true, 0x89, (unsigned)e->hreg[xr], r);
+		op_rr(e, w, 0x89, (unsigned)e->hreg[xr], r);
 	else
-		op_mem(e, true, 0x8b, r, RBX, OFF_X(xr));
+		op_mem(e, w, 0x8b, r, RBX, OFF_X(xr));
+}
+
+static void ld_x(struct em *e, unsigned r, unsigned xr)
+{
+	ld_xw(e, true, r, xr);
 }
 
 static void ld_x32(struct em *e, unsigned r, unsigned xr)
 {
-	if (!xr)
-		op_rr(e, false, 0x31, r, r);
-	else if (e->hreg[xr] >= 0)
-		op_rr(e, false, 0x89, (unsigned)e->hreg[xr], r);
-	else
-		op_mem(e, false, 0x8b, r, RBX, OFF_X(xr));
+	ld_xw(e, false, r, xr);
 }
 
 static void st_x(struct em *e, unsigned xr, unsigned r)
