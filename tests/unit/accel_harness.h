@@ -197,7 +197,7 @@ static inline uint64_t ah_run_to_ecall(struct accel_harness *h, unsigned hart)
 
 /*
  * Two one-machine harnesses for comparing the translator with the interpreter: pair[0] as
- * c->jit says, pair[1] with the interpreter alone; ah_fini() each.
+ * c->jit says, pair[1] with the interpreter alone; ah_fini_pair() frees both.
  */
 static inline void ah_init_pair(struct accel_harness pair[2], const struct ah_config *c)
 {
@@ -206,6 +206,27 @@ static inline void ah_init_pair(struct accel_harness pair[2], const struct ah_co
 	interp.jit = AH_JIT_OFF;
 	ah_init(&pair[0], c);
 	ah_init(&pair[1], &interp);
+}
+
+static inline void ah_fini_pair(struct accel_harness pair[2])
+{
+	ah_fini(&pair[0]);
+	ah_fini(&pair[1]);
+}
+
+/* xorshift64*: the random program generators' numbers (state never 0). */
+static inline uint64_t ah_rnd(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * 0x2545f4914f6cdd1dULL;
+}
+
+/* A random number below n. */
+static inline unsigned ah_pick(uint64_t *state, unsigned n)
+{
+	return (unsigned)(ah_rnd(state) % n);
 }
 
 #endif

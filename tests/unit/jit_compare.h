@@ -74,8 +74,7 @@ static inline int jc_teardown(void **state)
 {
 	struct jc *f = *state;
 
-	ah_fini(&f->m[0]);
-	ah_fini(&f->m[1]);
+	ah_fini_pair(f->m);
 	free(f);
 	return 0;
 }

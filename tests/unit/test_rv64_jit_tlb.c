@@ -138,24 +138,19 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	slow_cpu[0] = slow_cpu[1] = NULL;
-	ah_fini(&f->m[0]);
-	ah_fini(&f->m[1]);
+	ah_fini_pair(f->m);
 	free(f);
 	return 0;
 }
 
 static uint64_t rnd(struct fx *f)
 {
-	/* xorshift64* */
-	f->rng ^= f->rng >> 12;
-	f->rng ^= f->rng << 25;
-	f->rng ^= f->rng >> 27;
-	return f->rng * 0x2545f4914f6cdd1dULL;
+	return ah_rnd(&f->rng);
 }
 
 static unsigned pick(struct fx *f, unsigned n)
 {
-	return (unsigned)(rnd(f) % n);
+	return ah_pick(&f->rng, n);
 }
 
 static void emit32(struct fx *f, uint32_t v)
