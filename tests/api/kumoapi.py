@@ -20,6 +20,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def idle_firmware(path):
+    """A firmware that never answers anything: wfi; j .-4 (unpriv 20191213 §2.5 JAL, priv 1.12 §3.3.3 WFI) at the firmware entry."""
+    wfi = 0x10500073
+    off = -4 & 0x1FFFFF
+    jal = (((off >> 20) & 1) << 31) | (((off >> 1) & 0x3FF) << 21) | (((off >> 11) & 1) << 20) \
+        | (((off >> 12) & 0xFF) << 12) | 0x6F
+    with open(path, "wb") as f:
+        f.write(struct.pack("<II", wfi, jal))
+
+
 def call(sock, method, path, body=None, raw=None, headers=None, timeout=120):
     """Returns (status, parsed JSON or text or None, response headers)."""
     c = UnixHTTPConnection(sock, timeout=timeout)

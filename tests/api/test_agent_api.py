@@ -17,7 +17,6 @@ Environment: KUMO_BIN.
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,6 @@ import kumoapi as api  # noqa: E402
 
 _tap = h.Tap("agent api: ")
 ok, not_ok = _tap.ok, _tap.not_ok
-
-
-def idle_firmware(path):
-    """wfi; j .-4 (unpriv 20191213 §2.5 JAL, priv 1.12 §3.3.3 WFI) at the firmware entry."""
-    wfi = 0x10500073
-    off = -4 & 0x1FFFFF
-    jal = (((off >> 20) & 1) << 31) | (((off >> 1) & 0x3FF) << 21) | (((off >> 11) & 1) << 20) \
-        | (((off >> 12) & 0xFF) << 12) | 0x6F
-    with open(path, "wb") as f:
-        f.write(struct.pack("<II", wfi, jal))
 
 
 class Vmm:
@@ -116,7 +105,7 @@ def background_ping(sock, out):
 def main():
     tmp = tempfile.mkdtemp(prefix="kumo-agent-api-")
     fw = os.path.join(tmp, "idle.bin")
-    idle_firmware(fw)
+    api.idle_firmware(fw)
     base = ["--bios", fw, "--mem", "64M"]
     vmms = []
 
