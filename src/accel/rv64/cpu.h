@@ -121,7 +121,7 @@ struct rv64_cpu {
 
 	struct rv64_vm *vm;
 	struct accel_run run;
-	struct accel_stats stats;
+	struct accel_stats stats; /* add with RV64_STAT_ADD: API threads read it meanwhile */
 	bool sbi_pending; /* an ACCEL_EXIT_SBI awaits its return values */
 
 	/* Decode cache (exec.c) and decoded-code tracking (mmu.c). */
@@ -240,5 +240,13 @@ void rv64_dcache_flush(struct rv64_cpu *cpu);
 uint32_t rv64_rvc_expand16(uint32_t parcel);
 /* Resets the architectural state of a hart (M-mode, pc 0, mhartid kept). */
 void rv64_cpu_reset(struct rv64_cpu *cpu);
+
+/*
+ * Adds n to a counter in cpu->stats. Only the hart's own thread writes them while other
+ * threads (the API's metrics, rv64_get_stats()) read them: relaxed atomic stores, which cost
+ * a plain store on the hosts we run on.
+ */
+#define RV64_STAT_ADD(cpu, field, n)                                                           \
+	__atomic_store_n(&(cpu)->stats.field, (cpu)->stats.field + (n), __ATOMIC_RELAXED)
 
 #endif

@@ -143,7 +143,7 @@ void rv64_retire(struct rv64_cpu *cpu, uint64_t n)
 	bool cy = !(cpu->mcountinhibit & MCOUNTINHIBIT_CY);
 	bool ir = !(cpu->mcountinhibit & MCOUNTINHIBIT_IR);
 
-	cpu->stats.instret += n;
+	RV64_STAT_ADD(cpu, instret, n);
 	if (ir)
 		cpu->instret += n;
 	if (cy && !ir)
@@ -201,7 +201,7 @@ bool rv64_irq_take(struct rv64_cpu *cpu, uint64_t pending)
 	irq = pick_irq(m ? m : s);
 	if (irq < 0)
 		return false;
-	cpu->stats.interrupts++;
+	RV64_STAT_ADD(cpu, interrupts, 1);
 	rv64_trap(cpu, CAUSE_INTR | (uint64_t)irq, 0);
 	return true;
 }
@@ -216,7 +216,7 @@ void rv64_trap(struct rv64_cpu *cpu, uint64_t cause, uint64_t tval)
 	uint64_t vec;
 
 	if (!intr)
-		cpu->stats.traps++;
+		RV64_STAT_ADD(cpu, traps, 1);
 	/* Delegation, priv 1.12 §3.1.8: never from M, only for causes with their medeleg bit. */
 	if (prev <= RV64_PRIV_S && code < 64 && (deleg >> code) & 1) {
 		cpu->scause = cause;

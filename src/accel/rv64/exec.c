@@ -1143,17 +1143,17 @@ static struct dc_page *dc_get(struct rv64_cpu *cpu, uint64_t pa, const void *dec
 	struct dc_page *p = set[0];
 
 	if (likely(dc_valid(p, pa, dc->epoch, gen))) {
-		cpu->stats.dcache_hits++;
+		RV64_STAT_ADD(cpu, dcache_hits, 1);
 		return p;
 	}
 	p = set[1];
 	if (dc_valid(p, pa, dc->epoch, gen)) {
 		set[1] = set[0];
 		set[0] = p;
-		cpu->stats.dcache_hits++;
+		RV64_STAT_ADD(cpu, dcache_hits, 1);
 		return p;
 	}
-	cpu->stats.dcache_misses++;
+	RV64_STAT_ADD(cpu, dcache_misses, 1);
 	/* Reuse a stale copy of the same page, else the least recently used way. */
 	if (set[0] && set[0]->pa == pa) {
 		p = set[0];
@@ -1666,7 +1666,7 @@ lookup: /* pc: where to go on; looks its page up in the TLB and the decode cache
 		uint64_t pa;
 
 		if (likely(rv64_tlb_match(cpu, e, RV64_ACC_EXEC, pc, 2))) {
-			cpu->stats.tlb_hits++;
+			RV64_STAT_ADD(cpu, tlb_hits, 1);
 			pa = e->paddr;
 		} else {
 			r = rv64_mmu_code_page(cpu, pc, &pa);
@@ -2072,7 +2072,7 @@ out_op:
 out_pc:
 	cpu->pc = pc;
 out:
-	cpu->stats.tlb_hits += hits;
+	RV64_STAT_ADD(cpu, tlb_hits, hits);
 	rv64_retire(cpu, n - retired);
 	rv64_code_sync(cpu);
 	__atomic_store_n(&cpu->in_exec, 0, __ATOMIC_SEQ_CST);

@@ -2419,7 +2419,7 @@ struct rv64_jit_ret rv64_jit_run(struct rv64_jit *j, struct rv64_cpu *cpu, uint6
 	struct rv64_jit_ret r;
 
 	r = fn(cpu, page_va, (int64_t)((uint64_t)run << BUDGET_SHIFT), code);
-	cpu->stats.tlb_hits += (uint64_t)r.left & ((1u << BUDGET_SHIFT) - 1);
+	RV64_STAT_ADD(cpu, tlb_hits, (uint64_t)r.left & ((1u << BUDGET_SHIFT) - 1));
 	r.left = (r.left >> BUDGET_SHIFT) + (left - run);
 	return r;
 }

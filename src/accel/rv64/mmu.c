@@ -658,7 +658,7 @@ static int mmu_lookup(struct rv64_cpu *cpu, uint64_t va, unsigned len, enum rv64
 		tlb_victim_swap(cpu, acc, va, e);
 	if (rv64_tlb_match(cpu, e, acc, va & RV64_PAGE_MASK, 1)) {
 		/* A fast entry, here because va is misaligned or crosses into the next page. */
-		cpu->stats.tlb_hits++;
+		RV64_STAT_ADD(cpu, tlb_hits, 1);
 		loc->pa = e->paddr | (va & ~RV64_PAGE_MASK);
 		loc->host = (uint8_t *)((uintptr_t)va + e->host_addend);
 		if (need != pmp_need[acc] && !pmp_ok(cpu, loc->pa, len, priv, need))
@@ -667,10 +667,10 @@ static int mmu_lookup(struct rv64_cpu *cpu, uint64_t va, unsigned len, enum rv64
 	}
 	if (tlb_usable(cpu, e, acc, va)) {
 		/* A slow-path entry: the translation is known, the access still gets checked. */
-		cpu->stats.tlb_hits++;
+		RV64_STAT_ADD(cpu, tlb_hits, 1);
 		w.pa = e->paddr | (va & ~RV64_PAGE_MASK);
 	} else {
-		cpu->stats.tlb_misses++;
+		RV64_STAT_ADD(cpu, tlb_misses, 1);
 		if (priv == RV64_PRIV_M || satp_mode(cpu->satp) == SATP_BARE) {
 			w.pa = va;
 			w.req = priv == RV64_PRIV_M ? RV64_TLB_REQ_M : RV64_TLB_REQ_PHYS;

@@ -181,7 +181,7 @@ static uint64_t wake_deadline(struct rv64_cpu *cpu)
 static int finish(struct rv64_cpu *cpu, uint32_t reason)
 {
 	cpu->run.exit_reason = reason;
-	cpu->stats.exits[reason]++;
+	RV64_STAT_ADD(cpu, exits[reason], 1);
 	return 0;
 }
 
@@ -382,8 +382,13 @@ static int rv64_set_reg(struct accel_vcpu *v, uint32_t id, uint64_t val)
 static int rv64_get_stats(struct accel_vcpu *v, struct accel_stats *out)
 {
 	const struct rv64_cpu *cpu = to_cpu(v);
+	const uint64_t *from = (const uint64_t *)&cpu->stats;
+	uint64_t *to = (uint64_t *)out;
 
-	*out = cpu->stats;
+	/* Counter by counter: the hart adds to them meanwhile (RV64_STAT_ADD). */
+	_Static_assert(sizeof(*out) % sizeof(uint64_t) == 0, "accel_stats holds only counters");
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 	out->dcache_bytes = rv64_dcache_bytes(cpu);
 #ifdef RV64_JIT
 	if (cpu->jit) /* the code buffer's bytes in use (a memory file: shared, not anonymous) */
