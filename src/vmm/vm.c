@@ -539,6 +539,10 @@ static int validate(const struct vm_config *cfg)
 			cfg->mem >> 20, host >> 20);
 		return -EINVAL;
 	}
+	if (cfg->huge_pages != VM_HUGE_PAGES_NONE && cfg->huge_pages != VM_HUGE_PAGES_THP) {
+		err_set("huge pages mode %d is not none or thp", (int)cfg->huge_pages);
+		return -EINVAL;
+	}
 	if (!cfg->kernel && !cfg->bios && !cfg->restoring) {
 		err_set("nothing to boot: give --kernel FILE (or --bios FILE)");
 		return -EINVAL;
@@ -919,7 +923,14 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 			strerror(errno));
 		return -ENOMEM;
 	}
-	madvise(vm->ram, cfg->mem, MADV_HUGEPAGE);
+	/*
+	 * Off by default: zeroing a whole 2 MiB page on its first touch costs more than the host
+	 * TLB reach gains while a guest boots or fills fresh memory (docs/design.md, Memory).
+	 */
+	if (cfg->huge_pages == VM_HUGE_PAGES_THP && madvise(vm->ram, cfg->mem, MADV_HUGEPAGE))
+		log_warn("huge pages: madvise(MADV_HUGEPAGE) failed (%s; is THP 'never' in "
+			 "/sys/kernel/mm/transparent_hugepage/enabled?): guest RAM uses 4 KiB pages",
+			 strerror(errno));
 
 	bc.ncpus = cfg->ncpus;
 	bc.ram_size = cfg->mem;
