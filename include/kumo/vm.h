@@ -69,8 +69,8 @@ struct vm_config {
 	/* Guest agent channel (a second virtio-console, see kumo/agent.h): enum vm_agent. */
 	int agent;
 	/*
-	 * Host huge pages for guest RAM. When madvise() refuses (THP "never" on the host), vm_new()
-	 * logs one warning and the VM runs on 4 KiB pages.
+	 * Host huge pages for guest RAM. When the host has none to give (THP "never", or a kernel
+	 * without THP), vm_new() logs one warning and the VM runs on 4 KiB pages.
 	 */
 	enum vm_huge_pages huge_pages;
 };

@@ -873,6 +873,32 @@ struct agent *vm_agent(struct vm *vm)
 	return vm->agent;
 }
 
+#define THP_ENABLED "/sys/kernel/mm/transparent_hugepage/enabled"
+
+/*
+ * Asks for transparent huge pages on guest RAM. When the host cannot give them the VM still
+ * runs, on 4 KiB pages, after one warning: madvise() fails only on kernels built without THP,
+ * and succeeds when THP is "never", so that mode is read from sysfs.
+ */
+static void advise_huge_pages(void *ram, uint64_t size)
+{
+	char mode[128] = "";
+	FILE *f;
+
+	if (madvise(ram, size, MADV_HUGEPAGE)) {
+		log_warn("huge pages: madvise(MADV_HUGEPAGE): %s (a host kernel without transparent "
+			 "huge pages?): guest RAM uses 4 KiB pages", strerror(errno));
+		return;
+	}
+	f = fopen(THP_ENABLED, "re");
+	if (!f)
+		return;
+	if (fgets(mode, sizeof(mode), f) && strstr(mode, "[never]"))
+		log_warn("huge pages: the host's transparent huge pages are off (" THP_ENABLED
+			 " is never): guest RAM uses 4 KiB pages");
+	fclose(f);
+}
+
 int vm_new(const struct vm_config *cfg, struct vm **out)
 {
 	struct board_config bc = {0};
@@ -925,12 +951,10 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 	}
 	/*
 	 * Off by default: zeroing a whole 2 MiB page on its first touch costs more than the host
-	 * TLB reach gains while a guest boots or fills fresh memory (docs/design.md, Memory).
+	 * TLB reach gains while a guest boots or fills fresh memory (docs/design.md, Boot).
 	 */
-	if (cfg->huge_pages == VM_HUGE_PAGES_THP && madvise(vm->ram, cfg->mem, MADV_HUGEPAGE))
-		log_warn("huge pages: madvise(MADV_HUGEPAGE) failed (%s; is THP 'never' in "
-			 "/sys/kernel/mm/transparent_hugepage/enabled?): guest RAM uses 4 KiB pages",
-			 strerror(errno));
+	if (cfg->huge_pages == VM_HUGE_PAGES_THP)
+		advise_huge_pages(vm->ram, cfg->mem);
 
 	bc.ncpus = cfg->ncpus;
 	bc.ram_size = cfg->mem;
