@@ -72,6 +72,10 @@ int control_set_machine(struct control *ctl, unsigned vcpus, uint64_t mem_bytes)
 int control_set_agent(struct control *ctl, int mode);
 /* "auto", "on", "off" -> enum vm_agent; -EINVAL (err_set says why) for anything else. */
 int control_agent_mode(const char *name);
+/* Host huge pages for guest RAM: enum vm_huge_pages (kumo run --hugepages, "huge_pages"). */
+int control_set_huge_pages(struct control *ctl, int mode);
+/* "none", "thp" -> enum vm_huge_pages; -EINVAL (err_set says why) for anything else. */
+int control_huge_pages_mode(const char *name);
 int control_set_boot(struct control *ctl, const char *kernel, const char *initrd,
 		     const char *cmdline, const char *bios);
 /* Adds or replaces drive `id` (a name, at most 31 bytes) / network interface `id`. */

@@ -40,6 +40,12 @@ struct vm_disk {
 #define VM_MAX_DISKS 8 /* the virt board has 8 virtio slots in all */
 #define VM_MAX_NETS 8
 
+/* How guest RAM is backed on the host (kumo run --hugepages, machine-config "huge_pages"). */
+enum vm_huge_pages {
+	VM_HUGE_PAGES_NONE = 0, /* 4 KiB pages, THP left to the host's default (none with "madvise") */
+	VM_HUGE_PAGES_THP,      /* madvise(MADV_HUGEPAGE): transparent 2 MiB pages where the host can */
+};
+
 struct vm_config {
 	const char *kernel;  /* Image/ELF; with bios also a raw next stage; NULL: none */
 	const char *initrd;  /* NULL: none */
@@ -62,6 +68,11 @@ struct vm_config {
 	bool restoring;
 	/* Guest agent channel (a second virtio-console, see kumo/agent.h): enum vm_agent. */
 	int agent;
+	/*
+	 * Host huge pages for guest RAM. When the host has none to give (THP "never", or a kernel
+	 * without THP), vm_new() logs one warning and the VM runs on 4 KiB pages.
+	 */
+	enum vm_huge_pages huge_pages;
 };
 
 enum vm_agent {

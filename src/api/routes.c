@@ -98,13 +98,14 @@ static const struct field machine_fields[] = {
 	{"vcpu_count", F_INT, true},
 	{"mem_size_mib", F_INT, true},
 	{"agent", F_STRING, false}, /* "auto" (default), "on", "off": the guest agent channel */
+	{"huge_pages", F_STRING, false}, /* "none" (default), "thp": madvise guest RAM for THP */
 };
 
 static int do_machine(struct control *ctl, json_t *b)
 {
 	json_int_t vcpus, mib;
 	int ret = validate(b, machine_fields, ARRAY_SIZE(machine_fields), "machine-config");
-	int agent = VM_AGENT_AUTO;
+	int agent = VM_AGENT_AUTO, huge = VM_HUGE_PAGES_NONE;
 
 	if (ret)
 		return ret;
@@ -114,6 +115,15 @@ static int do_machine(struct control *ctl, json_t *b)
 		if (agent < 0) {
 			err_set("machine-config: agent '%s' is not auto, on or off",
 				opt_str(b, "agent"));
+			return -EINVAL;
+		}
+	}
+	/* The same for huge pages (kumo run --hugepages). */
+	if (json_object_get(b, "huge_pages")) {
+		huge = control_huge_pages_mode(opt_str(b, "huge_pages"));
+		if (huge < 0) {
+			err_set("machine-config: huge_pages '%s' is not none or thp",
+				opt_str(b, "huge_pages"));
 			return -EINVAL;
 		}
 	}
@@ -132,6 +142,8 @@ static int do_machine(struct control *ctl, json_t *b)
 	ret = control_set_machine(ctl, (unsigned)vcpus, (uint64_t)mib << 20);
 	if (!ret && json_object_get(b, "agent"))
 		ret = control_set_agent(ctl, agent);
+	if (!ret && json_object_get(b, "huge_pages"))
+		ret = control_set_huge_pages(ctl, huge);
 	return ret;
 }
 

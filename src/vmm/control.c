@@ -141,6 +141,7 @@ struct control {
 	unsigned vcpus;
 	uint64_t mem;
 	int agent; /* enum vm_agent */
+	int huge_pages; /* enum vm_huge_pages */
 	char *kernel, *initrd, *cmdline, *bios;
 	struct control_drive drives[VM_MAX_DISKS];
 	unsigned ndrives;
@@ -320,6 +321,34 @@ int control_set_agent(struct control *ctl, int mode)
 	return ret;
 }
 
+static const char *const huge_pages_names[] = {[VM_HUGE_PAGES_NONE] = "none",
+					       [VM_HUGE_PAGES_THP] = "thp"};
+
+int control_huge_pages_mode(const char *name)
+{
+	for (int i = 0; name && i < (int)ARRAY_SIZE(huge_pages_names); i++)
+		if (!strcmp(name, huge_pages_names[i]))
+			return i;
+	err_set("huge_pages '%s' is not none or thp", name ? name : "");
+	return -EINVAL;
+}
+
+int control_set_huge_pages(struct control *ctl, int mode)
+{
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	ret = check(ctl, CONTROL_OP_CONFIGURE);
+	if (!ret && mode != VM_HUGE_PAGES_NONE && mode != VM_HUGE_PAGES_THP) {
+		err_set("huge pages mode %d is not none or thp", mode);
+		ret = -EINVAL;
+	}
+	if (!ret)
+		ctl->huge_pages = mode;
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
 int control_set_boot(struct control *ctl, const char *kernel, const char *initrd,
 		     const char *cmdline, const char *bios)
 {
@@ -466,7 +495,7 @@ int control_start(struct control *ctl)
 				 .ncpus = ctl->vcpus, .console_in = ctl->console_in,
 				 .console_out = ctl->console_out, .disks = ctl->cfg_disks,
 				 .ndisks = ctl->ndrives, .nets = ctl->cfg_nets, .nnets = ctl->nnets,
-				 .agent = ctl->agent};
+				 .agent = ctl->agent, .huge_pages = ctl->huge_pages};
 	ret = vm_new(&cfg, &vm);
 	if (ret) {
 		vm_free(vm);
@@ -548,6 +577,7 @@ int control_restore(struct control *ctl, const char *dir, const struct vm_disk *
 	}
 	ctl->vcpus = cfg.ncpus;
 	ctl->mem = cfg.mem;
+	ctl->huge_pages = cfg.huge_pages;
 	/* Every restore may be one of many clones: a new VM generation reseeds the guest's RNG. */
 	if (board_vmgenid_new_generation(vm_board(vm)))
 		log_warn("%s: the restored guest keeps its VM generation ID", err_get());
@@ -594,6 +624,7 @@ void control_attach(struct control *ctl, struct vm *vm)
 
 		ctl->vcpus = c->ncpus;
 		ctl->mem = c->mem;
+		ctl->huge_pages = c->huge_pages;
 		set_str(&ctl->kernel, c->kernel);
 		set_str(&ctl->initrd, c->initrd);
 		set_str(&ctl->cmdline, c->append);
@@ -935,9 +966,10 @@ json_t *control_describe(struct control *ctl)
 	pthread_mutex_lock(&ctl->lock);
 	json_object_set_new(o, "state", json_string(state_names[ctl->state]));
 	json_object_set_new(cfg, "machine-config",
-			    json_pack("{s:I,s:I,s:s}", "vcpu_count", (json_int_t)ctl->vcpus,
+			    json_pack("{s:I,s:I,s:s,s:s}", "vcpu_count", (json_int_t)ctl->vcpus,
 				      "mem_size_mib", (json_int_t)(ctl->mem >> 20), "agent",
-				      agent_names[ctl->agent]));
+				      agent_names[ctl->agent], "huge_pages",
+				      huge_pages_names[ctl->huge_pages]));
 	json_object_set_new(cfg, "boot-source",
 			    json_pack("{s:o,s:o,s:o,s:o}", "kernel_image_path",
 				      str_or_null(ctl->kernel), "initrd_path", str_or_null(ctl->initrd),

@@ -572,6 +572,8 @@ int snapshot_save(struct vm *vm, const char *dir, bool diff, bool compress)
 				    json_boolean(cfg->virtio_console));
 		json_object_set_new(json_object_get(m, "config"), "agent",
 				    json_boolean(cfg->agent == VM_AGENT_ON));
+		json_object_set_new(json_object_get(m, "config"), "huge_pages",
+				    json_string(cfg->huge_pages == VM_HUGE_PAGES_THP ? "thp" : "none"));
 	}
 	json_object_set_new(m, "guest_ticks", hex(vm_paused_ticks(vm)));
 	harts = json_array();
@@ -766,6 +768,16 @@ int snapshot_read_config(const char *dir, struct vm_config *cfg)
 		snprintf(bios, sizeof(rcfg.bios), "%s", json_string_value(v));
 		cfg->bios = bios; /* not loaded: it only selects M-mode firmware instead of SBI in the VMM */
 	}
+	/* Older snapshots have no huge_pages: "none", the default. */
+	v = json_object_get(c, "huge_pages");
+	if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "none") &&
+					  strcmp(json_string_value(v), "thp")))) {
+		err_set("%s/manifest.json is corrupted: huge_pages is not none or thp", dir);
+		json_decref(m);
+		return -EINVAL;
+	}
+	cfg->huge_pages = v && !strcmp(json_string_value(v), "thp") ? VM_HUGE_PAGES_THP
+								  : VM_HUGE_PAGES_NONE;
 	json_decref(m);
 	return 0;
 }

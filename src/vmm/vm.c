@@ -539,6 +539,10 @@ static int validate(const struct vm_config *cfg)
 			cfg->mem >> 20, host >> 20);
 		return -EINVAL;
 	}
+	if (cfg->huge_pages != VM_HUGE_PAGES_NONE && cfg->huge_pages != VM_HUGE_PAGES_THP) {
+		err_set("huge pages mode %d is not none or thp", (int)cfg->huge_pages);
+		return -EINVAL;
+	}
 	if (!cfg->kernel && !cfg->bios && !cfg->restoring) {
 		err_set("nothing to boot: give --kernel FILE (or --bios FILE)");
 		return -EINVAL;
@@ -869,6 +873,32 @@ struct agent *vm_agent(struct vm *vm)
 	return vm->agent;
 }
 
+#define THP_ENABLED "/sys/kernel/mm/transparent_hugepage/enabled"
+
+/*
+ * Asks for transparent huge pages on guest RAM. When the host cannot give them the VM still
+ * runs, on 4 KiB pages, after one warning: madvise() fails only on kernels built without THP,
+ * and succeeds when THP is "never", so that mode is read from sysfs.
+ */
+static void advise_huge_pages(void *ram, uint64_t size)
+{
+	char mode[128] = "";
+	FILE *f;
+
+	if (madvise(ram, size, MADV_HUGEPAGE)) {
+		log_warn("huge pages: madvise(MADV_HUGEPAGE): %s (a host kernel without transparent "
+			 "huge pages?): guest RAM uses 4 KiB pages", strerror(errno));
+		return;
+	}
+	f = fopen(THP_ENABLED, "re");
+	if (!f)
+		return;
+	if (fgets(mode, sizeof(mode), f) && strstr(mode, "[never]"))
+		log_warn("huge pages: the host's transparent huge pages are off (" THP_ENABLED
+			 " is never): guest RAM uses 4 KiB pages");
+	fclose(f);
+}
+
 int vm_new(const struct vm_config *cfg, struct vm **out)
 {
 	struct board_config bc = {0};
@@ -919,7 +949,12 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 			strerror(errno));
 		return -ENOMEM;
 	}
-	madvise(vm->ram, cfg->mem, MADV_HUGEPAGE);
+	/*
+	 * Off by default: zeroing a whole 2 MiB page on its first touch costs more than the host
+	 * TLB reach gains while a guest boots or fills fresh memory (docs/design.md, Boot).
+	 */
+	if (cfg->huge_pages == VM_HUGE_PAGES_THP)
+		advise_huge_pages(vm->ram, cfg->mem);
 
 	bc.ncpus = cfg->ncpus;
 	bc.ram_size = cfg->mem;

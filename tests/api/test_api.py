@@ -179,7 +179,8 @@ def main():
         expect("PUT /network-interfaces/eth0", s, "PUT", "/network-interfaces/eth0", {"backend": "user", "guest_mac": "52:54:00:12:34:99"})
         st, vm, _ = expect("GET /vm shows the configuration", s, "GET", "/vm", status=200)
         c = vm["config"]
-        check("GET /vm: configuration as PUT", c["machine-config"] == {"vcpu_count": 2, "mem_size_mib": 128, "agent": "auto"}
+        check("GET /vm: configuration as PUT", c["machine-config"] == {"vcpu_count": 2, "mem_size_mib": 128, "agent": "auto",
+                                                                       "huge_pages": "none"}
               and c["drives"][0]["path_on_host"] == disk and c["drives"][0]["is_read_only"] is True
               and "mac=52:54:00:12:34:99" in c["network-interfaces"][0]["spec"], f"{c}")
         expect("PUT /actions start", s, "PUT", "/actions", {"action": "start"})
