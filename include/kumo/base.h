@@ -71,4 +71,11 @@ uint64_t clock_guest_ticks_to_ns(uint64_t ticks);
 /* Parses sizes like "512M", "2G", "1048576", "64k" into bytes; -EINVAL on junk or overflow. */
 int parse_size(const char *s, uint64_t *out);
 
+/*
+ * Names an anonymous mapping "[anon:NAME]" in /proc/PID/maps and smaps (Linux 5.17+ with
+ * CONFIG_ANON_VMA_NAME; elsewhere nothing happens). A named mapping also never merges with a
+ * neighbour, so its size stays its own.
+ */
+void mem_name(void *addr, size_t len, const char *name);
+
 #endif

@@ -949,6 +949,7 @@ int vm_new(const struct vm_config *cfg, struct vm **out)
 			strerror(errno));
 		return -ENOMEM;
 	}
+	mem_name(vm->ram, cfg->mem, "kumo-guest-ram");
 	/*
 	 * Off by default: zeroing a whole 2 MiB page on its first touch costs more than the host
 	 * TLB reach gains while a guest boots or fills fresh memory (docs/design.md, Boot).

@@ -36,8 +36,10 @@
  * through a per-exit cell that rv64_jit_link() points at the next block (block chaining);
  * such a chain checks the instruction budget before following a cell.
  *
- * Executable memory is one memfd mapped twice: written through a read-write view, run from a
- * read-execute view (never writable and executable at once).
+ * Executable memory (jit.c, before rv64_jit_new()): by default one private mapping the host
+ * may back with huge pages, writable and executable (rw == rx); with KUMO_JIT_WX=1, or when
+ * the host has no transparent huge pages, one memfd mapped twice instead (wx): written through
+ * a read-write view, run from a read-execute view, never writable and executable at once.
  *
  * The jump cache (QEMU's tb_jmp_cache with lookup_and_goto_ptr): exits to another page (JAL,
  * a taken branch or the fall-through off the page) and every JALR look their target up in a
@@ -95,7 +97,8 @@ struct rv64_jit_block {
 
 struct rv64_jit {
 	uint8_t *rw;        /* writable view of the code buffer */
-	const uint8_t *rx;  /* executable view of the same memory */
+	const uint8_t *rx;  /* executable view of the same memory (== rw unless wx) */
+	bool wx;            /* two views of one memfd: never writable and executable at once */
 	uint64_t size;      /* bytes in each view */
 	uint64_t used;      /* bytes handed out */
 	uint64_t base_used; /* bytes of the shared entry/exit code at the start */

@@ -391,7 +391,7 @@ static int rv64_get_stats(struct accel_vcpu *v, struct accel_stats *out)
 		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 	out->dcache_bytes = rv64_dcache_bytes(cpu);
 #ifdef RV64_JIT
-	if (cpu->jit) /* the code buffer's bytes in use (a memory file: shared, not anonymous) */
+	if (cpu->jit) /* the code buffer's bytes in use */
 		out->code_bytes = __atomic_load_n(&cpu->jit->used, __ATOMIC_RELAXED);
 #endif
 	return 0;
