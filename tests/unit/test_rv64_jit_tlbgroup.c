@@ -184,6 +184,11 @@ static void set_both(struct jc *f, unsigned r, uint64_t v)
 		ah_set(&f->m[k], 0, ACCEL_REG_X(r), v);
 }
 
+static uint64_t hits(struct jc *f, unsigned k)
+{
+	return jc_cpu(&f->m[k])->stats.tlb_hits;
+}
+
 /* jc_compare() and more: mepc, mtval, all of RAM, the devices' write logs. */
 static void compare_all(struct jc *f)
 {
@@ -191,6 +196,9 @@ static void compare_all(struct jc *f)
 	struct accel_harness *a = &f->m[0], *b = &f->m[1];
 
 	jc_compare(f);
+	if (hits(f, 0) != hits(f, 1))
+		fail_msg("TLB hits: translated %llu, interpreted %llu", (unsigned long long)hits(f, 0),
+			 (unsigned long long)hits(f, 1));
 	for (unsigned i = 0; i < sizeof(csrs) / sizeof(csrs[0]); i++)
 		if (ah_get(a, 0, ACCEL_REG_CSR(csrs[i])) != ah_get(b, 0, ACCEL_REG_CSR(csrs[i])))
 			fail_msg("csr %#x: translated %#llx, interpreted %#llx", csrs[i],
@@ -220,11 +228,6 @@ static void run_cmp(struct jc *f, void (*regs)(struct jc *f))
 static uint64_t mcause(struct jc *f)
 {
 	return ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MCAUSE));
-}
-
-static uint64_t hits(struct jc *f, unsigned k)
-{
-	return jc_cpu(&f->m[k])->stats.tlb_hits;
 }
 
 /* --- tests */

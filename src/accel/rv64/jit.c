@@ -97,11 +97,13 @@ struct em {
 	/*
 	 * A TLB group (mem_fast()): true right after an integer load (class RV64_ACC_READ) or
 	 * store (RV64_ACC_WRITE) through x[grp_rs1], a register cached in a host register that
-	 * the access left unchanged. Then, in the code emitted so far, rcx holds the host addend
-	 * and rdx the tag | allow of the page that access hit, or rdx is 0 (its slow path ran),
-	 * which no access matches. The next instruction, if it is a load or store of the same
-	 * class through the same register, checks only that it falls in that page (a follower).
-	 * Everything else ends the group (emit_block()).
+	 * the access left unchanged. Then, wherever the code emitted so far goes on here, rcx
+	 * holds the host addend and rdx the tag | allow of the page that access hit, or rdx is
+	 * 0 (a slow path ran; its stub zeroes rdx), which no access matches. The next
+	 * instruction, if it is a load or store of the same class through the same register,
+	 * checks only that it falls in that page (a follower). Its correctness rests on the
+	 * rcx/rdx pair alone; the same base register only makes a hit likely. Everything else
+	 * ends the group (emit_block()), and jumps inside the block never land on a follower.
 	 */
 	bool grp_valid;
 	uint8_t grp_rs1, grp_acc;
