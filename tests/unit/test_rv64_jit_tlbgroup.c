@@ -197,8 +197,8 @@ static void compare_all(struct jc *f)
 
 	jc_compare(f);
 	if (hits(f, 0) != hits(f, 1))
-		fail_msg("TLB hits: translated %llu, interpreted %llu", (unsigned long long)hits(f, 0),
-			 (unsigned long long)hits(f, 1));
+		fail_msg("TLB hits: translated %llu, interpreted %llu",
+			 (unsigned long long)hits(f, 0), (unsigned long long)hits(f, 1));
 	for (unsigned i = 0; i < sizeof(csrs) / sizeof(csrs[0]); i++)
 		if (ah_get(a, 0, ACCEL_REG_CSR(csrs[i])) != ah_get(b, 0, ACCEL_REG_CSR(csrs[i])))
 			fail_msg("csr %#x: translated %#llx, interpreted %#llx", csrs[i],
@@ -207,7 +207,8 @@ static void compare_all(struct jc *f)
 	if (memcmp(a->ram, b->ram, RAM_SIZE)) {
 		for (uint64_t i = 0; i < RAM_SIZE; i++)
 			if (a->ram[i] != b->ram[i])
-				fail_msg("RAM differs first at %#llx", (unsigned long long)(RAM_BASE + i));
+				fail_msg("RAM differs first at %#llx",
+					 (unsigned long long)(RAM_BASE + i));
 	}
 	for (unsigned d = 0; d < 2; d++) {
 		assert_int_equal(devs[0][d].n, devs[1][d].n);
@@ -276,8 +277,8 @@ static void test_group_sizes(void **state)
 		h1 = hits(f, 1);
 		run_cmp(f, regs_bases);
 		if (slow_loads || slow_stores)
-			fail_msg("round %u: %u loads, %u stores left the fast path on a warm TLB", round,
-				 slow_loads, slow_stores);
+			fail_msg("round %u: %u loads, %u stores left the fast path on a warm TLB",
+				 round, slow_loads, slow_stores);
 		assert_int_equal(hits(f, 0) - h0, hits(f, 1) - h1);
 	}
 	jc_check_translated(f);
@@ -331,7 +332,8 @@ static void test_next_page(void **state)
 		assert_int_equal(mcause(f), 7); /* store access fault */
 		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MTVAL)), RAM_END);
 		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 4);
-		assert_int_equal(ah_get64(&f->m[0], RAM_END - 8), ah_get(&f->m[0], 0, ACCEL_REG_X(A1)));
+		assert_int_equal(ah_get64(&f->m[0], RAM_END - 8),
+				 ah_get(&f->m[0], 0, ACCEL_REG_X(A1)));
 	}
 	jc_check_translated(f);
 }
@@ -467,7 +469,8 @@ static void test_cold_leader(void **state)
 	assert_int_equal(slow_stores, 1);
 	assert_int_equal(slow_loads, 1);
 #endif
-	assert_int_equal(ah_get64(&f->m[0], DATA + 3 * 4096 + 8), ah_get(&f->m[0], 0, ACCEL_REG_X(A2)));
+	assert_int_equal(ah_get64(&f->m[0], DATA + 3 * 4096 + 8),
+			 ah_get(&f->m[0], 0, ACCEL_REG_X(A2)));
 	jc_check_translated(f);
 }
 
@@ -486,10 +489,10 @@ static void test_mmio(void **state)
 	struct jc *f = *state;
 
 	for (unsigned k = 0; k < 2; k++) {
-		assert_int_equal(memmap_add_mmio(f->m[k].mm, "lo", DEV_LO, 4096, &dev_ops, &devs[k][0]),
-				 0);
-		assert_int_equal(memmap_add_mmio(f->m[k].mm, "hi", DEV_HI, 4096, &dev_ops, &devs[k][1]),
-				 0);
+		assert_int_equal(
+		    memmap_add_mmio(f->m[k].mm, "lo", DEV_LO, 4096, &dev_ops, &devs[k][0]), 0);
+		assert_int_equal(
+		    memmap_add_mmio(f->m[k].mm, "hi", DEV_HI, 4096, &dev_ops, &devs[k][1]), 0);
 	}
 	jc_emit(f, ld(3, A0, S1, 0));  /* device */
 	jc_emit(f, ld(3, A1, S1, 8));  /* RAM */
@@ -540,7 +543,8 @@ static void test_loop_head(void **state)
 			       (uint64_t)(uintptr_t)f->m[0].ram - RAM_BASE + 64);
 		jc_run_both(f);
 		compare_all(f);
-		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)), ah_get64(&f->m[0], DATA + 72));
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)),
+				 ah_get64(&f->m[0], DATA + 72));
 	}
 	jc_check_translated(f);
 }
@@ -566,7 +570,8 @@ static void test_forward_branch(void **state)
 			       (uint64_t)(uintptr_t)f->m[0].ram - RAM_BASE + 64);
 		jc_run_both(f);
 		compare_all(f);
-		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)), ah_get64(&f->m[0], DATA + 72));
+		assert_int_equal(ah_get(&f->m[0], 0, ACCEL_REG_X(A1)),
+				 ah_get64(&f->m[0], DATA + 72));
 	}
 	jc_check_translated(f);
 }
@@ -627,7 +632,8 @@ static void test_dirty_log(void **state)
 		compare_all(f);
 		for (unsigned k = 0; k < 2; k++)
 			if (!pages_dirty(f, k, pages, 3))
-				fail_msg("machine %u, run %u: a page written is not in the log", k, run);
+				fail_msg("machine %u, run %u: a page written is not in the log", k,
+					 run);
 	}
 	jc_check_translated(f);
 }
