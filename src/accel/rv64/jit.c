@@ -643,7 +643,7 @@ struct stub {
 	bool fp;         /* a store's value comes from f[rs2] */
 	bool follows;    /* a TLB group follower: the stub runs the full TLB test first... */
 	uint8_t acc;     /* ...of this class, back to `access` on a hit (mem_fast()) */
-	uint64_t access;
+	uint64_t access; /* a follower's access, after its short test */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
 	uint16_t len;    /* its length in bytes */
@@ -817,8 +817,7 @@ static void tlb_index(struct em *e, unsigned r)
  * (tag | allow) == (va + size - 1) | (4096 - size)), leaving the flags of the compare, rax =
  * the entry's offset (tlb_index()) and rdx = tag | allow when it matches.
  */
-static void tlb_test(struct em *e, enum rv64_access acc, unsigned base, int64_t imm,
-		     unsigned size)
+static void tlb_test(struct em *e, enum rv64_access acc, unsigned base, int64_t imm, unsigned size)
 {
 	/* rdx = va + size - 1: in va's page when va is aligned, so it indexes the TLB too */
 	op_mem(e, true, 0x8d, RDX, base, (int32_t)(imm + (int64_t)size - 1));
