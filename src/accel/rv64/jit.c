@@ -94,6 +94,19 @@ struct em {
 	 * the block takes all (writeback_all()): a loop may have written later ones already.
 	 */
 	uint32_t written;
+	/*
+	 * A TLB group (mem_fast()): true right after an integer load (class RV64_ACC_READ) or
+	 * store (RV64_ACC_WRITE) through x[grp_rs1], a register cached in a host register that
+	 * the access left unchanged. Then, wherever the code emitted so far goes on here, rcx
+	 * holds the host addend and rdx the tag | allow of the page that access hit, or rdx is
+	 * 0 (a slow path ran; its stub zeroes rdx), which no access matches. The next
+	 * instruction, if it is a load or store of the same class through the same register,
+	 * checks only that it falls in that page (a follower). Its correctness rests on the
+	 * rcx/rdx pair alone; the same base register only makes a hit likely. Everything else
+	 * ends the group (emit_block()), and jumps inside the block never land on a follower.
+	 */
+	bool grp_valid;
+	uint8_t grp_rs1, grp_acc;
 };
 
 /* True when the next unit (an instruction, a side exit) fits; else marks the buffer full. */
@@ -628,6 +641,9 @@ struct stub {
 	uint8_t base;    /* loads, stores: the host register holding x[rs1]... */
 	int32_t imm;     /* ...and the offset: the access is [base + rcx + imm], va = base + imm */
 	bool fp;         /* a store's value comes from f[rs2] */
+	bool follows;    /* a TLB group follower: the stub runs the full TLB test first... */
+	uint8_t acc;     /* ...of this class, back to `access` on a hit (mem_fast()) */
+	uint64_t access; /* a follower's access, after its short test */
 	uint16_t idx;    /* instruction index in the block */
 	uint16_t off;    /* its byte offset in the page */
 	uint16_t len;    /* its length in bytes */
@@ -660,6 +676,14 @@ struct blk {
 	 * emitted again without a guest register cached in rsi (no_rsi).
 	 */
 	bool mem_ops, no_rsi;
+	uint64_t follower; /* bit k: instruction k is a TLB group follower (mem_fast()) */
+	/*
+	 * Slots (page offset / 2) whose instruction must not be a follower: a jump inside the
+	 * block arrives there, where rcx and rdx hold whatever the jump's origin left. Found when
+	 * a jump to a follower is emitted (grp_clash); the block is then emitted again.
+	 */
+	uint64_t lead[PAGE_SLOTS / 64];
+	bool grp_clash;
 };
 
 /*
@@ -706,6 +730,20 @@ static int insn_at(const struct blk *bk, unsigned upto, int64_t t)
 }
 
 /*
+ * Where a jump inside the block to its instruction k lands: k's start. A follower there would
+ * find rcx and rdx from wherever the jump came from, so k must lead its group: the block is
+ * marked for emission again with k's slot in bk->lead (emit_block_exact()).
+ */
+static uint64_t insn_entry(struct blk *bk, unsigned k)
+{
+	if (bk->follower >> k & 1) {
+		bk->lead[bk->ioff[k] / 128] |= 1ull << (bk->ioff[k] / 2 % 64);
+		bk->grp_clash = true;
+	}
+	return bk->ipos[k];
+}
+
+/*
  * A taken jump from instruction idx to instruction k of the same block (n instructions long
  * once done), staying in translated code with the registers where they are; `mem`: loads
  * and stores run up to the jump. The entry charged n instructions and n loads and stores
@@ -725,7 +763,7 @@ static void jump_inside(struct blk *bk, unsigned n, unsigned idx, unsigned mem, 
 		slow = jcc_fwd(e, CC_L);
 	}
 	r13_adjust(e, (int32_t)k - (int32_t)idx - 1, (int32_t)mem - (int32_t)bk->imem[k]);
-	jmp_to(e, bk->ipos[k]);
+	jmp_to(e, insn_entry(bk, k));
 	if (k <= idx) {
 		fix_here(e, slow);
 		r13_adjust(e, (int32_t)(n - idx - 1), (int32_t)mem - (int32_t)bk->nmem);
@@ -775,26 +813,12 @@ static void tlb_index(struct em *e, unsigned r)
 }
 
 /*
- * The TLB fast path of a load or store of x[rs1] + imm: jumps to a new stub when the entry
- * misses (the test is mmu.h's rv64_tlb_match(): (tag | allow) == (va + size - 1) |
- * (4096 - size)), else leaves rcx = host_addend, so that the access is [base + rcx + imm]
- * with base = the stub's base register (mem_op()); rax = the entry's offset (tlb_index()).
- * The guest address itself is never formed on this path (the stub does that for the slow
- * access).
+ * The TLB test of an access of `size` bytes at [base + imm] (mmu.h's rv64_tlb_match():
+ * (tag | allow) == (va + size - 1) | (4096 - size)), leaving the flags of the compare, rax =
+ * the entry's offset (tlb_index()) and rdx = tag | allow when it matches.
  */
-static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
-			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
-			     unsigned off, unsigned len)
+static void tlb_test(struct em *e, enum rv64_access acc, unsigned base, int64_t imm, unsigned size)
 {
-	struct em *e = &bk->e;
-	unsigned base = RSI;
-	struct stub *s;
-
-	bk->nmem++;
-	if (rs1 && e->hreg[rs1] >= 0)
-		base = (unsigned)e->hreg[rs1];
-	else
-		ld_x(e, RSI, rs1);
 	/* rdx = va + size - 1: in va's page when va is aligned, so it indexes the TLB too */
 	op_mem(e, true, 0x8d, RDX, base, (int32_t)(imm + (int64_t)size - 1));
 	tlb_index(e, imm ? RDX : base);
@@ -802,13 +826,94 @@ static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_acce
 	op_mem(e, true, 0x0b, RCX, RBX, OFF_ALLOW(acc)); /* rcx |= allow */
 	alu_imm(e, true, 1, RDX, (int32_t)(RV64_PAGE_SIZE - size));
 	op_rr(e, true, 0x39, RDX, RCX); /* cmp rcx, rdx */
+}
+
+/*
+ * The TLB fast path of a load or store of x[rs1] + imm: jumps to a new stub when the entry
+ * misses (tlb_test()), else leaves rcx = host_addend, so that the access is [base + rcx +
+ * imm] with base = the stub's base register (mem_op()), and rdx = tag | allow. The guest
+ * address itself is never formed on this path (the stub does that for the slow access).
+ *
+ * A follower in a TLB group (struct em) tests only (va + size - 1) | (4096 - size) == rdx,
+ * with no loads: its entry is the one rdx and rcx came from exactly when that value lies in
+ * the entry's page, and then the full test would compare the same two values. When the
+ * short test fails (another page, misaligned, or rdx = 0), its stub runs the full test and
+ * comes back to the access on a hit, with rcx and rdx set for the followers after it; only
+ * a miss of that takes the slow path. Nothing between two adjacent accesses changes the TLB
+ * or cpu->tlb_allow (no helper calls on the fast path), so dirty logging and the protection
+ * of pages with decoded code (their write entries never match) hold for followers too.
+ */
+static struct stub *mem_fast(struct blk *bk, enum stub_kind kind, enum rv64_access acc,
+			     unsigned rs1, int64_t imm, unsigned size, unsigned idx,
+			     unsigned off, unsigned len)
+{
+	struct em *e = &bk->e;
+	bool follows = e->grp_valid; /* emit_block() checked that this access follows */
+	unsigned base = RSI;
+	struct stub *s;
+
+	bk->nmem++;
+	if (follows) {
+		base = (unsigned)e->hreg[rs1];
+		op_mem(e, true, 0x8d, RAX, base, (int32_t)(imm + (int64_t)size - 1));
+		alu_imm(e, true, 1, RAX, (int32_t)(RV64_PAGE_SIZE - size));
+		op_rr(e, true, 0x39, RDX, RAX); /* cmp rax, rdx */
+		bk->follower |= 1ull << idx;
+	} else {
+		if (rs1 && e->hreg[rs1] >= 0)
+			base = (unsigned)e->hreg[rs1];
+		else
+			ld_x(e, RSI, rs1);
+		tlb_test(e, acc, base, imm, size);
+	}
 	s = stub_add(bk, kind, idx, off, len);
 	s->size = (uint8_t)size;
 	s->base = (uint8_t)base;
 	s->imm = (int32_t)imm;
 	s->fix = jcc_fwd(e, CC_NE);
-	op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + 8); /* rcx = host_addend */
+	if (follows) {
+		s->follows = true;
+		s->acc = (uint8_t)acc;
+		s->access = e->pos;
+	} else {
+		op_tlb(e, 0x8b, RCX, OFF_TLB(acc) + 8); /* rcx = host_addend */
+	}
 	return s;
+}
+
+/*
+ * After an integer load or store through x[rs1] (its access emitted): the next instruction
+ * may follow it in a TLB group when x[rs1] is in a host register that the access (a load to
+ * x[rd]) did not overwrite.
+ */
+static void grp_begin(struct em *e, enum rv64_access acc, unsigned rs1, unsigned rd)
+{
+	e->grp_valid = rs1 && e->hreg[rs1] >= 0 && rd != rs1;
+	e->grp_rs1 = (uint8_t)rs1;
+	e->grp_acc = (uint8_t)acc;
+}
+
+/*
+ * True when insn, at slot `slot`, follows the access just emitted in its TLB group (struct
+ * em): an integer load or store of that class through the same register, and no jump inside
+ * the block arrives at it.
+ */
+static bool grp_follows(const struct blk *bk, uint32_t insn, unsigned slot)
+{
+	const struct em *e = &bk->e;
+	unsigned f3 = (insn >> 12) & 7;
+	enum rv64_access acc;
+
+	if (!e->grp_valid || ((insn >> 15) & 31) != e->grp_rs1 ||
+	    (bk->lead[slot / 64] >> (slot % 64) & 1))
+		return false;
+	if ((insn & 0x7f) == 0x03 && f3 != 7)
+		acc = RV64_ACC_READ;
+	else if ((insn & 0x7f) == 0x23 && f3 <= 3)
+		acc = RV64_ACC_WRITE;
+	else
+		return false;
+	return acc == e->grp_acc;
 }
 
 /* op r, [the access of the fast path that made stub s] */
@@ -1638,7 +1743,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			s->target = (int64_t)off + imm_b(insn);
 			s->fix = jcc_fwd(e, CC_L);
 			r13_adjust(e, k - (int)idx - 1, (int32_t)bk->nmem - (int32_t)bk->imem[k]);
-			jmp_to(e, bk->ipos[k]);
+			jmp_to(e, insn_entry(bk, (unsigned)k));
 			fix_here(e, skip);
 			return 0;
 		}
@@ -1662,6 +1767,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		mem_op(e, s, w[f3], op[f3], dst_reg(e, rd));
 		s->resume = e->pos;
 		put_x(e, rd, dst_reg(e, rd));
+		grp_begin(e, RV64_ACC_READ, rs1, rd);
 		return 0;
 	}
 	case 0x23: /* STORE */
@@ -1670,11 +1776,14 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 		s = mem_fast(bk, STUB_STORE, RV64_ACC_WRITE, rs1, imm_s(insn), 1u << f3, idx, off,
 			     len);
 		s->rs2 = (uint8_t)rs2;
-		/* From the cached register; not rbp/rsi/rdi as a byte (ch/dh/bh without REX). */
+		/*
+		 * From the cached register; not rbp/rsi/rdi as a byte (ch/dh/bh without REX).
+		 * Else from rax, free once the TLB test is done (rcx and rdx stay for a group).
+		 */
 		v = dst_reg(e, rs2);
 		if (v == RAX || (f3 == 0 && v >= RSP && v <= RDI)) {
-			v = RDX;
-			ld_x(e, RDX, rs2);
+			v = RAX;
+			ld_x(e, RAX, rs2);
 		}
 		switch (f3) {
 		case 0:
@@ -1692,6 +1801,7 @@ static int tr_insn(struct blk *bk, uint32_t insn, unsigned off, unsigned len, un
 			break;
 		}
 		s->resume = e->pos;
+		grp_begin(e, RV64_ACC_WRITE, rs1, 0);
 		return 0;
 	case 0x13: /* OP-IMM */
 		switch (f3) {
@@ -2033,6 +2143,15 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			exit_to(e, s->target);
 			continue;
 		}
+		if (s->follows) {
+			uint64_t miss;
+
+			tlb_test(e, s->acc, s->base, s->imm, s->size);
+			miss = jcc_fwd(e, CC_NE);
+			op_tlb(e, 0x8b, RCX, OFF_TLB(s->acc) + 8); /* rcx = host_addend */
+			jmp_to(e, s->access);
+			fix_here(e, miss);
+		}
 		/*
 		 * The slow access through a shared trampoline that keeps every host register but
 		 * rax, rcx and rdx (emit_base()): the cached registers stay where they are and are
@@ -2076,6 +2195,9 @@ static void emit_stubs(struct blk *bk, unsigned n)
 			exc = jcc_fwd(e, CC_S);
 			code = jcc_fwd(e, CC_NE);
 		}
+		/* rcx and rdx are lost: a follower next must miss (mem_fast()) */
+		if (s->idx + 1u < n && (bk->follower >> (s->idx + 1) & 1))
+			op_rr(e, false, 0x31, RDX, RDX); /* xor edx, edx */
 		jmp_to(e, s->resume);
 		/* The access trapped: the instruction did not retire. */
 		fix_here(e, exc);
@@ -2233,7 +2355,10 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 	e->full = false;
 	bk->nstubs = 0;
 	bk->nmem = 0;
+	bk->follower = 0;
+	bk->grp_clash = false;
 	e->written = 0;
+	e->grp_valid = false;
 	if (!room(e)) {
 		*full = true;
 		return UINT64_MAX;
@@ -2274,6 +2399,8 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		if ((insn & 0x7f) != 0x63 && (insn & 0x7f) != 0x23 && (insn & 0x7f) != 0x27 &&
 		    (insn & 0x7f) != 0x07)
 			e->written |= 1u << ((insn >> 7) & 31);
+		if (!grp_follows(bk, insn, s))
+			e->grp_valid = false; /* a TLB group ends at anything but a follower */
 		bk->ipos[n] = e->pos;
 		bk->ioff[n] = (uint16_t)(s * 2);
 		bk->imem[n] = (uint16_t)bk->nmem;
@@ -2317,19 +2444,29 @@ static bool rsi_cached(const struct em *e)
 	return false;
 }
 
-/* emit_block(), again without rsi for guest registers when it turns out to be needed. */
+/*
+ * emit_block(), again without rsi for guest registers when it turns out to be needed, and
+ * again while a jump inside the block turns out to land on a TLB group follower (each time
+ * one more instruction leads: insn_entry()).
+ */
 static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8_t *page,
 				 unsigned slot, bool *full)
 {
 	uint64_t start;
 
 	bk->no_rsi = false;
-	start = emit_block(j, bk, page, slot, full);
-	if (start == UINT64_MAX || !bk->mem_ops || !rsi_cached(&bk->e))
-		return start;
-	j->used = start;
-	bk->no_rsi = true;
-	return emit_block(j, bk, page, slot, full);
+	memset(bk->lead, 0, sizeof(bk->lead));
+	for (;;) {
+		start = emit_block(j, bk, page, slot, full);
+		if (start == UINT64_MAX)
+			return start;
+		if (!bk->grp_clash) {
+			if (bk->no_rsi || !bk->mem_ops || !rsi_cached(&bk->e))
+				return start;
+			bk->no_rsi = true;
+		}
+		j->used = start;
+	}
 }
 
 /*

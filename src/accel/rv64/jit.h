@@ -12,7 +12,9 @@
  *
  * A block is straight-line code of one guest page starting at `slot` (a 2-byte parcel index):
  * RV64I/M integer ops, Zba, Zbb and Zbs, RVC expanded, loads and stores (FLW/FLD/FSW/FSD too)
- * through an inlined TLB fast path (mmu.h) with rv64_mmu_*_slow() calls behind it, and F/D
+ * through an inlined TLB fast path (mmu.h) with rv64_mmu_*_slow() calls behind it (a load or
+ * store right after one of the same kind through the same base register only checks that it
+ * stays in that page, reusing the host addend: a TLB group, jit.c mem_fast()), and F/D
  * arithmetic: the common double-precision ops inline on SSE (guarded by MXCSR holding the
  * guest's rounding mode and no flag the guest lacks), the rest and the guard's misses as
  * direct calls of rv64_fpu_exec() (an FP instruction while mstatus.FS is Off, or one it
