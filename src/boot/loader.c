@@ -40,11 +40,10 @@ static uint32_t rd32(const uint8_t *p)
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "kumo assumes a little-endian host");
 
-int loader_read_file(const char *path, uint8_t **data, size_t *len)
+/* Opens a regular file of at most 4 GiB for reading: its fd (>= 0) and size, or -errno. */
+static int open_file(const char *path, size_t *size)
 {
 	struct stat st;
-	uint8_t *buf;
-	size_t done = 0;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -63,28 +62,51 @@ int loader_read_file(const char *path, uint8_t **data, size_t *len)
 		close(fd);
 		return -EFBIG;
 	}
-	buf = malloc(st.st_size ? st.st_size : 1);
-	if (!buf) {
-		err_set("%s: out of memory reading it", path);
-		close(fd);
-		return -ENOMEM;
-	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, st.st_size - done);
+	*size = (size_t)st.st_size;
+	return fd;
+}
+
+/* Reads exactly len bytes at file offset off into dst; -EIO (message set) when it cannot. */
+static int read_at(int fd, const char *path, uint8_t *dst, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, dst + done, len - done, off + (off_t)done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			err_set("%s: read failed: %s", path, n < 0 ? strerror(errno) : "file shrank");
-			free(buf);
-			close(fd);
 			return -EIO;
 		}
-		done += n;
+		done += (size_t)n;
 	}
+	return 0;
+}
+
+int loader_read_file(const char *path, uint8_t **data, size_t *len)
+{
+	size_t size;
+	uint8_t *buf;
+	int fd = open_file(path, &size), ret;
+
+	if (fd < 0)
+		return fd;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		err_set("%s: out of memory reading it", path);
+		close(fd);
+		return -ENOMEM;
+	}
+	ret = read_at(fd, path, buf, size, 0);
 	close(fd);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
 	*data = buf;
-	*len = done;
+	*len = size;
 	return 0;
 }
 
@@ -138,35 +160,45 @@ int loader_probe(const uint8_t *d, size_t len)
 	return 0;
 }
 
-static int copy_in(struct memmap *mm, const char *path, uint64_t addr, const void *src,
-		   uint64_t size, uint64_t memsz)
+/* Guest RAM for [addr, addr + memsz), or NULL with the "raise --mem" message set. */
+static uint8_t *ram_dst(struct memmap *mm, const char *path, uint64_t addr, uint64_t memsz)
 {
 	uint8_t *dst = memmap_ram_ptr(mm, addr, memsz);
 
-	if (!dst) {
+	if (!dst)
 		err_set("%s: does not fit in guest RAM at 0x%llx (needs %llu bytes; RAM is 0x%llx..0x%llx): raise --mem",
 			path, (unsigned long long)addr, (unsigned long long)memsz,
 			(unsigned long long)memmap_ram_base(mm),
 			(unsigned long long)(memmap_ram_base(mm) + memmap_ram_size(mm)));
+	return dst;
+}
+
+static int copy_in(struct memmap *mm, const char *path, uint64_t addr, const void *src,
+		   uint64_t size, uint64_t memsz)
+{
+	uint8_t *dst = ram_dst(mm, path, addr, memsz);
+
+	if (!dst)
 		return -ENOSPC;
-	}
 	memcpy(dst, src, size);
 	memset(dst + size, 0, memsz - size);
 	return 0;
 }
 
-static int load_image(struct memmap *mm, const char *path, const uint8_t *d, size_t len,
-		      struct loaded_image *out)
+/*
+ * An Image (header in hdr, the file's first bytes) of len bytes, read from fd straight to its
+ * place in guest RAM: no copy of tens of MiB through a buffer of its own. The checks that need
+ * the whole file (the PE section table) run on it there; on an error the RAM holds garbage,
+ * which nothing runs (the VM is not created).
+ */
+static int load_image(struct memmap *mm, const char *path, int fd, const uint8_t *hdr,
+		      size_t len, struct loaded_image *out)
 {
-	uint64_t text_offset = rd64(d + 8), image_size = rd64(d + 16);
-	uint64_t addr = memmap_ram_base(mm) + text_offset;
-	uint64_t need = pe_required_size(d, len);
+	uint64_t text_offset = rd64(hdr + 8), image_size = rd64(hdr + 16);
+	uint64_t addr = memmap_ram_base(mm) + text_offset, need;
+	uint8_t *dst;
+	int ret;
 
-	if (need > len) {
-		err_set("%s: truncated kernel image (%zu bytes, its header needs %llu)", path, len,
-			(unsigned long long)need);
-		return -EINVAL;
-	}
 	if (image_size < len)
 		image_size = len; /* old headers may leave image_size 0 */
 	if (text_offset & 0xfff || text_offset >= memmap_ram_size(mm)) {
@@ -174,9 +206,19 @@ static int load_image(struct memmap *mm, const char *path, const uint8_t *d, siz
 			(unsigned long long)text_offset);
 		return -EINVAL;
 	}
-	int ret = copy_in(mm, path, addr, d, len, image_size);
+	dst = ram_dst(mm, path, addr, image_size);
+	if (!dst)
+		return -ENOSPC;
+	ret = read_at(fd, path, dst, len, 0);
 	if (ret)
 		return ret;
+	need = pe_required_size(dst, len);
+	if (need > len) {
+		err_set("%s: truncated kernel image (%zu bytes, its header needs %llu)", path, len,
+			(unsigned long long)need);
+		return -EINVAL;
+	}
+	memset(dst + len, 0, image_size - len);
 	*out = (struct loaded_image){.entry = addr, .start = addr, .end = addr + image_size,
 				     .kind = "Image"};
 	return 0;
@@ -242,14 +284,27 @@ static int load_raw(struct memmap *mm, const char *path, uint64_t addr, const ui
 int loader_load_kernel(struct memmap *mm, const char *path, bool allow_raw, uint64_t raw_addr,
 		       struct loaded_image *out)
 {
-	uint8_t *d;
+	uint8_t hdr[IMAGE_HDR_SIZE], *d;
 	size_t len;
-	int ret = loader_read_file(path, &d, &len);
+	int fd = open_file(path, &len), ret;
 
+	if (fd < 0)
+		return fd;
+	/* An Image goes straight to guest RAM; the other formats are read whole first. */
+	ret = len >= IMAGE_HDR_SIZE ? read_at(fd, path, hdr, IMAGE_HDR_SIZE, 0) : 0;
+	if (!ret && len >= IMAGE_HDR_SIZE && is_image(hdr, IMAGE_HDR_SIZE))
+		ret = load_image(mm, path, fd, hdr, len, out);
+	else if (!ret)
+		ret = 1;
+	close(fd);
+	if (ret <= 0)
+		return ret;
+	ret = loader_read_file(path, &d, &len);
 	if (ret)
 		return ret;
-	if (is_image(d, len)) {
-		ret = load_image(mm, path, d, len, out);
+	if (is_image(d, len)) { /* it became one since: the file changed under us */
+		err_set("%s: changed while it was being read", path);
+		ret = -EIO;
 	} else if (is_elf(d, len)) {
 		ret = load_elf(mm, path, d, len, out);
 	} else if (allow_raw && len > 0) {
@@ -286,19 +341,20 @@ int loader_load_firmware(struct memmap *mm, const char *path, uint64_t addr,
 int loader_load_blob(struct memmap *mm, const char *path, uint64_t addr, uint64_t limit,
 		     uint64_t *size)
 {
-	uint8_t *d;
 	size_t len;
-	int ret = loader_read_file(path, &d, &len);
+	uint8_t *dst;
+	int fd = open_file(path, &len), ret;
 
-	if (ret)
-		return ret;
+	if (fd < 0)
+		return fd;
 	if (addr + len > limit) {
 		err_set("%s: %zu bytes do not fit in guest RAM (raise --mem)", path, len);
-		free(d);
+		close(fd);
 		return -ENOSPC;
 	}
-	ret = copy_in(mm, path, addr, d, len, len);
-	free(d);
+	dst = ram_dst(mm, path, addr, len);
+	ret = dst ? read_at(fd, path, dst, len, 0) : -ENOSPC;
+	close(fd);
 	if (!ret)
 		*size = len;
 	return ret;
