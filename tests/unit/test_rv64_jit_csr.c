@@ -380,6 +380,50 @@ static void test_sfence_remaps(void **state)
 	check_translated(f);
 }
 
+/*
+ * S-mode under Sv39: a load through DATA fills the TLB, a store points DATA's PTE at ALT2, and
+ * SFENCE.VMA of DATA follows in the same block. The fence leaves the code page's translation
+ * alone, so translated code goes on in the block (jit_sfence()), and the load after the fence
+ * must see ALT2 through the new translation, not the old entry.
+ */
+static void test_sfence_other_page(void **state)
+{
+	struct fx *f = *state;
+	uint64_t regs[32] = {0};
+	const uint64_t data = RAM_BASE + 0x3000, alt2 = RAM_BASE + 0x4000;
+
+	regs[6] = (alt2 >> 12) << 10 | 0xcf;                      /* t1: the new PTE */
+	regs[7] = PT + 0x2000 + ((data >> 12) & 511) * 8;         /* t2: DATA's PTE */
+	regs[28] = data;                                          /* t3 */
+	f->len = 0;
+	emit32(f, 3u << 12 | 28u << 15 | 11u << 7 | 0x03);        /* ld a1, 0(t3) */
+	emit32(f, 6u << 20 | 7u << 15 | 3u << 12 | 0x23);         /* sd t1, 0(t2) */
+	emit32(f, 0x12000073u | 28u << 15);                       /* sfence.vma t3 */
+	emit32(f, 3u << 12 | 28u << 15 | 10u << 7 | 0x03);        /* ld a0, 0(t3) */
+	emit32(f, ECALL);
+	load(f, regs);
+	for (unsigned k = 0; k < 2; k++) {
+		struct accel_harness *m = &f->m[k];
+
+		build_tables(m->ram, false);
+		ah_put64(m, data, 0x1111);
+		ah_put64(m, alt2, 0x2222);
+		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
+		ah_set(m, 0, ACCEL_REG_PRIV, 1);
+	}
+	run_both(f);
+	compare(f, 0);
+	for (unsigned k = 0; k < 2; k++) {
+		struct accel_harness *m = &f->m[k];
+
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 0x1111);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 0x2222);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
+	}
+	check_translated(f);
+}
+
 /* SFENCE.VMA in U-mode: illegal instruction with the instruction in mtval. */
 static void test_sfence_illegal(void **state)
 {
@@ -446,6 +490,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_satp_write_remaps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csr_illegal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sfence_remaps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sfence_other_page, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sfence_illegal, setup, teardown),
 	};
 

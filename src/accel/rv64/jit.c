@@ -1622,25 +1622,36 @@ static int tr_csr(struct blk *bk, uint32_t insn, unsigned off, unsigned len, uns
 }
 
 /*
- * SFENCE.VMA (priv 1.12 §4.2.1) for translated code, with the registers written back: -1 when
- * it is illegal here (U-mode, or S-mode with mstatus.TVM; the interpreter raises the trap),
- * else the TLB flush the interpreter does and RV64_JIT_EXIT_CODE: the next instruction is
- * fetched through a fresh lookup, as the fence may have changed this page's translation.
+ * SFENCE.VMA (priv 1.12 §4.2.1) for translated code on the page at page_va, with the registers
+ * written back: -1 when it is illegal here (U-mode, or S-mode with mstatus.TVM; the
+ * interpreter raises the trap), else the TLB flush the interpreter does, then 0 to go on in
+ * the block when this page's own instruction-TLB entry came through the flush untouched (a
+ * fence of another page that shares no superpage region with it: Linux fences single kernel
+ * pages ~100k times per boot), else RV64_JIT_EXIT_CODE: the next instruction is fetched
+ * through a fresh lookup, as the fence may have changed this page's translation. A fence
+ * orders only the translations of its address (§4.2.1), so going on with this page's is what
+ * a hart whose instruction TLB kept the entry does.
  */
-static int jit_sfence(struct rv64_cpu *cpu, uint32_t insn)
+static int jit_sfence(struct rv64_cpu *cpu, uint32_t insn, uint64_t page_va)
 {
 	unsigned rs1 = (insn >> 15) & 31;
+	struct rv64_tlb_entry *e = rv64_tlb_slot(cpu, RV64_ACC_EXEC, page_va);
+	bool held = rv64_tlb_match(cpu, e, RV64_ACC_EXEC, page_va, 2);
+	uint64_t tag = e->tag;
 
 	if (cpu->priv == RV64_PRIV_U || (cpu->priv == RV64_PRIV_S && (cpu->mstatus & MS_TVM)))
 		return -1;
-	if (rs1)
-		rv64_tlb_flush_page(cpu, cpu->x[rs1]);
-	else
+	if (!rs1) {
 		rv64_tlb_flush(cpu);
-	return RV64_JIT_EXIT_CODE;
+		return RV64_JIT_EXIT_CODE;
+	}
+	rv64_tlb_flush_page(cpu, cpu->x[rs1]);
+	return held && e->tag == tag && rv64_tlb_match(cpu, e, RV64_ACC_EXEC, page_va, 2)
+		       ? 0
+		       : RV64_JIT_EXIT_CODE;
 }
 
-/* SFENCE.VMA through jit_sfence(); it ends the block. */
+/* SFENCE.VMA through jit_sfence(); the block goes on unless the fence touched its page. */
 static int tr_sfence(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
 {
 	struct em *e = &bk->e;
@@ -1650,16 +1661,15 @@ static int tr_sfence(struct blk *bk, uint32_t insn, unsigned off, unsigned len, 
 	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
 	b1(e, 0xbe);                    /* mov esi, insn */
 	b4(e, insn);
+	op_rr(e, true, 0x89, R12, RDX); /* rdx = the page's virtual address */
 	call_abs(e, (const void *)jit_sfence);
 	reload_regs(e, true);
 	op_rr(e, false, 0x85, RAX, RAX);
 	s = stub_add(bk, STUB_STEP, idx, off, len); /* illegal: the interpreter traps */
 	s->fix = jcc_fwd(e, CC_S);
-	op_rr(e, false, 0x89, RAX, RDX); /* mov edx, eax: the status */
-	writeback_regs(e);
-	set_pc_off(e, off + len);
-	jmp_epilogue(e);
-	return 1;
+	s = stub_add(bk, STUB_CSR, idx, off, len); /* leave after it with status eax */
+	s->fix = jcc_fwd(e, CC_NE);
+	return 0;
 }
 
 /*

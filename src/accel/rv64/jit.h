@@ -21,8 +21,9 @@
  * refuses, leaves with RV64_JIT_EXIT_STEP for the interpreter to raise the trap), FENCE, and
  * LR/SC/AMOs on RAM the TLB maps (else EXIT_STEP), CSR instructions (but the counters) and
  * SFENCE.VMA through calls of jit_csr()/jit_sfence(): a CSR write that may make an interrupt
- * deliverable leaves with RV64_JIT_EXIT_EVENT, one that flushed the TLB and every SFENCE.VMA
- * with RV64_JIT_EXIT_CODE (a fresh lookup of the next pc). Conditional branches leave the block when
+ * deliverable leaves with RV64_JIT_EXIT_EVENT, one that flushed the TLB and an SFENCE.VMA
+ * that may have changed the block's own page's translation (without an address, or when the
+ * page's instruction-TLB entry did not come through it) with RV64_JIT_EXIT_CODE (a fresh lookup of the next pc). Conditional branches leave the block when
  * taken, unless their target is an instruction of the same block: then they jump there (a
  * backward jump checks the budget first). A JAL within the page does not end it: a short
  * forward one becomes such a jump over the instructions after it, which the block goes on
