@@ -2228,9 +2228,15 @@ static uint32_t parcel(const uint8_t *page, unsigned slot)
 	return __atomic_load_n((const uint16_t *)(page + 2 * slot), __ATOMIC_RELAXED);
 }
 
+/* j->used: only the translator's thread writes it; rv64_get_stats() reads it from others. */
+static void jit_set_used(struct rv64_jit *j, uint64_t used)
+{
+	__atomic_store_n(&j->used, used, __ATOMIC_RELAXED);
+}
+
 static void jit_flush(struct rv64_jit *j)
 {
-	j->used = j->base_used;
+	jit_set_used(j, j->base_used);
 	j->nblocks = 0;
 	j->flushes++;
 	rv64_jit_jc_invalidate(j); /* its entries point into the old code */
@@ -2442,7 +2448,7 @@ static uint64_t emit_block(struct rv64_jit *j, struct blk *bk, const uint8_t *pa
 		return UINT64_MAX;
 	while (e->pos & 15)
 		b1(e, 0xcc);
-	j->used = e->pos;
+	jit_set_used(j, e->pos);
 	return start;
 }
 
@@ -2475,7 +2481,7 @@ static uint64_t emit_block_exact(struct rv64_jit *j, struct blk *bk, const uint8
 				return start;
 			bk->no_rsi = true;
 		}
-		j->used = start;
+		jit_set_used(j, start);
 	}
 }
 
@@ -2676,7 +2682,8 @@ static void emit_base(struct rv64_jit *j)
 	emit_slow_trampoline(&e, true);
 	j->slow_store = j->rx + e.pos;
 	emit_slow_trampoline(&e, false);
-	j->used = j->base_used = e.pos;
+	j->base_used = e.pos;
+	jit_set_used(j, e.pos);
 }
 
 /*

@@ -135,7 +135,7 @@ static inline bool rv64_mmu_load_fast(struct rv64_cpu *cpu, uint64_t va, unsigne
 static inline int rv64_mmu_load(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t *val)
 {
 	if (likely(rv64_mmu_load_fast(cpu, va, size, val))) {
-		cpu->stats.tlb_hits++;
+		RV64_STAT_ADD(cpu, tlb_hits, 1);
 		return 0;
 	}
 	return rv64_mmu_load_slow(cpu, va, size, val);
@@ -172,7 +172,7 @@ static inline bool rv64_mmu_store_fast(struct rv64_cpu *cpu, uint64_t va, unsign
 static inline int rv64_mmu_store(struct rv64_cpu *cpu, uint64_t va, unsigned size, uint64_t val)
 {
 	if (likely(rv64_mmu_store_fast(cpu, va, size, val))) {
-		cpu->stats.tlb_hits++;
+		RV64_STAT_ADD(cpu, tlb_hits, 1);
 		return 0;
 	}
 	return rv64_mmu_store_slow(cpu, va, size, val);
@@ -190,7 +190,7 @@ static inline int rv64_mmu_fetch(struct rv64_cpu *cpu, uint64_t va, uint32_t *in
 		uint32_t lo = h[0];
 
 		*insn = (lo & 3) == 3 ? lo | (uint32_t)h[1] << 16 : lo;
-		cpu->stats.tlb_hits++;
+		RV64_STAT_ADD(cpu, tlb_hits, 1);
 		return 0;
 	}
 	return rv64_mmu_fetch_slow(cpu, va, insn);
