@@ -294,6 +294,29 @@ static void build_tables(uint8_t *ram, bool alt)
 	}
 }
 
+/* Each machine in S-mode under Sv39 with the identity tables of build_tables(). */
+static void enter_sv39(struct fx *f)
+{
+	for (unsigned k = 0; k < 2; k++) {
+		build_tables(f->m[k].ram, false);
+		ah_set(&f->m[k], 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
+		ah_set(&f->m[k], 0, ACCEL_REG_PRIV, 1);
+	}
+}
+
+/* Both machines stopped at the ECALL from S-mode at mepc with these a0 and a1. */
+static void check_ecall(struct fx *f, uint64_t mepc, uint64_t a0, uint64_t a1)
+{
+	for (unsigned k = 0; k < 2; k++) {
+		struct accel_harness *m = &f->m[k];
+
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), a0);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), a1);
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9); /* ECALL from S */
+		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), mepc);
+	}
+}
+
 /*
  * S-mode, bare: CSRW satp turns on Sv39 where CODE's virtual page holds ALT's code. The
  * instruction after the CSRW must come from ALT (a0 = 2), as it does in the interpreter.
@@ -324,14 +347,7 @@ static void test_satp_write_remaps(void **state)
 	}
 	run_both(f);
 	compare(f, 0);
-	for (unsigned k = 0; k < 2; k++) {
-		struct accel_harness *m = &f->m[k];
-
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 2);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 7);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9); /* ECALL from S */
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 12);
-	}
+	check_ecall(f, CODE + 12, 2, 7);
 	check_translated(f);
 }
 
@@ -358,25 +374,14 @@ static void test_sfence_remaps(void **state)
 	emit32(f, i_type(0x13, 10, 0, 0, 1));                    /* addi a0, x0, 1 */
 	emit32(f, ECALL);
 	load(f, regs);
+	enter_sv39(f);
 	for (unsigned k = 0; k < 2; k++) {
-		struct accel_harness *m = &f->m[k];
-
-		build_tables(m->ram, false);
-		memset(m->ram + (ALT - RAM_BASE), 0, 4096);
-		memcpy(m->ram + (ALT - RAM_BASE) + 12, alt, sizeof(alt));
-		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
-		ah_set(m, 0, ACCEL_REG_PRIV, 1);
+		memset(f->m[k].ram + (ALT - RAM_BASE), 0, 4096);
+		memcpy(f->m[k].ram + (ALT - RAM_BASE) + 12, alt, sizeof(alt));
 	}
 	run_both(f);
 	compare(f, 0);
-	for (unsigned k = 0; k < 2; k++) {
-		struct accel_harness *m = &f->m[k];
-
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 2);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 7);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
-	}
+	check_ecall(f, CODE + 16, 2, 7);
 	check_translated(f);
 }
 
@@ -402,25 +407,14 @@ static void test_sfence_other_page(void **state)
 	emit32(f, 3u << 12 | 28u << 15 | 10u << 7 | 0x03);        /* ld a0, 0(t3) */
 	emit32(f, ECALL);
 	load(f, regs);
+	enter_sv39(f);
 	for (unsigned k = 0; k < 2; k++) {
-		struct accel_harness *m = &f->m[k];
-
-		build_tables(m->ram, false);
-		ah_put64(m, data, 0x1111);
-		ah_put64(m, alt2, 0x2222);
-		ah_set(m, 0, ACCEL_REG_CSR(CSR_SATP), 8ULL << 60 | (PT >> 12));
-		ah_set(m, 0, ACCEL_REG_PRIV, 1);
+		ah_put64(&f->m[k], data, 0x1111);
+		ah_put64(&f->m[k], alt2, 0x2222);
 	}
 	run_both(f);
 	compare(f, 0);
-	for (unsigned k = 0; k < 2; k++) {
-		struct accel_harness *m = &f->m[k];
-
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(11)), 0x1111);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_X(10)), 0x2222);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MCAUSE)), 9);
-		assert_int_equal(ah_get(m, 0, ACCEL_REG_CSR(CSR_MEPC)), CODE + 16);
-	}
+	check_ecall(f, CODE + 16, 0x2222, 0x1111);
 	check_translated(f);
 }
 
