@@ -578,6 +578,7 @@ int control_restore(struct control *ctl, const char *dir, const struct vm_disk *
 	ctl->vcpus = cfg.ncpus;
 	ctl->mem = cfg.mem;
 	ctl->huge_pages = cfg.huge_pages;
+	ctl->agent = cfg.agent; /* on or off: whether the snapshot's VM had the channel */
 	/* Every restore may be one of many clones: a new VM generation reseeds the guest's RNG. */
 	if (board_vmgenid_new_generation(vm_board(vm)))
 		log_warn("%s: the restored guest keeps its VM generation ID", err_get());

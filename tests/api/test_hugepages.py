@@ -220,6 +220,9 @@ def main():
         # Restores: the recorded value; compressed RAM is anonymous memory again, so huge.
         v = vmm("restore full", ["--restore", snaps["full"]])
         check("restore full: GET /vm shows thp", (v.machine() or {}).get("huge_pages") == "thp", f"{v.machine()}")
+        # The other recorded machine field: the agent channel this VM had (none: no NIC).
+        check("restore full: GET /vm shows the recorded agent (off)", (v.machine() or {}).get("agent") == "off",
+              f"{v.machine()}")
         v.close()
         v = vmm("restore zstd", ["--restore", snaps["zstd"]])
         check("restore zstd: GET /vm shows thp", (v.machine() or {}).get("huge_pages") == "thp", f"{v.machine()}")
