@@ -177,8 +177,8 @@ static void usage(FILE *f)
 	      "  (the socket is --sock, else $KUMO_API_SOCK: the --api-sock of `kumo run`)\n"
 	      "commands:\n"
 	      "  status                       GET /vm: state, configuration, vCPUs\n"
-	      "  configure [--cpus N] [--mem MIB] [--kernel F] [--initrd F] [--append S]\n"
-	      "            [--bios F] [--disk ID=PATH]...\n"
+	      "  configure [--cpus N] [--mem MIB] [--hugepages] [--agent auto|on|off]\n"
+	      "            [--kernel F] [--initrd F] [--append S] [--bios F] [--disk ID=PATH]...\n"
 	      "                               PUT /machine-config, /boot-source, /drives/ID\n"
 	      "  start | stop                 PUT /actions {\"action\": ...}\n"
 	      "  shutdown [--grace MS]        PUT /actions {\"action\": \"shutdown\"}\n"
@@ -200,8 +200,11 @@ static int configure(const char *sock, int argc, char **argv)
 		{"cpus", required_argument, NULL, 'c'},	 {"mem", required_argument, NULL, 'm'},
 		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
 		{"append", required_argument, NULL, 'a'}, {"bios", required_argument, NULL, 'b'},
-		{"disk", required_argument, NULL, 'd'},	 {NULL, 0, NULL, 0},
+		{"disk", required_argument, NULL, 'd'},	 {"hugepages", no_argument, NULL, 'H'},
+		{"agent", required_argument, NULL, 'G'}, {NULL, 0, NULL, 0},
 	};
+	const char *agent = NULL;
+	bool huge = false;
 	json_t *boot = json_object(), *machine = NULL, *drives = json_object();
 	long cpus = 1, mem = 512;
 	bool have_machine = false;
@@ -215,6 +218,8 @@ static int configure(const char *sock, int argc, char **argv)
 		switch (c) {
 		case 'c': cpus = strtol(optarg, NULL, 10); have_machine = true; break;
 		case 'm': mem = strtol(optarg, NULL, 10); have_machine = true; break;
+		case 'H': huge = true; have_machine = true; break;
+		case 'G': agent = optarg; have_machine = true; break;
 		case 'k': json_object_set_new(boot, "kernel_image_path", json_string(optarg)); break;
 		case 'i': json_object_set_new(boot, "initrd_path", json_string(optarg)); break;
 		case 'a': json_object_set_new(boot, "boot_args", json_string(optarg)); break;
@@ -237,8 +242,13 @@ static int configure(const char *sock, int argc, char **argv)
 		}
 	}
 	if (have_machine) {
+		/* The VMM checks the values and answers with the sentence for a bad one. */
 		machine = json_pack("{s:I,s:I}", "vcpu_count", (json_int_t)cpus, "mem_size_mib",
 				    (json_int_t)mem);
+		if (huge)
+			json_object_set_new(machine, "huge_pages", json_string("thp"));
+		if (agent)
+			json_object_set_new(machine, "agent", json_string(agent));
 		ret = call(sock, "PUT", "/machine-config", machine);
 	}
 	if (!ret && json_object_size(boot))

@@ -179,6 +179,18 @@ def main():
         check("api: GET /vm shows thp, also after a PUT without the field",
               st == 204 and a.machine() == {"vcpu_count": 1, "mem_size_mib": MEM_MIB, "agent": "auto", "huge_pages": "thp"},
               f"{st} {a.machine()}")
+        # The same through the kumo vm client.
+        c = vmm("cli", [])
+        p = subprocess.run([KUMO, "vm", "--sock", c.sock, "configure", "--mem", str(MEM_MIB), "--hugepages",
+                            "--agent", "off"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        check("kumo vm configure --hugepages --agent off",
+              p.returncode == 0 and c.machine() == {"vcpu_count": 1, "mem_size_mib": MEM_MIB, "agent": "off", "huge_pages": "thp"},
+              f"{p.returncode} {p.stderr} {c.machine()}")
+        p = subprocess.run([KUMO, "vm", "--sock", c.sock, "configure", "--agent", "maybe"], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        check("kumo vm configure --agent maybe: one line, status 1",
+              p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "agent 'maybe'" in p.stderr, p.stderr)
+        c.close()
         api.call(s, "PUT", "/boot-source", {"firmware_path": fw})
         st, body, _ = api.call(s, "PUT", "/actions", {"action": "start"})
         check("api: start", st == 204, f"{st} {body}")
