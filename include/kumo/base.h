@@ -78,4 +78,11 @@ int parse_size(const char *s, uint64_t *out);
  */
 void mem_name(void *addr, size_t len, const char *name);
 
+/*
+ * The host's transparent huge pages (/sys/kernel/mm/transparent_hugepage/enabled): 1 when
+ * MADV_HUGEPAGE gets them ("always" or "madvise"), 0 when they are off ("never"), -1 when the
+ * kernel does not say (built without them).
+ */
+int mem_thp_mode(void);
+
 #endif

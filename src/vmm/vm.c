@@ -873,8 +873,6 @@ struct agent *vm_agent(struct vm *vm)
 	return vm->agent;
 }
 
-#define THP_ENABLED "/sys/kernel/mm/transparent_hugepage/enabled"
-
 /*
  * Asks for transparent huge pages on guest RAM. When the host cannot give them the VM still
  * runs, on 4 KiB pages, after one warning: madvise() fails only on kernels built without THP,
@@ -882,21 +880,15 @@ struct agent *vm_agent(struct vm *vm)
  */
 static void advise_huge_pages(void *ram, uint64_t size)
 {
-	char mode[128] = "";
-	FILE *f;
-
 	if (madvise(ram, size, MADV_HUGEPAGE)) {
 		log_warn("huge pages: madvise(MADV_HUGEPAGE): %s (a host kernel without transparent "
 			 "huge pages?): guest RAM uses 4 KiB pages", strerror(errno));
 		return;
 	}
-	f = fopen(THP_ENABLED, "re");
-	if (!f)
-		return;
-	if (fgets(mode, sizeof(mode), f) && strstr(mode, "[never]"))
-		log_warn("huge pages: the host's transparent huge pages are off (" THP_ENABLED
-			 " is never): guest RAM uses 4 KiB pages");
-	fclose(f);
+	if (mem_thp_mode() == 0)
+		log_warn("huge pages: the host's transparent huge pages are off "
+			 "(/sys/kernel/mm/transparent_hugepage/enabled is never): guest RAM uses "
+			 "4 KiB pages");
 }
 
 int vm_new(const struct vm_config *cfg, struct vm **out)

@@ -17,6 +17,7 @@
 
 #include "accel/rv64/jit.h"
 #include "accel_harness.h"
+#include "kumo/base.h"
 
 #ifdef RV64_JIT
 
@@ -42,19 +43,6 @@ static void perms_of(const void *p, char out[5])
 	}
 	fclose(f);
 	assert_true(out[0]);
-}
-
-static bool host_thp_never(void)
-{
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-	char buf[128] = "";
-	bool never;
-
-	if (!f)
-		return true;
-	never = !fgets(buf, sizeof(buf), f) || strstr(buf, "[never]");
-	fclose(f);
-	return never;
 }
 
 /* a0 = 1000 + 999 + ... + 1 in a loop the translator compiles; returns a0 at the ECALL. */
@@ -95,7 +83,7 @@ static void test_default_layout(void **state)
 	assert_int_equal(rv64_jit_new(&j), 0);
 	perms_of(j->rx, rx);
 	perms_of(j->rw, rw);
-	if (host_thp_never()) {
+	if (mem_thp_mode() != 1) {
 		/* nothing to gain from one mapping: W^X */
 		assert_true(j->wx);
 		assert_string_equal(rx, "r-xs");

@@ -2702,18 +2702,8 @@ static void emit_base(struct rv64_jit *j)
 static bool jit_want_wx(void)
 {
 	const char *wx = getenv("KUMO_JIT_WX");
-	char buf[128] = "";
-	FILE *f;
 
-	if (wx && wx[0] && strcmp(wx, "0"))
-		return true;
-	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-	if (!f)
-		return true;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return !buf[0] || strstr(buf, "[never]");
+	return (wx && wx[0] && strcmp(wx, "0")) || mem_thp_mode() != 1;
 }
 
 static int jit_map_huge(struct rv64_jit *j)
