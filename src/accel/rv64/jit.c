@@ -1591,15 +1591,40 @@ static int jit_csr(struct rv64_cpu *cpu, uint32_t insn)
 }
 
 /*
+ * The call of a SYSTEM instruction's helper fn(cpu, insn[, page_va]) with the registers written
+ * back (it reads and writes cpu->x[]) and reloaded after it. fn returns < 0 when it refused
+ * the instruction (the interpreter raises the trap), 0 when the block goes on, else the status
+ * to leave with after the instruction.
+ */
+static void system_call(struct blk *bk, const void *fn, bool page_va, uint32_t insn,
+			unsigned off, unsigned len, unsigned idx)
+{
+	struct em *e = &bk->e;
+	struct stub *s;
+
+	writeback_all(e); /* before rdi and rsi, which may cache some */
+	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
+	b1(e, 0xbe);                    /* mov esi, insn */
+	b4(e, insn);
+	if (page_va)
+		op_rr(e, true, 0x89, R12, RDX); /* rdx = the page's virtual address */
+	call_abs(e, fn);
+	reload_regs(e, true); /* it may have written x[rd] */
+	op_rr(e, false, 0x85, RAX, RAX);
+	s = stub_add(bk, STUB_STEP, idx, off, len); /* refused: the interpreter traps */
+	s->fix = jcc_fwd(e, CC_S);
+	s = stub_add(bk, STUB_CSR, idx, off, len); /* leave after it with status eax */
+	s->fix = jcc_fwd(e, CC_NE);
+}
+
+/*
  * CSR instructions through jit_csr(). The counters that count retired instructions or cycles
  * (cycle, instret, the hpm counters, their machine forms, mcountinhibit) stay with the
  * interpreter, which brings instret up to date first; `time` reads the host clock.
  */
 static int tr_csr(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
 {
-	struct em *e = &bk->e;
 	unsigned f3 = (insn >> 12) & 7, csr = insn >> 20;
-	struct stub *s;
 
 	if (f3 == 0 || f3 == 4)
 		return -1;
@@ -1607,17 +1632,7 @@ static int tr_csr(struct blk *bk, uint32_t insn, unsigned off, unsigned len, uns
 		return -1;
 	if (csr == 0x320)
 		return -1;
-	writeback_all(e); /* it reads x[rs1]; before rdi and rsi, which may cache some */
-	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
-	b1(e, 0xbe);                    /* mov esi, insn */
-	b4(e, insn);
-	call_abs(e, (const void *)jit_csr);
-	reload_regs(e, true); /* it may have written x[rd] */
-	op_rr(e, false, 0x85, RAX, RAX);
-	s = stub_add(bk, STUB_STEP, idx, off, len); /* refused: the interpreter traps */
-	s->fix = jcc_fwd(e, CC_S);
-	s = stub_add(bk, STUB_CSR, idx, off, len); /* leave after it with status eax */
-	s->fix = jcc_fwd(e, CC_NE);
+	system_call(bk, (const void *)jit_csr, false, insn, off, len, idx);
 	return 0;
 }
 
@@ -1654,21 +1669,7 @@ static int jit_sfence(struct rv64_cpu *cpu, uint32_t insn, uint64_t page_va)
 /* SFENCE.VMA through jit_sfence(); the block goes on unless the fence touched its page. */
 static int tr_sfence(struct blk *bk, uint32_t insn, unsigned off, unsigned len, unsigned idx)
 {
-	struct em *e = &bk->e;
-	struct stub *s;
-
-	writeback_all(e);
-	op_rr(e, true, 0x89, RBX, RDI); /* rdi = cpu */
-	b1(e, 0xbe);                    /* mov esi, insn */
-	b4(e, insn);
-	op_rr(e, true, 0x89, R12, RDX); /* rdx = the page's virtual address */
-	call_abs(e, (const void *)jit_sfence);
-	reload_regs(e, true);
-	op_rr(e, false, 0x85, RAX, RAX);
-	s = stub_add(bk, STUB_STEP, idx, off, len); /* illegal: the interpreter traps */
-	s->fix = jcc_fwd(e, CC_S);
-	s = stub_add(bk, STUB_CSR, idx, off, len); /* leave after it with status eax */
-	s->fix = jcc_fwd(e, CC_NE);
+	system_call(bk, (const void *)jit_sfence, true, insn, off, len, idx);
 	return 0;
 }
 
