@@ -81,6 +81,13 @@ struct accel_run {
 /* Registers by id (KVM ONE_REG style): snapshots and debuggers never see backend structs. */
 #define ACCEL_REG_PC 0x0u
 #define ACCEL_REG_PRIV 0x1u /* 0 U, 1 S, 3 M */
+/*
+ * The pending-interrupt bits the hart holds itself: what software wrote to mip (priv 1.12
+ * §3.1.9) and an SSIP the VMM raised for an SBI IPI. Reading the mip CSR also ORs in the levels
+ * of interrupt lines (PLIC, ACLINT) and timers; those belong to the devices, which drive them
+ * again when restored, so a snapshot saves this register instead of mip.
+ */
+#define ACCEL_REG_MIP_SOFT 0x2u
 #define ACCEL_REG_X(n) (0x100u + (n)) /* x0..x31 */
 #define ACCEL_REG_F(n) (0x200u + (n)) /* f0..f31, raw 64-bit (NaN-boxed singles) */
 #define ACCEL_REG_CSR(n) (0x1000u + (n)) /* 12-bit CSR number; writes keep WARL rules */

@@ -71,7 +71,6 @@ static const uint16_t snap_csrs[] = {
 	0x304, 0x305, 0x306, /* mie, mtvec, mcounteren */
 	0x30a, 0x320, /* menvcfg, mcountinhibit */
 	0x340, 0x341, 0x342, 0x343, /* mscratch, mepc, mcause, mtval */
-	0x344, /* mip (software-writable bits) */
 	0x747, /* mseccfg */
 	0x105, 0x106, 0x10a, /* stvec, scounteren, senvcfg */
 	0x140, 0x141, 0x142, 0x143, /* sscratch, sepc, scause, stval */
@@ -446,6 +445,9 @@ static json_t *save_hart(struct vm *vm, unsigned i)
 		if (!ops->get_reg(av, ACCEL_REG_CSR(snap_csrs[k]), &v))
 			json_object_set_new(csr, name, hex(v));
 	}
+	/* Not the mip CSR: its device lines are the devices' state (accel.h ACCEL_REG_MIP_SOFT). */
+	if (!ops->get_reg(av, ACCEL_REG_MIP_SOFT, &v))
+		json_object_set_new(o, "mip_soft", hex(v));
 	for (unsigned k = 0; k < 64; k++) {
 		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPADDR0 + k);
 		if (!ops->get_reg(av, ACCEL_REG_CSR(SNAP_PMPADDR0 + k), &v))
@@ -869,6 +871,18 @@ static int restore_hart(struct vm *vm, unsigned i, json_t *hj)
 		if (v && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_CSR(snap_csrs[k]), val)))
 			ret = -EINVAL;
 	}
+	/*
+	 * After menvcfg (whether STIP is writable). Snapshots written before "mip_soft" existed
+	 * kept the mip CSR as read, in which SEIP was the PLIC's line: the restored PLIC drives
+	 * that line again, and keeping it as the software bit would hold SEIP at 1 for good.
+	 */
+	v = json_object_get(hj, "mip_soft");
+	if (v && !ret && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_MIP_SOFT, val)))
+		ret = -EINVAL;
+	v = json_object_get(csr, "0x344");
+	if (!json_object_get(hj, "mip_soft") && v && !ret &&
+	    (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_MIP_SOFT, val & ~(1ULL << ACCEL_IRQ_SEI))))
+		ret = -EINVAL;
 	for (unsigned k = 0; k < 64 && !ret; k++) {
 		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPADDR0 + k);
 		v = json_object_get(csr, name);

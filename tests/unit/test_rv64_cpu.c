@@ -946,6 +946,36 @@ static void test_interrupts(void **state)
 	t_free(t);
 }
 
+/*
+ * ACCEL_REG_MIP_SOFT (what a snapshot saves): the bits the hart holds itself, software's and an
+ * SBI IPI's SSIP, never the level of a device line, which mip reads as set too (§3.1.9).
+ */
+static void test_mip_soft(void **state)
+{
+	struct t *t = t_std();
+	const struct accel_ops *o = t->h.ops;
+
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SEI, true);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_MSI, true);
+	assert_int_equal(csr(t, C_MIP) & 0x20a, 0x208);
+	assert_int_equal(reg(t, ACCEL_REG_MIP_SOFT), 0);
+	/* A restore writes it back: the line's level must not become the software SEIP. */
+	set(t, ACCEL_REG_MIP_SOFT, reg(t, ACCEL_REG_MIP_SOFT));
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SEI, false);
+	assert_int_equal(csr(t, C_MIP) & 0x200, 0);
+	/* Software's SEIP and SSIP, and an SSIP raised for an IPI, travel in it. */
+	setcsr(t, C_MIP, 0x200);
+	o->set_interrupt(t->h.cpu[0], ACCEL_IRQ_SSI, true);
+	assert_int_equal(reg(t, ACCEL_REG_MIP_SOFT), 0x202);
+	set(t, ACCEL_REG_MIP_SOFT, 0x2);
+	assert_int_equal(csr(t, C_MIP) & 0x20a, 0xa);
+	assert_int_equal(reg(t, ACCEL_REG_MIP_SOFT), 0x2);
+	/* Machine-level bits are not software's to write. */
+	set(t, ACCEL_REG_MIP_SOFT, 0xaaa);
+	assert_int_equal(reg(t, ACCEL_REG_MIP_SOFT) & 0x888, 0);
+	t_free(t);
+}
+
 struct delayed {
 	struct t *t;
 	int what; /* 0 kick, 1 raise MEI */
@@ -1244,6 +1274,7 @@ int main(void)
 		cmocka_unit_test(test_delegation),
 		cmocka_unit_test(test_xret),
 		cmocka_unit_test(test_interrupts),
+		cmocka_unit_test(test_mip_soft),
 		cmocka_unit_test(test_wfi_halt_and_wake),
 		cmocka_unit_test(test_sbi_exit),
 		cmocka_unit_test(test_kick),

@@ -227,6 +227,9 @@ int rv64_csr_insn(struct rv64_cpu *cpu, unsigned csr, unsigned op, uint64_t src,
 /* Debugger/snapshot access: no privilege checks, WARL masks kept. -ENOENT if no such CSR. */
 int rv64_csr_get(struct rv64_cpu *cpu, unsigned csr, uint64_t *val);
 int rv64_csr_set(struct rv64_cpu *cpu, unsigned csr, uint64_t val);
+/* ACCEL_REG_MIP_SOFT: mip's bits the hart holds itself, without device lines and timers. */
+uint64_t rv64_mip_soft_get(struct rv64_cpu *cpu);
+void rv64_mip_soft_set(struct rv64_cpu *cpu, uint64_t val);
 /* MRET / SRET with their privilege and TSR checks: 0, or -1 with illegal instruction set. */
 int rv64_mret(struct rv64_cpu *cpu);
 int rv64_sret(struct rv64_cpu *cpu);

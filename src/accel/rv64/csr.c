@@ -337,6 +337,18 @@ static void clear_ext_ssip(struct rv64_cpu *cpu)
 	atomic_fetch_and_explicit(&cpu->mip_ext, ~IRQ_SSI, memory_order_relaxed);
 }
 
+uint64_t rv64_mip_soft_get(struct rv64_cpu *cpu)
+{
+	return cpu->mip | (atomic_load_explicit(&cpu->mip_ext, memory_order_acquire) & IRQ_SSI);
+}
+
+/* The value replaces every software-writable bit; an SSIP the VMM raised travels in it. */
+void rv64_mip_soft_set(struct rv64_cpu *cpu, uint64_t val)
+{
+	clear_ext_ssip(cpu);
+	cpu->mip = val & mip_wmask(cpu);
+}
+
 static bool pmpaddr_locked(const struct rv64_cpu *cpu, unsigned i)
 {
 	if (cpu->pmpcfg[i] & PMP_L)

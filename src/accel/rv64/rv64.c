@@ -339,6 +339,8 @@ static int rv64_get_reg(struct accel_vcpu *v, uint32_t id, uint64_t *val)
 		*val = cpu->pc;
 	} else if (id == ACCEL_REG_PRIV) {
 		*val = cpu->priv;
+	} else if (id == ACCEL_REG_MIP_SOFT) {
+		*val = rv64_mip_soft_get(cpu);
 	} else if (id >= ACCEL_REG_X(0) && id <= ACCEL_REG_X(31)) {
 		*val = cpu->x[id - ACCEL_REG_X(0)];
 	} else if (id >= ACCEL_REG_F(0) && id <= ACCEL_REG_F(31)) {
@@ -366,6 +368,8 @@ static int rv64_set_reg(struct accel_vcpu *v, uint32_t id, uint64_t val)
 			return -EINVAL;
 		cpu->priv = (uint32_t)val;
 		rv64_mmu_state_changed(cpu);
+	} else if (id == ACCEL_REG_MIP_SOFT) {
+		rv64_mip_soft_set(cpu, val);
 	} else if (id >= ACCEL_REG_X(0) && id <= ACCEL_REG_X(31)) {
 		if (id != ACCEL_REG_X(0))
 			cpu->x[id - ACCEL_REG_X(0)] = val;
