@@ -122,7 +122,7 @@ def seip_snapshot(tmp, cons):
         except subprocess.TimeoutExpired:
             rc = None
         if rc == 0 and "seip: line low, mip.SEIP clear" in r.text():
-            ok(f"seip: snapshotted while the PLIC drove mip.SEIP, the restored hart sees SEIP fall with the line{what}")
+            ok(f"seip: snapshotted while the PLIC drove mip.SEIP, the restored hart sees SEIP follow the line (set while high, clear once it falls){what}")
         else:
             not_ok(f"seip: restored SEIP{what}", f"exit status {rc}; {restored_state(r)}")
         r.close()
