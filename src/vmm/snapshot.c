@@ -859,7 +859,7 @@ static int restore_hart(struct vm *vm, unsigned i, json_t *hj)
 	struct accel_vcpu *av = vm_accel_vcpu(vm, i);
 	json_t *x = json_object_get(hj, "x"), *f = json_object_get(hj, "f"),
 	       *csr = json_object_get(hj, "csr"), *v;
-	uint64_t val;
+	uint64_t val, keep;
 	char name[8];
 	int ret = 0;
 
@@ -877,11 +877,12 @@ static int restore_hart(struct vm *vm, unsigned i, json_t *hj)
 	 * that line again, and keeping it as the software bit would hold SEIP at 1 for good.
 	 */
 	v = json_object_get(hj, "mip_soft");
-	if (v && !ret && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_MIP_SOFT, val)))
-		ret = -EINVAL;
-	v = json_object_get(csr, "0x344");
-	if (!json_object_get(hj, "mip_soft") && v && !ret &&
-	    (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_MIP_SOFT, val & ~(1ULL << ACCEL_IRQ_SEI))))
+	keep = ~0ULL;
+	if (!v) {
+		v = json_object_get(csr, "0x344");
+		keep = ~(1ULL << ACCEL_IRQ_SEI);
+	}
+	if (v && !ret && (!unhex(v, &val) || ops->set_reg(av, ACCEL_REG_MIP_SOFT, val & keep)))
 		ret = -EINVAL;
 	for (unsigned k = 0; k < 64 && !ret; k++) {
 		snprintf(name, sizeof(name), "0x%03x", SNAP_PMPADDR0 + k);
