@@ -74,6 +74,11 @@ def patch_state(sock, state):
         raise RuntimeError(f"PATCH /vm {state}: {st} {body}")
 
 
+def instructions(metrics):
+    """vCPU 0's instructions retired, from GET /metrics."""
+    return metrics["kumo_vcpu_instructions_total"][0]["value"]
+
+
 def restored_state(c, sock=None):
     """A one-line account of a restored process that printed nothing expected: for the TAP reason."""
     out = [ln for ln in c.text().splitlines() if ln.strip()]
@@ -86,8 +91,7 @@ def restored_state(c, sock=None):
             m1 = api.call(sock, "GET", "/metrics", timeout=5)[1]
             time.sleep(0.5)
             m2 = api.call(sock, "GET", "/metrics", timeout=5)[1]
-            ins = lambda m: m["kumo_vcpu_instructions_total"][0]["value"]  # noqa: E731
-            parts.append(f"{ins(m2) - ins(m1)} instructions in 0.5 s")
+            parts.append(f"{instructions(m2) - instructions(m1)} instructions in 0.5 s")
             exits = {e["labels"].get("reason"): e["value"] for e in m2.get("kumo_vcpu_exits_total", [])}
             parts.append(f"exits {exits}")
         except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
@@ -190,9 +194,8 @@ def main():
         m1 = api.call(sock, "GET", "/metrics")[1]
         time.sleep(0.3)
         m2 = api.call(sock, "GET", "/metrics")[1]
-        ins = lambda m: m["kumo_vcpu_instructions_total"][0]["value"]  # noqa: E731
-        if ins(m1) != ins(m2):
-            not_ok("pause: instructions frozen", f"{ins(m1)} -> {ins(m2)}")
+        if instructions(m1) != instructions(m2):
+            not_ok("pause: instructions frozen", f"{instructions(m1)} -> {instructions(m2)}")
         else:
             ok("pause: instructions retired do not move while paused")
 
